@@ -1,0 +1,378 @@
+"""What every learner shares: the Stable-Baselines3-shaped plumbing around a learning loop.
+
+A learner subclasses :class:`BaseLearner` and provides three things:
+
+- ``_run_episode()``: run one episode (TD(lambda)) or one batch of sequences (the recurrent
+  learners), calling ``self._on_env_step(n)`` after every ``env.step`` with the number of
+  transitions it produced (the batch size of a vector env); return False to stop early.
+- ``_hyperparameters()``: the constructor's keyword arguments (plain data), saved in checkpoints.
+- ``_get_state()`` / ``_set_state(state)``: everything learned (tensors and plain data).
+
+In return it gets ``learn`` (budgets in timesteps or episodes, SB3 callbacks, a tqdm progress
+bar), a ``logger`` from :mod:`stable_baselines3.common.logger`, ``num_timesteps``, and
+``save`` / ``load`` checkpoints that also hold the env's random state, so that a run continued
+from a checkpoint taken between episodes produces exactly the numbers of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import sys
+from abc import ABC, abstractmethod
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
+from stable_baselines3.common.logger import HumanOutputFormat, Logger
+from tqdm.auto import tqdm
+
+__all__ = ["BaseLearner", "check_fraction", "check_non_negative", "make_env"]
+
+CHECKPOINT_FORMAT = 1
+
+
+def check_fraction(name: str, value: float) -> float:
+    """Return ``value`` as a float if it lies in [0, 1], else raise a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_non_negative(name: str, value: float) -> float:
+    """Return ``value`` as a float if it is a finite number >= 0, else raise a ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not np.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def make_env(env: str | gym.Env | gym.vector.VectorEnv, n_envs: int = 1):
+    """Turn an env id into an env: ``gym.make`` for one env, ``gym.make_vec`` for several.
+
+    Envs that are already built are returned unchanged. ``bpl/...`` ids need :mod:`bpl_envs`,
+    which this imports.
+    """
+    import bpl_envs  # noqa: F401  (registers the bpl/ ids)
+
+    if isinstance(env, str):
+        if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+            raise ValueError(f"n_envs must be a positive int, got {n_envs!r}")
+        if env not in gym.registry:
+            known = sorted(k for k in gym.registry if k.startswith("bpl/"))
+            raise ValueError(f"unknown env id {env!r}; registered bpl ids: {known}")
+        return gym.make(env) if n_envs == 1 else gym.make_vec(env, num_envs=n_envs)
+    if isinstance(env, gym.Env | gym.vector.VectorEnv):
+        return env
+    raise TypeError(
+        f"env must be an env id (str), a gymnasium.Env or a gymnasium.vector.VectorEnv, "
+        f"got {type(env).__name__}"
+    )
+
+
+def _default_logger(verbose: int) -> Logger:
+    """SB3's logger printing to stdout when verbose, silent otherwise (no temp folders)."""
+    formats = [HumanOutputFormat(sys.stdout)] if verbose >= 1 else []
+    return Logger(folder=None, output_formats=formats)
+
+
+def _env_random_state(env) -> dict[str, Any] | None:
+    """The numpy random state of an env (single or vector) and its curriculum, as plain data."""
+    try:
+        generators = env.np_random
+    except AttributeError:
+        return None
+    if isinstance(generators, np.random.Generator):
+        generators = (generators,)
+    state: dict[str, Any] = {"np_random": [g.bit_generator.state for g in generators]}
+    curriculum = _find_attr(env, "curriculum")
+    if curriculum is not None and hasattr(curriculum, "state_dict"):
+        state["curriculum"] = curriculum.state_dict()
+    return state
+
+
+def _restore_env_random_state(env, state: dict[str, Any]) -> None:
+    generators = env.np_random
+    if isinstance(generators, np.random.Generator):
+        generators = (generators,)
+    if len(generators) != len(state["np_random"]):
+        raise ValueError(
+            f"the checkpoint holds the random state of {len(state['np_random'])} envs but the "
+            f"env given has {len(generators)}; pass an env with the same number of sub-envs"
+        )
+    for generator, saved in zip(generators, state["np_random"], strict=True):
+        generator.bit_generator.state = saved
+    if "curriculum" in state:
+        _find_attr(env, "curriculum").load_state_dict(state["curriculum"])
+
+
+def _find_attr(env, name: str):
+    """``getattr`` that also looks through Gymnasium wrappers; None when absent."""
+    try:
+        return env.get_wrapper_attr(name)
+    except AttributeError:
+        return getattr(env, name, None)
+
+
+class BaseLearner(ABC):
+    """Learner plumbing shaped like Stable-Baselines3's ``BaseAlgorithm``.
+
+    Args:
+        env: the environment (subclasses say which kinds they accept), or None when a learner is
+            rebuilt by :meth:`load` without one (``predict`` works, ``learn`` needs ``set_env``).
+        seed: seeds parameter initialisation (without touching torch's global generator) and the
+            env's first reset. None draws fresh randomness.
+        verbose: 0 silent, 1 logs to stdout.
+    """
+
+    def __init__(self, env, *, seed: int | None = None, verbose: int = 0) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        self.seed = seed
+        self.verbose = verbose
+        self.num_timesteps = 0
+        self.num_episodes = 0
+        self._logger = _default_logger(verbose)
+        self._next_reset_seed: int | None = seed
+        self.env = None
+        if env is not None:
+            self.set_env(env)
+
+    # ------------------------------------------------------------------ SB3-shaped accessors
+    @property
+    def logger(self) -> Logger:
+        """The :class:`stable_baselines3.common.logger.Logger` that ``learn`` records to."""
+        return self._logger
+
+    def set_logger(self, logger: Logger) -> None:
+        """Replace the logger (e.g. ``stable_baselines3.common.logger.configure(dir, formats)``)."""
+        if not isinstance(logger, Logger):
+            raise TypeError(f"logger must be a stable_baselines3 Logger, got {type(logger)}")
+        self._logger = logger
+
+    def get_env(self):
+        """The env ``learn`` runs on (None if the learner has none)."""
+        return self.env
+
+    def set_env(self, env) -> None:
+        """Attach an env (subclasses check that its spaces fit)."""
+        self.env = env
+
+    def get_vec_normalize_env(self) -> None:
+        """SB3 callbacks ask for it; our learners never normalise observations."""
+        return None
+
+    # ------------------------------------------------------------------------ the learn loop
+    def learn(
+        self,
+        total_timesteps: int | None = None,
+        *,
+        episodes: int | None = None,
+        callback: BaseCallback | list[BaseCallback] | None = None,
+        log_interval: int = 1,
+        progress_bar: bool = False,
+        reset_num_timesteps: bool = True,
+    ):
+        """Learn for ``total_timesteps`` env transitions or for ``episodes`` episodes.
+
+        Exactly one budget must be given. A transition is one env step of one sub-env, so a
+        vector env of B sequences advancing one token counts B (as in SB3). An episode is one
+        episode of a single env or one batch of sequences of a vector env; the budget in
+        timesteps is checked between episodes, so the last episode is always completed.
+
+        Args:
+            total_timesteps: budget in transitions (counted from 0 unless
+                ``reset_num_timesteps=False``, in which case it is added to what was done).
+            episodes: budget in episodes / batches of sequences.
+            callback: an SB3 callback, a list of them, or None.
+            log_interval: dump the logger every this many episodes (0: never).
+            progress_bar: show a tqdm bar.
+            reset_num_timesteps: start counting from 0 (False continues a run).
+
+        Returns:
+            self.
+        """
+        if (total_timesteps is None) == (episodes is None):
+            raise ValueError("give exactly one budget: total_timesteps=... or episodes=...")
+        budget_name, budget = (
+            ("total_timesteps", total_timesteps) if episodes is None else ("episodes", episodes)
+        )
+        if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 0:
+            raise ValueError(f"{budget_name} must be a non-negative int, got {budget!r}")
+        if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 0:
+            raise ValueError(f"log_interval must be a non-negative int, got {log_interval!r}")
+        if self.env is None:
+            raise RuntimeError("this learner has no env; call set_env(env) or load(path, env=env)")
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+            self.num_episodes = 0
+        if episodes is None:
+            start = 0 if reset_num_timesteps else self.num_timesteps
+            total_timesteps = start + int(total_timesteps)
+
+            def done() -> bool:
+                return self.num_timesteps >= total_timesteps
+
+            progress_total, progress_unit = total_timesteps - self.num_timesteps, "step"
+        else:
+            target_episodes = self.num_episodes + int(episodes)
+
+            def done() -> bool:
+                return self.num_episodes >= target_episodes
+
+            progress_total, progress_unit = int(episodes), "episode"
+
+        self._callback = self._make_callback(callback)
+        self._progress = (
+            tqdm(total=progress_total, unit=progress_unit, dynamic_ncols=True, leave=False)
+            if progress_bar
+            else None
+        )
+        self._progress_counts_steps = episodes is None
+        self._callback.on_training_start(locals(), globals())
+        try:
+            while not done():
+                self._callback.on_rollout_start()
+                keep_going = self._run_episode()
+                self.num_episodes += 1
+                self._callback.on_rollout_end()
+                if self._progress is not None and not self._progress_counts_steps:
+                    self._progress.update(1)
+                if log_interval and self.num_episodes % log_interval == 0:
+                    self._dump_logs()
+                if not keep_going:
+                    break
+        finally:
+            if self._progress is not None:
+                self._progress.close()
+        self._callback.on_training_end()
+        return self
+
+    def _make_callback(self, callback) -> BaseCallback:
+        if isinstance(callback, list):
+            callback = CallbackList(callback)
+        elif callback is None:
+            callback = ConvertCallback(None)
+        elif not isinstance(callback, BaseCallback):
+            raise TypeError(
+                f"callback must be an SB3 BaseCallback, a list of them or None, got {callback!r}"
+            )
+        callback.init_callback(self)
+        return callback
+
+    def _on_env_step(self, n_transitions: int) -> bool:
+        """Count transitions, tick the progress bar and call the callback; False means stop."""
+        self.num_timesteps += n_transitions
+        if self._progress is not None and self._progress_counts_steps:
+            self._progress.update(n_transitions)
+        return bool(self._callback.on_step())
+
+    def _next_seed(self) -> int | None:
+        """The seed for the env's next reset: the learner's seed once, then None (continue)."""
+        seed, self._next_reset_seed = self._next_reset_seed, None
+        return seed
+
+    def _dump_logs(self) -> None:
+        self.logger.record("time/episodes", self.num_episodes, exclude="tensorboard")
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(step=self.num_timesteps)
+
+    @abstractmethod
+    def _run_episode(self) -> bool:
+        """Run one episode / batch of sequences; return False to stop learning early."""
+
+    # ----------------------------------------------------------------------- checkpoints
+    @abstractmethod
+    def _hyperparameters(self) -> dict[str, Any]:
+        """Constructor keyword arguments (plain data) that rebuild this learner."""
+
+    @abstractmethod
+    def _get_state(self) -> dict[str, Any]:
+        """Everything learned: tensors and plain data (no arbitrary objects)."""
+
+    @abstractmethod
+    def _set_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`_get_state`."""
+
+    def _rebuild_kwargs(self) -> dict[str, Any]:
+        """Extra data a subclass needs to be rebuilt without an env (e.g. the task's sizes)."""
+        return {}
+
+    def save(self, path: str | os.PathLike | io.BufferedIOBase) -> None:
+        """Write a checkpoint: hyper-parameters, learned state, counters and env random state.
+
+        A checkpoint taken between episodes (e.g. from a callback's ``on_rollout_end``) lets
+        :meth:`load` + ``learn(..., reset_num_timesteps=False)`` continue exactly.
+        """
+        checkpoint = {
+            "format": CHECKPOINT_FORMAT,
+            "class": type(self).__name__,
+            "hyperparameters": self._hyperparameters(),
+            "rebuild": self._rebuild_kwargs(),
+            "state": self._get_state(),
+            "num_timesteps": self.num_timesteps,
+            "num_episodes": self.num_episodes,
+            "next_reset_seed": self._next_reset_seed,
+            "env_random_state": None if self.env is None else _env_random_state(self.env),
+        }
+        if isinstance(path, str | os.PathLike):
+            path = pathlib.Path(path)
+            if path.suffix == "":
+                path = path.with_suffix(".pt")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint, path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike | io.BufferedIOBase,
+        env=None,
+        *,
+        device: str | torch.device | None = None,
+    ):
+        """Rebuild a learner from :meth:`save`'s checkpoint.
+
+        Args:
+            path: the checkpoint (``.pt`` is added when the name has no suffix and no such
+                file exists).
+            env: the env to continue learning on (its random state is restored from the
+                checkpoint when it has the same number of sub-envs); None for ``predict`` only.
+            device: where to put the learner (default: the saved device, for learners that
+                have one).
+        """
+        if isinstance(path, str | os.PathLike):
+            path = pathlib.Path(path)
+            if not path.exists() and path.suffix == "" and path.with_suffix(".pt").exists():
+                path = path.with_suffix(".pt")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if checkpoint.get("format") != CHECKPOINT_FORMAT or checkpoint.get("class") != cls.__name__:
+            raise ValueError(
+                f"{path} is not a {cls.__name__} checkpoint (it holds "
+                f"{checkpoint.get('class')!r}, format {checkpoint.get('format')!r})"
+            )
+        kwargs = dict(checkpoint["hyperparameters"])
+        if device is not None:
+            kwargs["device"] = device
+        learner = cls._from_checkpoint(env, kwargs, checkpoint["rebuild"])
+        learner._set_state(checkpoint["state"])
+        learner.num_timesteps = checkpoint["num_timesteps"]
+        learner.num_episodes = checkpoint["num_episodes"]
+        learner._next_reset_seed = checkpoint["next_reset_seed"]
+        if env is not None and checkpoint["env_random_state"] is not None:
+            _restore_env_random_state(learner.env, checkpoint["env_random_state"])
+        return learner
+
+    @classmethod
+    def _from_checkpoint(cls, env, hyperparameters: dict[str, Any], rebuild: dict[str, Any]):
+        """Construct the learner for :meth:`load` (subclasses that can live without an env
+        override this to use ``rebuild``)."""
+        return cls(env, **hyperparameters)
