@@ -114,11 +114,11 @@ def _call_operator(name: str, operator: Callable, x: torch.Tensor) -> torch.Tens
             f"{name} must be a torch.Tensor, a callable or None, got {type(operator).__name__}"
         )
     out = operator(x)
-    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype:
+        got = f"{tuple(out.shape)}, {out.dtype}" if isinstance(out, torch.Tensor) else repr(out)
         raise ValueError(
-            f"callable {name} must return a tensor of the shape it was given "
-            f"{tuple(x.shape)}, got {shape}"
+            f"callable {name} must return a tensor of the shape and dtype it was given "
+            f"({tuple(x.shape)}, {x.dtype}), got {got:.80}"
         )
     return out
 
@@ -249,7 +249,7 @@ def decay_trace_(
       :data:`DECAY_SCRATCH_NUMEL` elements (or one batch element if that is larger), or is the
       ``scratch`` you pass (reuse one across steps to skip the allocation); never a second
       full-size trace unless the whole trace fits in it. ``discount_t`` is folded into ``M_t``.
-    - ``M_t`` a callable: its result (a new tensor) is copied into ``e``.
+    - ``M_t`` a callable: its result (a new tensor) is scaled into ``e`` (one pass).
 
     Args:
         e: trace, ``(B, *param_shape)`` or ``(B, d_out, *param_shape)``; contiguous when
@@ -270,7 +270,7 @@ def decay_trace_(
     if transition_t is None:
         return e.mul_(discount)
     if not isinstance(transition_t, torch.Tensor):
-        return e.copy_(_call_operator("transition_t", transition_t, e)).mul_(discount)
+        return torch.mul(_call_operator("transition_t", transition_t, e), discount, out=e)
     if not e.is_contiguous():
         raise ValueError("decay_trace_ with a tensor transition_t needs a contiguous e")
     batch, d = e.shape[:2]

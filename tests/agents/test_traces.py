@@ -394,6 +394,8 @@ def test_bad_input_names_the_argument():
         td_error(u, u, u, 1.0, np.eye(2))
     with pytest.raises(ValueError, match="callable transition_t must return"):
         td_error(u, u, u, 1.0, lambda x: x[:, :1])
+    with pytest.raises(ValueError, match="callable transition_t must return .* dtype"):
+        decay_trace_(torch.zeros(3, 2, 4, dtype=F64), 0.5, lambda x: x.float())
     e = torch.zeros(3, 2, 5, dtype=F64)
     with pytest.raises(ValueError, match="grad_t must match e_tm1"):
         accumulating_trace(e, torch.zeros(3, 2, 4, dtype=F64), 1.0)
