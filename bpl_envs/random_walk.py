@@ -62,7 +62,7 @@ def _render_ansi(n_states: int, state: int) -> str:
 
 
 class RandomWalkEnv(gym.Env[np.int64, np.int64]):
-    """Sutton & Barto's random walk (Example 6.2, Figure 12.3): a Markov reward process.
+    """Sutton & Barto's random walk (Examples 6.2 and 7.1, Chapter 12): a Markov reward process.
 
     ## Description
 
