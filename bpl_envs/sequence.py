@@ -110,7 +110,7 @@ def as_prediction(action: Any, shape: tuple[int, ...], name: str = "action") -> 
         ValueError: the shape differs from ``shape`` or an entry is NaN or infinite.
     """
     array = np.asarray(action)
-    if not np.issubdtype(array.dtype, np.floating):
+    if array.dtype.kind != "f":
         raise TypeError(
             f"{name} must be a floating array (the prediction: logits or values), got dtype "
             f"{array.dtype}"
@@ -477,7 +477,10 @@ class SequenceVectorEnv(VectorEnv):
     @property
     def np_random(self) -> tuple[np.random.Generator, ...]:
         """The generator of each sub-env (created from a random seed on first use)."""
-        return tuple(self._generator(i) for i in range(self.num_envs))
+        if None in self._generators:
+            for i in range(self.num_envs):
+                self._generator(i)
+        return tuple(self._generators)
 
     @property
     def np_random_seed(self) -> tuple[int, ...]:
@@ -507,7 +510,8 @@ class SequenceVectorEnv(VectorEnv):
         )
 
     def _start_batch(self) -> None:
-        draws = [self._source.draw(rng) for rng in self.np_random]
+        draw = self._source.draw
+        draws = [draw(rng) for rng in self.np_random]
         batch = self._source.build(draws)
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
         self._autoreset_pending = False
@@ -564,10 +568,10 @@ class SequenceVectorEnv(VectorEnv):
 
     def _batched_info(self, info: dict[str, Any]) -> dict[str, Any]:
         """Every entry present for every sub-env: add an all-True ``_key`` mask after each key."""
-        batched = {}
+        batched, present = {}, np.ones(self.num_envs, dtype=bool)
         for key, value in info.items():
             batched[key] = value
-            batched[f"_{key}"] = np.ones(self.num_envs, dtype=bool)
+            batched[f"_{key}"] = present.copy()
         return batched
 
     def render(self) -> tuple[str, ...] | None:

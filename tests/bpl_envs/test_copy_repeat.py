@@ -46,7 +46,7 @@ def test_stream_layout_matches_an_explicit_construction(n, r, bits, seed):
     inputs, infos, rewards, final_obs = rollout(env, seed, lambda t: actions[t])
 
     # The documented draw: default_rng(seed) == the generator that reset(seed=seed) creates.
-    pattern = np.random.default_rng(seed).integers(0, 2, size=(n, bits)).astype(np.float32)
+    pattern = (np.random.default_rng(seed).random((n, bits)) < 0.5).astype(np.float32)
     length = (r + 1) * n + 3
     expected_inputs = np.zeros((length, bits + 2), np.float32)
     expected_targets = np.zeros((length, bits + 1), np.float32)
@@ -309,7 +309,7 @@ def test_curriculum_beyond_max_repeats_is_refused_at_reset():
 def test_ansi_render_shows_pattern_targets_and_latest_prediction_as_bits():
     env = CopyRepeatEnv(pattern_length=2, repeats=2, bits=4, render_mode="ansi")
     obs, _ = env.reset(seed=3)
-    pattern = np.random.default_rng(3).integers(0, 2, size=(2, 4))
+    pattern = (np.random.default_rng(3).random((2, 4)) < 0.5).astype(int)
     rows = ["".join(map(str, row)) for row in pattern]
     text = env.render()
     assert "pattern_length=2, repeats=2, T=9; 0 of 9 tokens answered" in text

@@ -114,7 +114,7 @@ def test_vector_env_exposes_one_generator_and_seed_per_sub_env():
     assert vector.np_random_seed == (7, 8, 9)
     for i, generator in enumerate(vector.np_random):
         reference = np.random.default_rng(7 + i)
-        reference.integers(0, 2, size=(1, 8))  # the pattern reset drew
+        reference.random((1, 8))  # the pattern reset drew
         assert generator.bit_generator.state == reference.bit_generator.state
     unseeded = gym.make_vec("bpl/CopyRepeat-v0", num_envs=2)
     seeds = unseeded.np_random_seed
