@@ -294,7 +294,6 @@ class SequenceStepper:
         self.batch = batch
         self.t = 0
         self._loss = get_loss(source.loss).value
-        self._targets64 = batch.targets.astype(np.float64)
         self._loss_sum = 0.0
         self._loss_count = 0
         shape = (batch.sequence_length, batch.batch_size, source.output_size)
@@ -326,7 +325,8 @@ class SequenceStepper:
         t, batch = self.t, self.batch
         scored = bool(batch.scored[t])
         if scored:
-            loss = np.asarray(self._loss(predictions, self._targets64[t]), dtype=np.float64)
+            targets = batch.targets[t].astype(np.float64)
+            loss = np.asarray(self._loss(predictions, targets), dtype=np.float64)
             rewards = -loss
             self._loss_sum += float(loss.sum())
             self._loss_count += loss.size

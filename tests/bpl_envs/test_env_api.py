@@ -15,6 +15,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import bpl_envs  # noqa: F401  (registers the ids)
+from bpl_envs.copy_repeat import CopyRepeatCurriculum
 
 CONFIGS = [
     ("bpl/CopyRepeat-v0", {}),
@@ -89,7 +90,11 @@ def drive(vec_env, mode, seed, num_sequences, action_seed):
     return record
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+@pytest.mark.parametrize(
+    "config",
+    [*CONFIGS, ("bpl/CopyRepeat-v0", {"curriculum": CopyRepeatCurriculum(threshold_bits=0.5)})],
+    ids=config_id,
+)
 def test_single_env_passes_gymnasium_and_sb3_checkers(config):
     env_id, kwargs = config
     with warnings.catch_warnings():
