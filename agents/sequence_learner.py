@@ -1,0 +1,390 @@
+"""The part every recurrent learner shares: env plumbing, core + readout, optimisers, predict.
+
+A recurrent learner (BP(lambda), BPTT, truncated BPTT, DNI, no synthetic gradient, RTRL) reads a
+supervised sequence task one token at a time. Per batch of sequences, :meth:`_run_episode` does::
+
+    obs = env.reset()                      # B sequences in lock-step
+    self._begin_sequences(B)
+    for each token:
+        prediction = self._forward(x_t)    # advance the recurrent state, predict y_t
+        obs, ..., info = env.step(prediction)
+        self._learn_step(dL_t/dprediction, final)   # the learner's rule
+    self._end_sequences()                  # e.g. apply the accumulated update
+
+Subclasses implement those three hooks (``_begin_sequences`` / ``_forward`` / ``_learn_step``,
+and optionally ``_end_sequences``); everything else lives here once. The loss gradient handed to
+``_learn_step`` is that of the batch-mean loss (ALGORITHM.md §5): ``loss.gradient(ŷ, y) / B`` on
+scored steps and zero elsewhere, computed with the same :mod:`bpl_envs.losses` function whose
+value the env paid as reward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import abstractmethod
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+from agents.base import BaseLearner, check_non_negative, make_env
+from agents.cores import make_core
+from bpl_envs.losses import NATS_PER_BIT, get_loss
+from bpl_envs.task_spec import TaskSpec
+
+__all__ = ["SequenceLearner", "task_spec_of"]
+
+ADAM_BETAS = (0.9, 0.98)
+ADAM_EPS = 1e-9
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+UPDATE_MODES = ("sequence", "step")
+
+
+def task_spec_of(env) -> TaskSpec:
+    """The :class:`~bpl_envs.TaskSpec` a (vector) env exposes as ``task``."""
+    for getter in (lambda: env.task, lambda: env.get_attr("task")[0]):
+        try:
+            task = getter()
+        except AttributeError:
+            continue
+        if isinstance(task, TaskSpec):
+            return task
+    raise ValueError(
+        f"{env} does not describe its task: a recurrent learner needs an env with a `task` "
+        "attribute (a bpl_envs.TaskSpec giving input/output sizes and the loss), such as the "
+        "bpl/ envs"
+    )
+
+
+def _as_vector_env(env) -> gym.vector.VectorEnv:
+    """A single env becomes a batch of one (autoreset off: the learner resets between batches)."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return env
+    return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.DISABLED)
+
+
+class SequenceLearner(BaseLearner):
+    """Shared base of the recurrent learners.
+
+    Args:
+        env: a ``bpl/...`` env id, a single env, a vector env (its sub-envs are the batch), or a
+            :class:`~bpl_envs.TaskSpec` for a learner that only predicts.
+        core: ``"rnn"`` or ``"lstm"`` (state [h, c]).
+        hidden_size: H, the number of hidden units.
+        activation: ``"tanh"`` or ``"identity"`` (RNN only).
+        lr_core, lr_readout: Adam learning rates (betas (0.9, 0.98), eps 1e-9).
+        update: ``"sequence"`` accumulates over each batch of sequences and applies once at its end;
+            ``"step"`` applies after every token.
+        n_envs: number of parallel sequences when ``env`` is an id.
+        dtype: ``"float32"`` or ``"float64"``.
+        device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        seed: seeds parameter initialisation and the env's first reset.
+        verbose: 0 silent, 1 logs a table per batch to stdout.
+    """
+
+    def __init__(
+        self,
+        env,
+        *,
+        core: str = "rnn",
+        hidden_size: int = 30,
+        activation: str = "tanh",
+        lr_core: float = 1e-3,
+        lr_readout: float = 1e-3,
+        update: str = "sequence",
+        n_envs: int = 1,
+        dtype: str = "float32",
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        verbose: int = 0,
+    ) -> None:
+        if update not in UPDATE_MODES:
+            raise ValueError(f"update must be one of {UPDATE_MODES}, got {update!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
+            raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r}")
+        self.core_kind, self.hidden_size, self.activation = core, hidden_size, activation
+        self.lr_core = check_non_negative("lr_core", lr_core)
+        self.lr_readout = check_non_negative("lr_readout", lr_readout)
+        self.update, self.n_envs, self.dtype_name = update, n_envs, dtype
+        self.dtype, self.device = DTYPES[dtype], torch.device(device)
+        if isinstance(env, TaskSpec):
+            self.task, env = env, None
+        else:
+            env = _as_vector_env(make_env(env, n_envs))
+            self.task = task_spec_of(env)
+        self.loss = get_loss(self.task.loss)
+        super().__init__(env, seed=seed, verbose=verbose)
+
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.core = make_core(core, self.task.input_size, hidden_size, activation=activation)
+            self.readout = torch.nn.Linear(hidden_size, self.task.output_size)
+            self._build_extra_modules()
+        for module in self._modules().values():
+            module.to(device=self.device, dtype=self.dtype)
+        self._optimizers = self._make_optimizers()
+
+    # ------------------------------------------------------------------ construction hooks
+    def _build_extra_modules(self) -> None:
+        """Create modules beyond core and readout (e.g. a synthesiser); seeded like them."""
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        """Every module whose parameters are learned or saved, by name."""
+        return {"core": self.core, "readout": self.readout}
+
+    def _learning_rates(self) -> dict[str, float]:
+        """Adam learning rate of each module in :meth:`_modules`."""
+        return {"core": self.lr_core, "readout": self.lr_readout}
+
+    def _trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+        """The parameters of module ``name`` that its optimiser moves."""
+        return list(self._modules()[name].parameters())
+
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {
+            name: torch.optim.Adam(
+                self._trainable_parameters(name), lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS
+            )
+            for name, lr in self._learning_rates().items()
+        }
+
+    def set_env(self, env) -> None:
+        env = _as_vector_env(make_env(env, self.n_envs))
+        task = task_spec_of(env)
+        for field in ("input_size", "output_size", "loss"):
+            if getattr(task, field) != getattr(self.task, field):
+                raise ValueError(
+                    f"env's task has {field}={getattr(task, field)!r} but this learner was built "
+                    f"for {field}={getattr(self.task, field)!r}"
+                )
+        super().set_env(env)
+
+    # ----------------------------------------------------------------------- the loop
+    def _run_episode(self) -> bool:
+        env = self.env
+        obs, _ = env.reset(seed=self._next_seed())
+        batch_size = env.num_envs
+        self.task = task_spec_of(env)
+        same_step = env.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
+        self._finite_flags: list[torch.Tensor] = []
+        self._begin_sequences(batch_size)
+        keep_going, step, losses, scored_steps, correct = True, 0, 0.0, 0, 0
+        while True:
+            x = torch.as_tensor(obs, dtype=self.dtype, device=self.device)
+            prediction = self._forward(x)
+            action = prediction.detach().to("cpu", torch.float32).numpy()
+            if not np.isfinite(action).all():
+                self._raise_non_finite(step, "prediction")
+            obs, _, terminated, truncated, info = env.step(action)
+            done = np.logical_or(terminated, truncated)
+            final = bool(done.all())
+            if done.any() and not final:
+                raise RuntimeError(
+                    f"sub-envs ended at different steps ({done.tolist()}); recurrent learners "
+                    "need the sequences of a batch in lock-step, as the bpl/ envs provide"
+                )
+            if final and same_step:
+                info = info["final_info"]
+            scored = np.asarray(info["scored"], dtype=bool)
+            target = torch.as_tensor(info["target"], dtype=self.dtype, device=self.device)
+            scored_t = torch.as_tensor(scored, dtype=self.dtype, device=self.device)
+            loss_grad = self.loss.gradient(prediction.detach(), target)
+            loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
+            self._learn_step(loss_grad, target, scored_t, final)
+            if scored.any():
+                losses += float(np.asarray(info["loss"])[scored].sum())
+                scored_steps += int(scored.sum())
+                if self.task.loss == "ce":
+                    hits = action.argmax(-1) == np.asarray(info["target"]).argmax(-1)
+                    correct += int(hits[scored].sum())
+            step += 1
+            keep_going = self._on_env_step(batch_size)
+            if final or not keep_going:
+                break
+        self._check_finite()
+        if final:
+            self._end_sequences()
+        self._record_metrics(losses, scored_steps, correct, step, info)
+        return keep_going
+
+    def _record_metrics(self, losses, scored_steps, correct, steps, info) -> None:
+        if scored_steps:
+            mean_loss = losses / scored_steps
+            self.logger.record("train/loss", mean_loss)
+            if self.task.loss == "bce":
+                self.logger.record("train/loss_bits", mean_loss / NATS_PER_BIT)
+            if self.task.loss == "ce":
+                self.logger.record("train/accuracy", correct / scored_steps)
+        self.logger.record("train/sequence_length", steps)
+
+    def _watch(self, *tensors: torch.Tensor) -> None:
+        """Remember whether this step's learning quantities are finite (checked once per batch,
+        so the hot path never waits for the device)."""
+        self._finite_flags.append(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+    def _raise_non_finite(self, step: int, what: str) -> None:
+        raise FloatingPointError(
+            f"{type(self).__name__}: non-finite {what} at step {step} of the sequences "
+            f"(env timestep {self.num_timesteps}); learning stopped. Lower the learning rates "
+            "(or sg_weight)."
+        )
+
+    def _check_finite(self) -> None:
+        """Stop with an error naming the first step whose learning quantities were NaN/inf."""
+        if self._finite_flags:
+            flags = torch.stack(self._finite_flags)
+            if not bool(flags.all()):
+                self._raise_non_finite(int((~flags).nonzero()[0, 0]), "loss gradient or update")
+
+    # ----------------------------------------------------------------- learner hooks
+    @abstractmethod
+    def _begin_sequences(self, batch_size: int) -> None:
+        """Reset the recurrent state (and any traces) for a new batch of sequences."""
+
+    @abstractmethod
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Advance the state with tokens x (B, input_size); return predictions (B, output_size)."""
+
+    @abstractmethod
+    def _learn_step(
+        self, loss_grad: torch.Tensor, target: torch.Tensor, scored: torch.Tensor, final: bool
+    ) -> None:
+        """Learn from the step just taken.
+
+        Args:
+            loss_grad: d(batch-mean loss)/d prediction, (B, output_size), zero on unscored steps.
+            target: the step's targets (B, output_size).
+            scored: 1.0 where the step carries a loss, (B,).
+            final: True on the last token of the sequences.
+        """
+
+    def _end_sequences(self) -> None:
+        """Called after the last token of a batch (e.g. to apply an accumulated update)."""
+
+    # ---------------------------------------------------------------- optimiser helpers
+    def _learning_modules(self) -> list[str]:
+        """Names of the modules with a learning rate > 0 (frozen ones are skipped entirely)."""
+        return [name for name, lr in self._learning_rates().items() if lr > 0]
+
+    def _zero_grads(self) -> None:
+        for name in self._learning_modules():
+            for parameter in self._trainable_parameters(name):
+                if parameter.grad is None:
+                    parameter.grad = torch.zeros_like(parameter)
+                else:
+                    parameter.grad.zero_()
+
+    def _optimizer_step(self) -> None:
+        for name in self._learning_modules():
+            self._optimizers[name].step()
+
+    # ------------------------------------------- forward-mode helpers (no autograd in the loop)
+    def _immediate_gradient(self, loss_grad: torch.Tensor) -> torch.Tensor:
+        """Accumulate the readout's gradient and return l_t = dL_t/ds_t, (B, state_size).
+
+        Uses the hidden units of the last ``_forward`` (``self._hidden``); the LSTM's cell part
+        of l_t is zero.
+        """
+        if self.lr_readout > 0:
+            self.readout.weight.grad.addmm_(loss_grad.T, self._hidden)
+            self.readout.bias.grad.add_(loss_grad.sum(0))
+        hidden_gradient = loss_grad @ self.readout.weight
+        pad = self.core.state_size - hidden_gradient.shape[-1]
+        return torch.nn.functional.pad(hidden_gradient, (0, pad)) if pad else hidden_gradient
+
+    def _local_core_update(self, cache, signal: torch.Tensor) -> None:
+        """Accumulate signal . (ds_t/dW)_local (one step, no propagation through time)."""
+        if self.lr_core > 0:
+            grads = self.core.local_vjp(cache, signal)
+            for parameter, grad in zip(self.core.parameters(), grads, strict=True):
+                parameter.grad.add_(grad)
+
+    # ------------------------------------------------------------------------ predict
+    def initial_state(self, batch_size: int) -> np.ndarray:
+        """The recurrent state at the start of a sequence, (B, state_size), as numpy."""
+        return np.zeros((batch_size, self.core.state_size), dtype=np.float32)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: np.ndarray | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predict the target of the current token and advance the recurrent state.
+
+        Follows SB3's recurrent-policy signature, so ``evaluate_policy`` and ``EvalCallback``
+        work: feed each token with the state returned for the previous one.
+
+        Args:
+            observation: one token (input_size,) or a batch (B, input_size).
+            state: the previous recurrent state (B, state_size); None starts new sequences.
+            episode_start: (B,) bools; True resets that sequence's state to the initial one.
+            deterministic: accepted for SB3 compatibility (predictions are deterministic).
+
+        Returns:
+            (prediction (B, output_size) or (output_size,), new state (B, state_size)).
+        """
+        obs = np.asarray(observation, dtype=np.float32)
+        single = obs.ndim == 1
+        obs = obs[None] if single else obs
+        if obs.ndim != 2 or obs.shape[1] != self.task.input_size:
+            raise ValueError(
+                f"observation must have shape ({self.task.input_size},) or "
+                f"(B, {self.task.input_size}), got {np.shape(observation)}"
+            )
+        batch = obs.shape[0]
+        state = self.initial_state(batch) if state is None else np.array(state, np.float32)
+        if state.shape != (batch, self.core.state_size):
+            raise ValueError(
+                f"state must have shape ({batch}, {self.core.state_size}), got {state.shape}"
+            )
+        if episode_start is not None:
+            state[np.asarray(episode_start, dtype=bool).reshape(batch)] = 0.0
+        x = torch.as_tensor(obs, dtype=self.dtype, device=self.device)
+        s = torch.as_tensor(state, dtype=self.dtype, device=self.device)
+        s = self.core(x, s)
+        prediction = self.readout(self.core.hidden(s)).to("cpu", torch.float32).numpy()
+        new_state = s.to("cpu", torch.float32).numpy()
+        return (prediction[0] if single else prediction), new_state
+
+    # -------------------------------------------------------------------- checkpoints
+    def _hyperparameters(self) -> dict[str, Any]:
+        return {
+            "core": self.core_kind,
+            "hidden_size": self.hidden_size,
+            "activation": self.activation,
+            "lr_core": self.lr_core,
+            "lr_readout": self.lr_readout,
+            "update": self.update,
+            "n_envs": self.n_envs,
+            "dtype": self.dtype_name,
+            "device": str(self.device),
+            "seed": self.seed,
+            "verbose": self.verbose,
+        }
+
+    def _rebuild_kwargs(self) -> dict[str, Any]:
+        return {"task": dataclasses.asdict(self.task)}
+
+    @classmethod
+    def _from_checkpoint(cls, env, hyperparameters, rebuild):
+        return cls(TaskSpec(**rebuild["task"]) if env is None else env, **hyperparameters)
+
+    def _get_state(self) -> dict[str, Any]:
+        return {
+            "modules": {name: m.state_dict() for name, m in self._modules().items()},
+            "optimizers": {name: o.state_dict() for name, o in self._optimizers.items()},
+        }
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        for name, module in self._modules().items():
+            module.load_state_dict(state["modules"][name])
+        for name, optimizer in self._optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])

@@ -1,0 +1,273 @@
+"""Synthesisers: small networks g(s; θ) that predict the future gradient G_t from the state s_t.
+
+Symbols: B batch, d_in state size, d_out output size (the state size by default), n hidden units
+of the MLP.
+
+Besides ``forward``, every synthesiser provides the derivative ∂g/∂θ that BP(λ)'s eligibility
+traces accumulate (e ← γλ J e + ∂g/∂θ), one trace of shape (B, d_out, *θ.shape) per trace
+parameter θ:
+
+- ``parameter_jacobians(s)``: dense ∂g/∂θ, the reference path.
+- ``add_parameter_jacobians_(traces, s, scale)``: traces += scale · ∂g/∂θ in place. For a linear
+  layer y = W x + b, ∂y_k/∂W_ij = δ_ki x_j and ∂y_k/∂b_i = δ_ki, so only the diagonal over
+  (d_out, d_out) is touched: O(B·d_out·d_in) work and no (B, d_out, d_out, d_in) temporary.
+
+Output layers start at zero, so g ≡ 0 until the synthesiser learns.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "TRACE_PARAMETER_MODES",
+    "LinearSynthesiser",
+    "MLPSynthesiser",
+    "Synthesiser",
+    "make_synthesiser",
+]
+
+TRACE_PARAMETER_MODES = ("all", "output")
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def _zero_initialised_linear(in_features: int, out_features: int) -> nn.Linear:
+    layer = nn.Linear(in_features, out_features)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _add_linear_layer_jacobians_(
+    weight_trace: Tensor, bias_trace: Tensor, layer_input: Tensor, scale: float
+) -> None:
+    """Add scale · ∂y/∂(W, b) of y = W x + b into its traces, touching only their diagonals.
+
+    Args:
+        weight_trace: (B, d_out, d_out, d_in), modified in place.
+        bias_trace: (B, d_out, d_out), modified in place.
+        layer_input: x, (B, d_in).
+        scale: the factor.
+    """
+    # weight_trace[b, k, k, j] += scale · x[b, j]; the diagonal view is (B, d_in, d_out).
+    weight_trace.diagonal(dim1=1, dim2=2).add_(layer_input[:, :, None], alpha=scale)
+    bias_trace.diagonal(dim1=1, dim2=2).add_(scale)
+
+
+class Synthesiser(nn.Module, ABC):
+    """Base of the synthesisers: g(s) (B, d_in) → (B, d_out) with eligibility-trace support.
+
+    Subclasses own an ``output`` layer (``nn.Linear``, zero-initialised) and implement
+    ``trace_parameters``, ``_predict`` and ``_add_parameter_jacobians_``.
+    """
+
+    def __init__(self, state_size: int, output_size: int | None) -> None:
+        super().__init__()
+        self.state_size = _positive_int("state_size", state_size)
+        self.output_size = (
+            state_size if output_size is None else _positive_int("output_size", output_size)
+        )
+
+    def forward(self, s: Tensor) -> Tensor:
+        """g(s): s (B, d_in) → (B, d_out)."""
+        self._check_state(s)
+        return self._predict(s)
+
+    @abstractmethod
+    def trace_parameters(self) -> list[nn.Parameter]:
+        """The parameters that carry eligibility traces and learn, in trace order."""
+
+    def trace_shapes(self, batch_size: int) -> list[tuple[int, ...]]:
+        """The trace shapes (batch_size, d_out, *θ.shape), in ``trace_parameters()`` order."""
+        _positive_int("batch_size", batch_size)
+        return [(batch_size, self.output_size, *p.shape) for p in self.trace_parameters()]
+
+    @torch.no_grad()
+    def parameter_jacobians(self, s: Tensor) -> tuple[Tensor, ...]:
+        """Dense ∂g(s)/∂θ per trace parameter: each (B, d_out, *θ.shape)."""
+        self._check_state(s)
+        jacobians = tuple(s.new_zeros(shape) for shape in self.trace_shapes(s.shape[0]))
+        self._add_parameter_jacobians_(jacobians, s, 1.0)
+        return jacobians
+
+    @torch.no_grad()
+    def add_parameter_jacobians_(
+        self, traces: Sequence[Tensor], s: Tensor, scale: float = 1.0
+    ) -> None:
+        """traces[i] += scale · ∂g(s)/∂θ_i, in place, without dense Kronecker temporaries.
+
+        Args:
+            traces: one tensor per trace parameter, shapes ``trace_shapes(B)``, the parameters'
+                dtype.
+            s: (B, d_in) the states the Jacobians are taken at.
+            scale: the factor.
+        """
+        self._check_state(s)
+        shapes = self.trace_shapes(s.shape[0])
+        if not isinstance(traces, list | tuple) or len(traces) != len(shapes):
+            raise ValueError(
+                f"traces must be a list or tuple of {len(shapes)} tensors with shapes {shapes}, "
+                f"got {type(traces).__name__}"
+                + (f" of length {len(traces)}" if isinstance(traces, list | tuple) else "")
+            )
+        for index, (trace, shape) in enumerate(zip(traces, shapes, strict=True)):
+            if not isinstance(trace, Tensor):
+                raise TypeError(
+                    f"traces[{index}] must be a torch.Tensor, got {type(trace).__name__}"
+                )
+            if tuple(trace.shape) != shape or trace.dtype != s.dtype:
+                raise ValueError(
+                    f"traces[{index}] must have shape {shape} and dtype {s.dtype}, got shape "
+                    f"{tuple(trace.shape)} and dtype {trace.dtype}"
+                )
+        self._add_parameter_jacobians_(traces, s, scale)
+
+    def _check_state(self, s: object) -> None:
+        if not isinstance(s, Tensor):
+            raise TypeError(f"s must be a torch.Tensor, got {type(s).__name__}")
+        if s.dim() != 2 or s.shape[1] != self.state_size:
+            raise ValueError(
+                f"s must have shape (B, state_size) = (any, {self.state_size}), "
+                f"got {tuple(s.shape)}"
+            )
+        dtype = self.output.weight.dtype
+        if s.dtype != dtype:
+            raise TypeError(f"s must have the parameters' dtype {dtype}, got {s.dtype}")
+
+    @abstractmethod
+    def _predict(self, s: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def _add_parameter_jacobians_(
+        self, traces: Sequence[Tensor], s: Tensor, scale: float
+    ) -> None: ...
+
+
+class LinearSynthesiser(Synthesiser):
+    """g(s) = W s + b with W (d_out, d_in) and b (d_out,) initialised to zero.
+
+    Trace parameters: [W, b], traces (B, d_out, d_out, d_in) and (B, d_out, d_out):
+    B·d_out²·(d_in + 1) numbers.
+
+    Args:
+        state_size: d_in.
+        output_size: d_out; None means d_in (the synthetic gradient of the state itself).
+    """
+
+    def __init__(self, state_size: int, output_size: int | None = None) -> None:
+        super().__init__(state_size, output_size)
+        self.output = _zero_initialised_linear(self.state_size, self.output_size)
+
+    def trace_parameters(self) -> list[nn.Parameter]:
+        return [self.output.weight, self.output.bias]
+
+    def _predict(self, s: Tensor) -> Tensor:
+        return self.output(s)
+
+    def _add_parameter_jacobians_(
+        self, traces: Sequence[Tensor], s: Tensor, scale: float
+    ) -> None:
+        _add_linear_layer_jacobians_(traces[0], traces[1], s, scale)
+
+
+class MLPSynthesiser(Synthesiser):
+    """g(s) = W2 relu(W1 s + b1) + b2, one hidden layer of n units.
+
+    The hidden layer (W1 (n, d_in), b1 (n,)) is initialised like ``torch.nn.Linear``; the output
+    layer (W2 (d_out, n), b2 (d_out,)) starts at zero.
+
+    Args:
+        state_size: d_in.
+        hidden_size: n.
+        output_size: d_out; None means d_in.
+        trace_parameters: "all" (traces over W1, b1, W2, b2; all learn) or "output" (only W2, b2
+            carry traces and learn; the hidden layer is a fixed random feature map, frozen with
+            ``requires_grad=False``).
+    """
+
+    def __init__(
+        self,
+        state_size: int,
+        hidden_size: int,
+        output_size: int | None = None,
+        trace_parameters: str = "all",
+    ) -> None:
+        if trace_parameters not in TRACE_PARAMETER_MODES:
+            raise ValueError(
+                f"trace_parameters must be one of {TRACE_PARAMETER_MODES}, "
+                f"got {trace_parameters!r}"
+            )
+        super().__init__(state_size, output_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.trace_mode = trace_parameters
+        self.hidden = nn.Linear(self.state_size, self.hidden_size)
+        self.output = _zero_initialised_linear(self.hidden_size, self.output_size)
+        if trace_parameters == "output":
+            self.hidden.requires_grad_(False)
+
+    def trace_parameters(self) -> list[nn.Parameter]:
+        output = [self.output.weight, self.output.bias]
+        if self.trace_mode == "output":
+            return output
+        return [self.hidden.weight, self.hidden.bias, *output]
+
+    def extra_repr(self) -> str:
+        return f"trace_parameters={self.trace_mode!r}"
+
+    def _predict(self, s: Tensor) -> Tensor:
+        return self.output(torch.relu(self.hidden(s)))
+
+    def _add_parameter_jacobians_(
+        self, traces: Sequence[Tensor], s: Tensor, scale: float
+    ) -> None:
+        preactivation = self.hidden(s)  # (B, n)
+        features = torch.relu(preactivation)
+        if self.trace_mode == "all":
+            hidden_weight_trace, hidden_bias_trace = traces[0], traces[1]
+            if not hidden_weight_trace.is_contiguous():
+                raise ValueError("traces[0] (the hidden weight's trace) must be contiguous")
+            batch = s.shape[0]
+            # ∂g_k/∂z_i = W2[k, i] relu'(z_i): (B, d_out, n); then ∂g_k/∂W1[i, j] = that · s_j,
+            # added as one batched outer product into the (B, d_out·n, d_in) view of the trace.
+            dg_dz = self.output.weight * (preactivation > 0).to(s.dtype)[:, None, :]
+            hidden_weight_trace.view(batch, -1, self.state_size).baddbmm_(
+                dg_dz.reshape(batch, -1, 1), s[:, None, :], alpha=scale
+            )
+            hidden_bias_trace.add_(dg_dz, alpha=scale)
+        _add_linear_layer_jacobians_(traces[-2], traces[-1], features, scale)
+
+
+def make_synthesiser(
+    state_size: int,
+    hidden_size: int | None = None,
+    output_size: int | None = None,
+    trace_parameters: str = "all",
+) -> Synthesiser:
+    """Build a synthesiser: linear when ``hidden_size`` is None, else a one-hidden-layer MLP.
+
+    Args:
+        state_size: d_in.
+        hidden_size: None for :class:`LinearSynthesiser`, a positive int n for
+            :class:`MLPSynthesiser`.
+        output_size: d_out; None means d_in.
+        trace_parameters: "all" or "output" (see :class:`MLPSynthesiser`). A linear synthesiser
+            has only an output layer, so both values mean the same for it.
+    """
+    if trace_parameters not in TRACE_PARAMETER_MODES:
+        raise ValueError(
+            f"trace_parameters must be one of {TRACE_PARAMETER_MODES}, got {trace_parameters!r}"
+        )
+    if hidden_size is None:
+        return LinearSynthesiser(state_size, output_size)
+    return MLPSynthesiser(state_size, hidden_size, output_size, trace_parameters)
