@@ -9,15 +9,17 @@ LSTM, whose state is the joint s = [h, c]), G·H rows of the weight matrices (G 
 ``step(x, s)`` returns ``(s', cache)``; from the cache every core computes, analytically and
 without autograd, the derivative products the learners need:
 
-==========================  ================================================  ===================
-method                      computes                                          shape
-==========================  ================================================  ===================
-``jacobian(cache)``         J = ∂s'/∂s                                        (B, d, d)
-``vjp(cache, v)``           v J, for row vectors v                            (B, d)
-``jvp(cache, e)``           J e, J acting on axis 1 of e (times ``scale``)    (B, d, *rest)
-``local_vjp(cache, m)``     Σ_b m_b (∂s'_b/∂θ) with s held fixed              θ.shape, per θ
-``local_jacobian(cache)``   ∂s'/∂θ with s held fixed (one step, no history)   (B, d, *θ.shape)
-==========================  ================================================  ===================
+============================  ==============================================  ================
+method                        computes                                        shape
+============================  ==============================================  ================
+``jacobian(cache)``           J = ∂s'/∂s                                      (B, d, d)
+``vjp(cache, v)``             v J, for row vectors v                          (B, d)
+``jvp(cache, e)``             J e, J acting on axis 1 of e (times ``scale``)  (B, d, *rest)
+``jacobian_operator(cache)``  J unbuilt, applied to any block of rows and      (b, d, p) blocks
+                              columns of a (B, d, P) tensor, into a buffer
+``local_vjp(cache, m)``       Σ_b m_b (∂s'_b/∂θ) with s held fixed            θ.shape, per θ
+``local_jacobian(cache)``     ∂s'/∂θ with s held fixed (one step, no history) (B, d, *θ.shape)
+============================  ==============================================  ================
 
 The derivative methods run under ``torch.no_grad()``: their results carry no autograd graph.
 Parameters are ``weight_ih (G·H, n_in)``, ``weight_hh (G·H, H)``, ``bias (G·H,)`` in that order.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -34,6 +37,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "CORE_KINDS",
+    "JacobianOperator",
     "RNN_ACTIVATIONS",
     "LSTMCore",
     "LSTMStepCache",
@@ -114,6 +118,119 @@ class LSTMStepCache(NamedTuple):
 
 
 StepCache = RNNStepCache | LSTMStepCache
+
+
+class JacobianOperator(ABC):
+    """J = ∂s'/∂s of one step for B states, applied to blocks of (B, d, P) tensors unbuilt.
+
+    Built once per step by ``core.jacobian_operator(cache)`` (O(B·d²) work at most), then applied
+    to as many blocks of a trace as the caller likes: :meth:`apply_block` computes
+    ``out = scale · J[rows] e`` for the batch elements ``rows`` and any subset of the P columns,
+    writing into a caller-owned buffer. :func:`agents.traces.decay_trace_` uses this to decay a
+    trace in place, one cache-sized block at a time.
+
+    Attributes:
+        shape: (B, d, d), the shape J would have.
+        dtype, device: those of the core's parameters.
+    """
+
+    def __init__(self, batch_size: int, state_size: int, like: Tensor) -> None:
+        self.shape = (batch_size, state_size, state_size)
+        self.dtype, self.device = like.dtype, like.device
+        self._scale: float | None = None
+
+    @torch.no_grad()
+    def apply_block(
+        self, e: Tensor, out: Tensor, rows: slice = slice(None), scale: float = 1.0
+    ) -> Tensor:
+        """out ← scale · J[rows] e, J acting on axis 1 of e.
+
+        Args:
+            e: (b, d, p) block of a (B, d, P) tensor: batch elements ``rows``, any p columns, any
+                strides (a column slice of a contiguous trace is read in place).
+            out: (b, d, p) contiguous buffer of e's dtype, not overlapping e.
+            rows: the slice of range(B) that e's batch elements are (step 1).
+            scale: a factor folded into the product.
+
+        Returns:
+            ``out``.
+        """
+        batch, d, _ = self.shape
+        start, stop, step = rows.indices(batch)
+        if step != 1:
+            raise ValueError(f"rows must be a slice with step 1, got {rows}")
+        if not isinstance(e, Tensor) or e.dim() != 3 or e.shape[:2] != (stop - start, d):
+            got = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
+            raise ValueError(
+                f"e must be a (b, d, p) tensor with b = {stop - start} (rows {start}:{stop}) and "
+                f"d = {d}, got {got}"
+            )
+        if e.dtype != self.dtype:
+            raise TypeError(f"e must have the parameters' dtype {self.dtype}, got {e.dtype}")
+        RecurrentCore._check_out(out, e)
+        if scale != self._scale:
+            self._rescale(float(scale))
+            self._scale = scale
+        return self._apply(e, out, slice(start, stop))
+
+    @abstractmethod
+    def _rescale(self, scale: float) -> None:
+        """Prepare the scaled per-step factors (called when ``scale`` changes)."""
+
+    @abstractmethod
+    def _apply(self, e: Tensor, out: Tensor, rows: slice) -> Tensor:
+        """out ← scale · J[rows] e with checked arguments."""
+
+
+class _RNNJacobianOperator(JacobianOperator):
+    """J = diag(f'(a)) W_hh, formed per step as B scaled copies of W_hh (O(B·H²), folding
+    scale · f'(a) into the product so that no separate row-scaling pass over e is needed)."""
+
+    def __init__(self, weight_hh: Tensor, slope: Tensor) -> None:
+        super().__init__(slope.shape[0], slope.shape[1], weight_hh)
+        self._weight, self._slope = weight_hh, slope
+
+    def _rescale(self, scale: float) -> None:
+        row_scale = self._slope if scale == 1.0 else self._slope * scale
+        self._matrices = row_scale[:, :, None] * self._weight  # (B, H, H)
+
+    def _apply(self, e: Tensor, out: Tensor, rows: slice) -> Tensor:
+        if e.shape[0] == 1:  # one batch element: a plain GEMM reads a column block in place
+            torch.mm(self._matrices[rows][0], e[0], out=out[0])
+            return out
+        return torch.bmm(self._matrices[rows], e, out=out)
+
+
+class _LSTMJacobianOperator(JacobianOperator):
+    """J = [∂s'/∂h | diagonal c-paths]: one GEMM with the dense (B, 2H, H) block ∂s'/∂h (built
+    once per step, scaled in place), then the two diagonals ∂c'/∂c = σ(f) and
+    ∂h'/∂c = σ(o)tanh'(c')σ(f)."""
+
+    def __init__(
+        self, build_hidden_columns: Callable[[], Tensor], forget: Tensor, cell_to_hidden: Tensor
+    ) -> None:
+        super().__init__(forget.shape[0], 2 * forget.shape[1], forget)
+        self._build_hidden_columns = build_hidden_columns
+        self._forget, self._cell_to_hidden = forget, cell_to_hidden
+
+    def _rescale(self, scale: float) -> None:
+        block = self._build_hidden_columns()  # fresh: scaled in place, no second copy
+        self._block = block if scale == 1.0 else block.mul_(scale)
+        carry_c = self._forget * scale
+        self._carry_c, self._carry_h = carry_c[:, :, None], (carry_c * self._cell_to_hidden)[
+            :, :, None
+        ]
+
+    def _apply(self, e: Tensor, out: Tensor, rows: slice) -> Tensor:
+        H = self.shape[1] // 2
+        e_h, e_c = e[:, :H], e[:, H:]
+        if e.shape[0] == 1:  # one batch element: a plain GEMM reads a column block in place
+            torch.mm(self._block[rows][0], e_h[0], out=out[0])
+        else:
+            torch.bmm(self._block[rows], e_h, out=out)
+        out[:, H:].addcmul_(e_c, self._carry_c[rows])
+        out[:, :H].addcmul_(e_c, self._carry_h[rows])
+        return out
 
 
 class RecurrentCore(nn.Module, ABC):
@@ -213,15 +330,23 @@ class RecurrentCore(nn.Module, ABC):
         Returns:
             (B, d, *rest), ``out`` itself when given.
         """
-        self._check_cache(cache)
-        batch, d = cache.x.shape[0], self.state_size
+        operator = self.jacobian_operator(cache)
+        batch, d = operator.shape[:2]
         _check_tensor("e", e, (batch, d), self.weight_hh.dtype, more_dims=True)
-        out3 = None
-        if out is not None:
+        if out is None:
+            out = torch.empty(e.shape, dtype=e.dtype, device=e.device)
+        else:
             self._check_out(out, e)
-            out3 = out.view(batch, d, -1)
-        result = self._jvp(cache, e.reshape(batch, d, -1), scale, out3)
-        return out if out is not None else result.view(e.shape)
+        operator.apply_block(e.reshape(batch, d, -1), out.view(batch, d, -1), scale=scale)
+        return out
+
+    @torch.no_grad()
+    def jacobian_operator(self, cache: StepCache) -> JacobianOperator:
+        """J = ∂s'/∂s as an operator: ``apply_block(e, out, rows, scale)`` computes scale · J e
+        for any block of rows and columns of a (B, d, P) tensor into a given buffer (see
+        :class:`JacobianOperator`). Building it costs at most O(B·d²)."""
+        self._check_cache(cache)
+        return self._jacobian_operator(cache)
 
     @torch.no_grad()
     def local_vjp(self, cache: StepCache, m: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -267,8 +392,7 @@ class RecurrentCore(nn.Module, ABC):
     def _vjp(self, cache: StepCache, v: Tensor) -> Tensor: ...
 
     @abstractmethod
-    def _jvp(self, cache: StepCache, e: Tensor, scale: float, out: Tensor | None) -> Tensor:
-        """e, out: (B, d, P)."""
+    def _jacobian_operator(self, cache: StepCache) -> JacobianOperator: ...
 
     @abstractmethod
     def _preactivation_vjp(self, cache: StepCache, m: Tensor) -> Tensor:
@@ -310,8 +434,8 @@ class RNNCore(RecurrentCore):
     """Vanilla RNN: s' = f(W_ih x + W_hh s + b), f = tanh or identity; state s = h, d = H.
 
     Jacobian J = diag(f'(a)) W_hh; local derivatives f'(a)⊗x, f'(a)⊗s, f'(a).
-    ``jvp`` on e (B, H, P) costs B·H²·P multiply-adds (one GEMM with W_hh) plus B·H·P
-    multiplications (the row scaling by scale·f'(a)).
+    ``jvp`` on e (B, H, P) costs B·H²·P multiply-adds (one batched GEMM with the B row-scaled
+    copies scale·diag(f'(a)) W_hh, which cost B·H² to form).
 
     Args:
         input_size: n_in.
@@ -351,10 +475,8 @@ class RNNCore(RecurrentCore):
     def _vjp(self, cache: RNNStepCache, v: Tensor) -> Tensor:
         return (v * cache.slope) @ self.weight_hh
 
-    def _jvp(self, cache: RNNStepCache, e: Tensor, scale: float, out: Tensor | None) -> Tensor:
-        # W_hh is shared by the batch: one broadcast GEMM, then scale the rows by f'(a).
-        result = torch.matmul(self.weight_hh, e, out=out)
-        return result.mul_((cache.slope * scale)[:, :, None])
+    def _jacobian_operator(self, cache: RNNStepCache) -> JacobianOperator:
+        return _RNNJacobianOperator(self.weight_hh, cache.slope)
 
     def _preactivation_vjp(self, cache: RNNStepCache, m: Tensor) -> Tensor:
         return m * cache.slope
@@ -421,20 +543,19 @@ class LSTMCore(RecurrentCore):
             cell_to_hidden=output_gate * (1.0 - tanh_c_next.square()),
         )
 
-    def _hidden_columns(self, cache: LSTMStepCache, scale: float) -> Tensor:
-        """scale · ∂s'/∂h, the dense first H columns of J: (B, 2H, H), O(B·H²) work."""
+    def _hidden_columns(self, cache: LSTMStepCache) -> Tensor:
+        """∂s'/∂h, the dense first H columns of J: (B, 2H, H), O(B·H²) work."""
         H = self.hidden_size
         slopes = cache.gate_slopes.view(-1, 4, H, 1)
         weights = self.weight_hh.view(4, H, H)
         dc_dh = (slopes[:, :3] * weights[:3]).sum(dim=1)
         dh_dh = slopes[:, 3] * weights[3] + cache.cell_to_hidden[:, :, None] * dc_dh
-        columns = torch.cat((dh_dh, dc_dh), dim=1)
-        return columns if scale == 1.0 else columns.mul_(scale)
+        return torch.cat((dh_dh, dc_dh), dim=1)
 
     def _jacobian(self, cache: LSTMStepCache) -> Tensor:
         H = self.hidden_size
         jacobian = cache.forget.new_zeros(cache.forget.shape[0], 2 * H, 2 * H)
-        jacobian[:, :, :H] = self._hidden_columns(cache, 1.0)
+        jacobian[:, :, :H] = self._hidden_columns(cache)
         jacobian[:, :H, H:].diagonal(dim1=1, dim2=2).copy_(cache.cell_to_hidden * cache.forget)
         jacobian[:, H:, H:].diagonal(dim1=1, dim2=2).copy_(cache.forget)
         return jacobian
@@ -451,17 +572,14 @@ class LSTMCore(RecurrentCore):
         gate_adjoint, cell_adjoint = self._adjoints(cache, v)
         return torch.cat((gate_adjoint @ self.weight_hh, cell_adjoint * cache.forget), dim=1)
 
-    def _jvp(self, cache: LSTMStepCache, e: Tensor, scale: float, out: Tensor | None) -> Tensor:
-        # One batched GEMM with the (B, 2H, H) block ∂s'/∂h (O(B·H²) to build), then the two
-        # diagonal c-paths. Compared with one GEMM over W_hh's 4H gate rows followed by gate
-        # scalings, this is half the multiply-adds (2·B·H²·P) and needs no (B, 4H, P) scratch.
-        H = self.hidden_size
-        e_c = e[:, H:]
-        result = torch.bmm(self._hidden_columns(cache, scale), e[:, :H], out=out)
-        carry = cache.forget * scale
-        result[:, H:].addcmul_(e_c, carry[:, :, None])
-        result[:, :H].addcmul_(e_c, (carry * cache.cell_to_hidden)[:, :, None])
-        return result
+    def _jacobian_operator(self, cache: LSTMStepCache) -> JacobianOperator:
+        # Building the (B, 2H, H) block ∂s'/∂h costs O(B·H²); applying J to e (B, 2H, P) is then
+        # one batched GEMM (2·B·H²·P multiply-adds) plus the two diagonal c-paths. Compared with
+        # a GEMM over W_hh's 4H gate rows followed by gate scalings, this is half the
+        # multiply-adds and needs no (B, 4H, P) scratch.
+        return _LSTMJacobianOperator(
+            lambda: self._hidden_columns(cache), cache.forget, cache.cell_to_hidden
+        )
 
     def _preactivation_vjp(self, cache: LSTMStepCache, m: Tensor) -> Tensor:
         return self._adjoints(cache, m)[0]

@@ -194,6 +194,50 @@ def test_jvp_into_out_allocates_far_less_than_e(kind, activation):
 
 
 @pytest.mark.parametrize("kind, activation", CONFIGS, ids=CONFIG_IDS)
+def test_jacobian_operator_applies_to_any_block_like_the_autograd_jacobian(kind, activation):
+    """Blocks of rows and (strided) columns of a (B, d, P) tensor, written into a buffer, with a
+    scale that changes between calls: each equals scale · J[rows] e by autograd; e is untouched."""
+    core, x, s = build(kind, activation, 4, 2, 3)
+    reference = autograd_state_jacobian(core, x, s)
+    _, cache = core.step(x, s)
+    operator = core.jacobian_operator(cache)
+    d = core.state_size
+    assert operator.shape == (4, d, d) and operator.dtype == torch.double
+    e = torch.randn(4, d, 9, dtype=torch.double)
+    e_before = e.clone()
+    for rows, cols, scale in [
+        (slice(None), slice(None), 1.0),
+        (slice(1, 3), slice(None), 0.5),
+        (slice(2, 3), slice(2, 7), 0.5),  # one element, strided columns: the GEMM path
+        (slice(0, 1), slice(0, 9, 4), -2.0),  # non-unit column stride
+        (slice(3, 4), slice(None), 1.0),
+    ]:
+        block = e[rows, :, cols]
+        out = torch.full(block.shape, float("nan"), dtype=torch.double)
+        assert operator.apply_block(block, out, rows, scale) is out
+        expected = scale * torch.einsum("bkj,bjp->bkp", reference[rows], block)
+        torch.testing.assert_close(out, expected, **TOL)
+    assert torch.equal(e, e_before)
+
+
+@pytest.mark.parametrize("kind, activation", CONFIGS, ids=CONFIG_IDS)
+def test_jacobian_operator_rejects_mismatched_blocks(kind, activation):
+    core, x, s = build(kind, activation, 3, 2, 4)
+    _, cache = core.step(x, s)
+    operator = core.jacobian_operator(cache)
+    d = core.state_size
+    e = torch.zeros(2, d, 5, dtype=torch.double)
+    with pytest.raises(ValueError, match=rf"b = 3 \(rows 0:3\) and d = {d}, got \(2, {d}, 5\)"):
+        operator.apply_block(e, torch.zeros_like(e))
+    with pytest.raises(ValueError, match="rows must be a slice with step 1"):
+        operator.apply_block(e, torch.zeros_like(e), slice(0, 3, 2))
+    with pytest.raises(TypeError, match="e must have the parameters' dtype torch.float64"):
+        operator.apply_block(e.float(), torch.zeros_like(e.float()), slice(0, 2))
+    with pytest.raises(ValueError, match="out must not share memory with e"):
+        operator.apply_block(e, e, slice(0, 2))
+
+
+@pytest.mark.parametrize("kind, activation", CONFIGS, ids=CONFIG_IDS)
 def test_bptt_gradient_from_vjp_and_local_vjp_recursion(kind, activation):
     """Σ_t (l_t + G_t) (∂s_t/∂θ)_local with G_{t-1} = (l_t + G_t) J_t is the BPTT gradient
     (ALGORITHM.md §1, §4 with a perfect synthesiser): checked against autograd on the unrolled
