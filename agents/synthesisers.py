@@ -8,9 +8,12 @@ traces accumulate (e ← γλ J e + ∂g/∂θ), one trace of shape (B, d_out, *
 parameter θ:
 
 - ``parameter_jacobians(s)``: dense ∂g/∂θ, the reference path.
-- ``add_parameter_jacobians_(traces, s, scale)``: traces += scale · ∂g/∂θ in place. For a linear
-  layer y = W x + b, ∂y_k/∂W_ij = δ_ki x_j and ∂y_k/∂b_i = δ_ki, so only the diagonal over
+- ``add_parameter_jacobians_(traces, s, scale)``: traces += scale · ∂g/∂θ in place (the traces
+  may be strided views, e.g. column blocks of one shared buffer). For a linear layer
+  y = W x + b, ∂y_k/∂W_ij = δ_ki x_j and ∂y_k/∂b_i = δ_ki, so only the diagonal over
   (d_out, d_out) is touched: O(B·d_out·d_in) work and no (B, d_out, d_out, d_in) temporary.
+- ``parameter_vjp(s, c)``: Σ_b c_b · ∂g(s_b)/∂θ without any trace (one backward pass by hand):
+  the TD error's contraction with the new ∂g/∂θ, and BP(λ)'s forward-view update.
 
 Output layers start at zero, so g ≡ 0 until the synthesiser learns.
 """
@@ -133,6 +136,37 @@ class Synthesiser(nn.Module, ABC):
                 )
         self._add_parameter_jacobians_(traces, s, scale)
 
+    @torch.no_grad()
+    def parameter_vjp(self, s: Tensor, cotangent: Tensor) -> tuple[Tensor, ...]:
+        """Σ_b cotangent_b · ∂g(s_b)/∂θ per trace parameter, shaped like θ, without traces.
+
+        The contraction of a trace increment δ · ∂g/∂θ, and the forward-view update
+        Σ_t (G^λ_t − g(s_t)) · ∂g(s_t)/∂θ when states and cotangents of many steps are stacked
+        along the batch axis. O(N·d_out·d_in) for N rows (one backward pass by hand).
+
+        Args:
+            s: (N, d_in) states.
+            cotangent: (N, d_out) row vectors, the states' dtype.
+
+        Returns:
+            one tensor per ``trace_parameters()`` entry, in that order.
+        """
+        self._check_state(s)
+        if (
+            not isinstance(cotangent, Tensor)
+            or cotangent.shape != (s.shape[0], self.output_size)
+            or cotangent.dtype != s.dtype
+        ):
+            got = (
+                f"{tuple(cotangent.shape)}, {cotangent.dtype}"
+                if isinstance(cotangent, Tensor) else type(cotangent).__name__
+            )
+            raise ValueError(
+                f"cotangent must be a tensor of shape ({s.shape[0]}, {self.output_size}) and "
+                f"dtype {s.dtype} (one row per state), got {got}"
+            )
+        return self._parameter_vjp(s, cotangent)
+
     def _check_state(self, s: object) -> None:
         if not isinstance(s, Tensor):
             raise TypeError(f"s must be a torch.Tensor, got {type(s).__name__}")
@@ -152,6 +186,9 @@ class Synthesiser(nn.Module, ABC):
     def _add_parameter_jacobians_(
         self, traces: Sequence[Tensor], s: Tensor, scale: float
     ) -> None: ...
+
+    @abstractmethod
+    def _parameter_vjp(self, s: Tensor, cotangent: Tensor) -> tuple[Tensor, ...]: ...
 
 
 class LinearSynthesiser(Synthesiser):
@@ -179,6 +216,9 @@ class LinearSynthesiser(Synthesiser):
         self, traces: Sequence[Tensor], s: Tensor, scale: float
     ) -> None:
         _add_linear_layer_jacobians_(traces[0], traces[1], s, scale)
+
+    def _parameter_vjp(self, s: Tensor, cotangent: Tensor) -> tuple[Tensor, ...]:
+        return cotangent.T @ s, cotangent.sum(0)
 
 
 class MLPSynthesiser(Synthesiser):
@@ -235,17 +275,21 @@ class MLPSynthesiser(Synthesiser):
         features = torch.relu(preactivation)
         if self.trace_mode == "all":
             hidden_weight_trace, hidden_bias_trace = traces[0], traces[1]
-            if not hidden_weight_trace.is_contiguous():
-                raise ValueError("traces[0] (the hidden weight's trace) must be contiguous")
-            batch = s.shape[0]
             # ∂g_k/∂z_i = W2[k, i] relu'(z_i): (B, d_out, n); then ∂g_k/∂W1[i, j] = that · s_j,
-            # added as one batched outer product into the (B, d_out·n, d_in) view of the trace.
+            # added as a broadcast outer product (any trace strides, nothing trace-sized made).
             dg_dz = self.output.weight * (preactivation > 0).to(s.dtype)[:, None, :]
-            hidden_weight_trace.view(batch, -1, self.state_size).baddbmm_(
-                dg_dz.reshape(batch, -1, 1), s[:, None, :], alpha=scale
-            )
+            hidden_weight_trace.addcmul_(dg_dz[..., None], s[:, None, None, :], value=scale)
             hidden_bias_trace.add_(dg_dz, alpha=scale)
         _add_linear_layer_jacobians_(traces[-2], traces[-1], features, scale)
+
+    def _parameter_vjp(self, s: Tensor, cotangent: Tensor) -> tuple[Tensor, ...]:
+        preactivation = self.hidden(s)  # (N, n)
+        output = (cotangent.T @ torch.relu(preactivation), cotangent.sum(0))
+        if self.trace_mode == "output":
+            return output
+        # back through the output layer and the relu: dL/dz = (c W2) ⊙ relu'(z), (N, n)
+        hidden_cotangent = (cotangent @ self.output.weight).mul_(preactivation > 0)
+        return (hidden_cotangent.T @ s, hidden_cotangent.sum(0), *output)
 
 
 def make_synthesiser(

@@ -68,6 +68,52 @@ def test_jacobians_dense_and_added_in_place_match_autograd(kind, size, scale, se
         torch.testing.assert_close(trace, old + scale * theirs, **TOL)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=15, deadline=None)
+@given(size=sizes, seed=st.integers(0, 2**16))
+def test_parameter_vjp_matches_autograd(kind, size, seed):
+    """sum_b c_b . dg(s_b)/dtheta per trace parameter, against autograd of g(s) . c."""
+    batch, state_size, output_size, hidden_size = size
+    synthesiser = build(kind, state_size, output_size, hidden_size, seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    s = 2 * torch.randn(batch, state_size, generator=generator, dtype=torch.double)
+    cotangent = torch.randn(batch, synthesiser.output_size, generator=generator,
+                            dtype=torch.double)
+    with torch.enable_grad():
+        expected = torch.autograd.grad(synthesiser(s), synthesiser.trace_parameters(), cotangent)
+    got = synthesiser.parameter_vjp(s, cotangent)
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected, strict=True):
+        torch.testing.assert_close(mine, theirs, **TOL)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_jacobians_added_into_strided_trace_views(kind):
+    """Traces that are column blocks of one shared buffer (agents.traces.allocate_traces) receive
+    exactly the dense Jacobians (autograd), and the buffer's other columns stay untouched."""
+    from agents.traces import allocate_traces
+
+    synthesiser = build(kind, 4, 3, 5, seed=7)
+    s = torch.randn(2, 4, dtype=torch.double)
+    reference = autograd_trace_jacobians(synthesiser, s)
+    buffer, views = allocate_traces(synthesiser.trace_shapes(2), dtype=torch.double)
+    assert not views[0].is_contiguous()
+    synthesiser.add_parameter_jacobians_(views, s, scale=-0.5)
+    for view, theirs in zip(views, reference, strict=True):
+        torch.testing.assert_close(view, -0.5 * theirs, **TOL)
+    assert buffer.shape[2] == sum(math.prod(v.shape[2:]) for v in views)
+
+
+def test_parameter_vjp_names_a_wrong_cotangent():
+    synthesiser = build("linear", 4, 3, 5)
+    s = torch.zeros(2, 4, dtype=torch.double)
+    with pytest.raises(ValueError, match=r"cotangent must be a tensor of shape \(2, 3\).*"
+                                         r"got \(2, 4\)"):
+        synthesiser.parameter_vjp(s, torch.zeros(2, 4, dtype=torch.double))
+    with pytest.raises(ValueError, match=r"dtype torch.float64 .*got \(2, 3\), torch.float32"):
+        synthesiser.parameter_vjp(s, torch.zeros(2, 3))
+
+
 def test_linear_trace_add_allocates_nothing_trace_sized():
     """The linear synthesiser touches only the trace diagonals: no (B, d, d, d_in) temporary."""
     synthesiser = LinearSynthesiser(40).double()
