@@ -355,6 +355,164 @@ def test_operator_backward_view_equals_forward_view(lam, gamma):
     np.testing.assert_allclose(in_place, forward, rtol=1e-11, atol=1e-12)
 
 
+class LoopOperator:
+    """A BlockOperator that applies (B, d, d) matrices with an explicit per-element loop and
+    records every block it was handed."""
+
+    def __init__(self, matrices):
+        self.shape, self.matrices, self.blocks = tuple(matrices.shape), matrices, []
+
+    def apply_block(self, e, out, rows, scale):
+        self.blocks.append((rows, tuple(e.shape)))
+        for offset, b in enumerate(range(*rows.indices(self.shape[0]))):
+            out[offset] = scale * (self.matrices[b] @ e[offset])
+        return out
+
+
+def _explicit_increment(delta, e):
+    """sum_b sum_k delta[b, k] e[b, k, ...] by a loop."""
+    total = torch.zeros(e.shape[2:], dtype=e.dtype)
+    for b in range(e.shape[0]):
+        for k in range(e.shape[1]):
+            total += delta[b, k] * e[b, k]
+    return total
+
+
+@pytest.mark.parametrize("kind", ["tensor", "operator", "callable"])
+@pytest.mark.parametrize("scratch_elements", [3, 7, 40, 130, None])
+@pytest.mark.parametrize("per_batch_discount", [False, True])
+def test_tiled_decay_and_fused_contraction_match_explicit_loops(kind, scratch_elements,
+                                                                per_batch_discount):
+    """Tiles of column blocks (scratch smaller than one batch element: 3 = one column, 7 = two
+    uneven ones), runs of whole elements (40, 130) or the default: all give M e in place, and the
+    contraction accumulated tile by tile equals the explicit sum."""
+    batch, d, param_shape = 4, 3, (2, 5)  # one batch element: 3 x 10 = 30 elements
+    matrices, e = _randn(batch, d, d, seed=50), _randn(batch, d, *param_shape, seed=51)
+    delta = _randn(batch, d, seed=52)
+    discount = (torch.tensor([0.7, 0.0, 1.0, 0.3], dtype=F64) if per_batch_discount else 0.8)
+    factor = discount.view(-1, 1, 1, 1) if per_batch_discount else discount
+    expected = factor * _left_loop(matrices, e)
+    start = _randn(*param_shape, seed=53)
+    increment = start.clone()
+    transition = {
+        "tensor": matrices,
+        "operator": LoopOperator(matrices),
+        "callable": lambda block: torch.einsum("bij,bjp->bip", matrices, block),
+    }[kind]
+    scratch = None if scratch_elements is None else torch.empty(scratch_elements, dtype=F64)
+    pointer = e.data_ptr()
+    out = decay_trace_(e, discount, transition, scratch=scratch, delta_t=delta,
+                       increment=increment)
+    assert out is e and e.data_ptr() == pointer
+    np.testing.assert_allclose(e, expected, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(increment, start + _explicit_increment(delta, expected),
+                               rtol=1e-12, atol=1e-13)
+    if kind == "operator":  # every tile fits the scratch, and the tiles cover e exactly once
+        limit = scratch_elements or traces.DECAY_SCRATCH_NUMEL
+        assert all(np.prod(shape) <= limit for _, shape in transition.blocks)
+        assert sum(np.prod(shape) for _, shape in transition.blocks) == e.numel()
+
+
+def test_callable_transition_sees_column_blocks_bounded_by_the_tile(monkeypatch):
+    monkeypatch.setattr(traces, "DECAY_SCRATCH_NUMEL", 24)
+    batch, d = 2, 3
+    matrices, e = _randn(batch, d, d, seed=54), _randn(batch, d, 10, seed=55)
+    expected = 0.5 * _left_loop(matrices, e)
+    shapes = []
+
+    def transition(block):
+        shapes.append(tuple(block.shape))
+        return torch.einsum("bij,bjp->bip", matrices, block)
+
+    decay_trace_(e, 0.5, transition)
+    np.testing.assert_allclose(e, expected, rtol=1e-13, atol=1e-14)
+    assert shapes == [(2, 3, 4), (2, 3, 4), (2, 3, 2)]  # 24 // (2 * 3) = 4 columns per block
+
+
+def test_contraction_without_transition_is_the_summed_trace_increment():
+    """Scalar form (TD(lambda)) and operator form with the identity."""
+    e, delta = _randn(3, 4, 2, seed=56), _randn(3, seed=57)
+    decayed = 0.6 * e
+    increment = torch.zeros(4, 2, dtype=F64)
+    decay_trace_(e, 0.6, delta_t=delta, increment=increment)
+    np.testing.assert_allclose(increment, sum(delta[b] * decayed[b] for b in range(3)),
+                               rtol=1e-13)
+    e3, delta3 = _randn(3, 2, 5, seed=58), _randn(3, 2, seed=59)
+    expected = _explicit_increment(delta3, 0.6 * e3)
+    increment3 = torch.zeros(5, dtype=F64)
+    decay_trace_(e3, 0.6, delta_t=delta3, increment=increment3)
+    np.testing.assert_allclose(increment3, expected, rtol=1e-13)
+
+
+def test_decay_with_an_operator_allocates_nothing_trace_sized():
+    """With a scratch passed in, the only allocations are per-tile views: far below e's size."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batch, d = 3, 8
+    matrices, e = _randn(batch, d, d, seed=60), _randn(batch, d, 3000, seed=61)
+    scratch = torch.empty(2000, dtype=F64)
+    delta, increment = _randn(batch, d, seed=62), torch.zeros(3000, dtype=F64)
+    operator = traces._MatrixOperator(matrices)
+    decay_trace_(e, 0.9, operator, scratch=scratch, delta_t=delta, increment=increment)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        decay_trace_(e, 0.9, operator, scratch=scratch, delta_t=delta, increment=increment)
+    allocated = sum(max(event.cpu_memory_usage, 0) for event in profiler.events())
+    assert allocated < 0.01 * e.numel() * e.element_size()
+
+
+def test_allocated_traces_are_column_blocks_of_one_buffer():
+    shapes = [(2, 3, 4, 5), (2, 3, 4), (2, 3, 1)]
+    buffer, views = traces.allocate_traces(shapes, dtype=F64)
+    assert buffer.shape == (2, 3, 25) and buffer.is_contiguous()
+    assert [tuple(v.shape) for v in views] == shapes
+    assert torch.count_nonzero(buffer) == 0
+    for index, view in enumerate(views):
+        view.fill_(index + 1.0)
+    np.testing.assert_array_equal(buffer[0, 0], [1.0] * 20 + [2.0] * 4 + [3.0])
+    # one decay of the buffer = the decay of each trace on its own
+    matrices = _randn(2, 3, 3, seed=63)
+    buffer.copy_(_randn(2, 3, 25, seed=64))
+    separately = [0.7 * _left_loop(matrices, view.clone()) for view in views]
+    decay_trace_(buffer, 0.7, matrices)
+    for view, expected in zip(views, separately, strict=True):
+        np.testing.assert_allclose(view, expected, rtol=1e-13, atol=1e-14)
+    scratch = traces.decay_scratch(buffer)
+    assert scratch.dtype == F64 and scratch.numel() == buffer.numel()  # small: one tile
+    with pytest.raises(ValueError, match=r"same \(B, d_out\)"):
+        traces.allocate_traces([(2, 3, 4), (2, 4, 4)], dtype=F64)
+
+
+def test_lambda_returns_with_a_callable_transition_equal_the_matrix_form():
+    horizon, batch, d = 5, 2, 3
+    r, v = _randn(horizon, batch, d, seed=65), _randn(horizon, batch, d, seed=66)
+    matrices = _randn(horizon, batch, d, d, seed=67)
+    calls = []
+
+    def row_times(t, u):
+        calls.append(t)
+        return torch.einsum("bi,bij->bj", u, matrices[t])
+
+    expected = lambda_returns(r, 0.9, v, 0.6, matrices)
+    np.testing.assert_allclose(lambda_returns(r, 0.9, v, 0.6, row_times), expected, rtol=1e-14)
+    assert calls == [4, 3, 2, 1, 0]
+
+
+def test_bad_tiling_and_contraction_arguments_are_named():
+    e, delta = torch.zeros(3, 2, 5, dtype=F64), torch.zeros(3, 2, dtype=F64)
+    matrices = torch.ones(3, 2, 2, dtype=F64)
+    with pytest.raises(ValueError, match="delta_t and increment go together"):
+        decay_trace_(e, 1.0, matrices, delta_t=delta)
+    with pytest.raises(ValueError, match=r"increment must have the parameter shape \(5,\)"):
+        decay_trace_(e, 1.0, matrices, delta_t=delta, increment=torch.zeros(4, dtype=F64))
+    with pytest.raises(ValueError, match=r"delta_t must have shape \(B, d_out\)"):
+        decay_trace_(e, 1.0, matrices, delta_t=torch.zeros(3, dtype=F64),
+                     increment=torch.zeros(2, 5, dtype=F64))
+    with pytest.raises(ValueError, match=r"an operator of shape \(3, 4, 4\)"):
+        decay_trace_(e, 1.0, LoopOperator(torch.ones(3, 4, 4, dtype=F64)))
+    with pytest.raises(ValueError, match=r"trace must have shape \(B, d_out, \*param_shape\)"):
+        decay_trace_(torch.zeros(3, dtype=F64), 1.0, lambda x: x)
+
+
 def test_true_online_update_matches_the_formula():
     batch, n = 3, 4
     w, z, x = (_randn(batch, n, seed=s) for s in (41, 42, 43))
@@ -403,7 +561,7 @@ def test_bad_input_names_the_argument():
         decay_trace_(e.transpose(1, 2).contiguous().transpose(1, 2), 1.0,
                      torch.ones(3, 2, 2, dtype=F64))
     with pytest.raises(ValueError, match="scratch must be a contiguous torch.float64 tensor"):
-        decay_trace_(e, 1.0, torch.ones(3, 2, 2, dtype=F64), scratch=torch.empty(9, dtype=F64))
+        decay_trace_(e, 1.0, torch.ones(3, 2, 2, dtype=F64), scratch=torch.empty(1, dtype=F64))
     with pytest.raises(ValueError, match="binary"):
         replacing_trace(u, torch.full((3, 2), 0.5, dtype=F64), 0.9)
     with pytest.raises(ValueError, match="e_t must start with delta_t's shape"):
