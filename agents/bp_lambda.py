@@ -10,12 +10,18 @@ batch-mean loss, g_t = g(s_t) with g := 0 on the last token of a sequence):
     W_core     += (l_t + beta g_t) . (ds_t/dW)_local                   one-step derivatives only
 
 The TD error and the trace decay are the functions of :mod:`agents.traces` with the transition
-operator J applied implicitly by the core (``core.vjp`` for u -> u J, ``core.jvp`` for e -> J e):
-TD(lambda) is the special case J = 1 with a scalar value.
+operator J applied implicitly by the core (``core.vjp`` for u -> u J, ``core.jacobian_operator``
+for e -> J e): TD(lambda) is the special case J = 1 with a scalar value.
+
+Cost of the trace path (ALGORITHM.md §6): traces of B·d_out·|theta| numbers, decayed in place in
+cache-sized tiles with the TD-error contraction fused into the same pass, so each token reads and
+writes every trace once and allocates nothing trace-sized. With gamma·lambda = 0 the traces are
+just dg/dtheta and are never stored.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -123,18 +129,36 @@ class BPLambda(SequenceLearner):
 
     # --------------------------------------------------------------------- the rule
     def _begin_sequences(self, batch_size: int) -> None:
-        shapes = self.synthesiser.trace_shapes(batch_size) if self.lr_synth > 0 else []
+        traced = self.lr_synth > 0 and self.gamma * self.lam > 0
+        shapes = self.synthesiser.trace_shapes(batch_size) if traced else []
         if [tuple(e.shape) for e in self._traces] != [tuple(s) for s in shapes]:
-            self._traces = [
-                torch.zeros(shape, dtype=self.dtype, device=self.device) for shape in shapes
-            ]
-        else:
-            for trace in self._traces:
-                trace.zero_()
+            self._allocate_traces(shapes)
+        elif self._traces:
+            self._trace_buffer.zero_()
+        self._traces_are_zero = True  # e_{-1} = 0: the first token skips the decay
         self._state = self.core.initial_state(batch_size)
         self._previous = None  # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
         if self.update == "sequence":
             self._zero_grads()
+
+    def _allocate_traces(self, shapes: list[tuple[int, ...]]) -> None:
+        """One (B, d_out, sum P) buffer holds every parameter's trace side by side, so each token
+        decays and contracts all of them in one tiled pass; the contraction lands in a matching
+        (sum P,) buffer whose views are the per-parameter increments."""
+        self._traces, self._trace_buffer, self._scratch = [], None, None
+        if not shapes:
+            return
+        self._trace_buffer, self._traces = traces.allocate_traces(
+            shapes, dtype=self.dtype, device=self.device
+        )
+        self._scratch = traces.decay_scratch(self._trace_buffer)
+        self._contraction = torch.empty(self._trace_buffer.shape[2], dtype=self.dtype,
+                                        device=self.device)
+        widths = [math.prod(shape[2:]) for shape in shapes]
+        self._contraction_views = [
+            block.view(shape[2:])
+            for block, shape in zip(self._contraction.split(widths), shapes, strict=True)
+        ]
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,12 +179,7 @@ class BPLambda(SequenceLearner):
             delta = traces.td_error(
                 l_t, g_t, g_tm1, self.gamma, lambda u: self.core.vjp(cache_t, u)
             )
-            for trace in self._traces:
-                traces.decay_trace_(
-                    trace, self.gamma * self.lam, lambda e: self.core.jvp(cache_tm1, e)
-                )
-            self.synthesiser.add_parameter_jacobians_(self._traces, s_tm1)
-            self._apply_synth_increment(delta)
+            self._apply_synth_increments(self._trace_increments(delta, s_tm1, cache_tm1))
             self._watch(loss_grad, g_t, delta)
         else:
             self._watch(loss_grad, g_t)
@@ -171,17 +190,41 @@ class BPLambda(SequenceLearner):
             self._check_finite()
             self._optimizer_step()
 
-    def _apply_synth_increment(self, delta: torch.Tensor) -> None:
-        """grad -= mean_b delta . e per trace parameter (optionally rescaled to norm <= 1)."""
-        batch_size = delta.shape[0]
-        for parameter, trace in zip(self._trainable_parameters("synthesiser"), self._traces,
-                                    strict=True):
-            increment = (delta.reshape(1, -1) @ trace.reshape(delta.numel(), -1)).reshape(
-                parameter.shape
-            ) / batch_size
-            if self.clip_synth_update:
-                increment = increment / increment.norm().clamp(min=1.0)
-            parameter.grad.sub_(increment)
+    def _trace_increments(self, delta, s_tm1, cache_tm1) -> tuple[torch.Tensor, ...]:
+        """sum_b delta_b . e_b per trace parameter, after advancing the traces to state t-1.
+
+        e_{t-1} = gamma lambda J_{t-1} e_{t-2} + dg(s_{t-1})/dtheta, so the contraction splits
+        into delta . dg/dtheta (the synthesiser's ``parameter_vjp``, O(B·d_out·d_in)) plus
+        delta . (decayed trace), accumulated by ``decay_trace_`` tile by tile in the same pass
+        that decays the trace. With gamma lambda = 0 there are no traces: e_{t-1} = dg/dtheta.
+        """
+        increments = self.synthesiser.parameter_vjp(s_tm1, delta)
+        if not self._traces:
+            return increments
+        if not self._traces_are_zero:  # (with e_{t-2} = 0 there is nothing to decay)
+            jacobian_tm1 = self.core.jacobian_operator(cache_tm1)  # the STORED J_{t-1}
+            traces.decay_trace_(
+                self._trace_buffer, self.gamma * self.lam, jacobian_tm1, scratch=self._scratch,
+                delta_t=delta, increment=self._contraction.zero_(),
+            )
+            for increment, contraction in zip(increments, self._contraction_views, strict=True):
+                increment.add_(contraction)
+        self.synthesiser.add_parameter_jacobians_(self._traces, s_tm1)
+        self._traces_are_zero = False
+        return increments
+
+    def _apply_synth_increments(self, increments) -> None:
+        """grad -= (sum_b delta_b . e_b) / B per trace parameter (rescaled to norm <= 1 when
+        ``clip_synth_update``); the increments may be overwritten."""
+        batch_size = self._state.shape[0]
+        for parameter, increment in zip(
+            self._trainable_parameters("synthesiser"), increments, strict=True
+        ):
+            if self.clip_synth_update:  # (inc / B) / max(|inc / B|, 1) = inc / max(|inc|, B)
+                parameter.grad.addcdiv_(increment, increment.norm().clamp(min=batch_size),
+                                        value=-1.0)
+            else:
+                parameter.grad.sub_(increment.div_(batch_size))
 
     def _end_sequences(self) -> None:
         if self.update == "sequence":

@@ -5,6 +5,7 @@ All identities in float64.
 """
 
 import copy
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -237,6 +238,42 @@ def test_future_gradients_by_autograd_follow_the_discounted_recursion():
                                 jacobians[t + 1])
         torch.testing.assert_close(future[t], expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(future[-1], torch.zeros_like(future[-1]))
+
+
+def largest_allocation(learner, episodes=1):
+    """Bytes of the largest single allocation while the learner learns (torch profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        learner.learn(episodes=episodes)
+    return max(event.cpu_memory_usage for event in profiler.events())
+
+
+def wide_learner(core, **kwargs):
+    """H = 16: traces (B, d, d, d + 1) of 0.1 to 0.8 MB, ~16x any per-token tensor."""
+    return BPLambda(replay_env(), core=core, hidden_size=16, dtype="float64", seed=0,
+                    lr_synth=1e-3, **kwargs)
+
+
+def trace_bytes(learner):
+    return sum(math.prod(shape) * 8 for shape in learner.synthesiser.trace_shapes(B))
+
+
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+def test_trace_path_allocates_nothing_trace_sized_per_token(core):
+    """Traces are preallocated; per token the decay, contraction and Jacobian add work in place."""
+    learner = wide_learner(core, lam=0.9, gamma=0.9)
+    learner.learn(episodes=1)  # allocates the traces (and the decay's scratch) once
+    assert largest_allocation(learner, episodes=2) < 0.1 * trace_bytes(learner)
+
+
+@pytest.mark.parametrize("lam, gamma", [(0.0, 0.9), (0.7, 0.0)])
+def test_no_traces_are_stored_when_gamma_lambda_is_zero(lam, gamma):
+    """e_t = dg(s_t)/dtheta then: the update is the synthesiser's vjp, exact without traces
+    (the equivalence tests above cover lambda = 0)."""
+    learner = wide_learner("lstm", lam=lam, gamma=gamma)
+    assert largest_allocation(learner) < 0.1 * trace_bytes(learner)
+    assert largest_allocation(wide_learner("lstm", lam=0.5, gamma=0.9)) >= trace_bytes(learner)
 
 
 # ------------------------------------------------------------------------ interface and errors
