@@ -16,7 +16,8 @@ for e -> J e): TD(lambda) is the special case J = 1 with a scalar value.
 Cost of the trace path (ALGORITHM.md §6): traces of B·d_out·|theta| numbers, decayed in place in
 cache-sized tiles with the TD-error contraction fused into the same pass, so each token reads and
 writes every trace once and allocates nothing trace-sized. With gamma·lambda = 0 the traces are
-just dg/dtheta and are never stored.
+just dg/dtheta and are never stored. ``synth_update="forward_view"`` replaces the traces by the
+equivalent backward recursion over the stored sequence (same numbers, not online).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from agents.base import check_fraction, check_non_negative
 from agents.sequence_learner import SequenceLearner
 from agents.synthesisers import make_synthesiser
 
-__all__ = ["BPLambda"]
+__all__ = ["SYNTH_UPDATES", "BPLambda"]
+
+SYNTH_UPDATES = ("trace", "forward_view")
 
 
 class BPLambda(SequenceLearner):
@@ -54,6 +57,17 @@ class BPLambda(SequenceLearner):
         synth_trace_parameters: for the MLP, ``"all"`` or ``"output"`` (only the output layer
             carries traces and learns).
         clip_synth_update: rescale each step's synthesiser increment to norm <= 1 per tensor.
+        synth_update: how the synthesiser's update is computed.
+
+            - ``"trace"`` (default): accumulate BP(lambda), eligibility traces updated every
+              token: fully online, memory independent of the sequence length, O(B·d_out²·|theta|)
+              work per token.
+            - ``"forward_view"``: same numbers as the trace path, but not online: memory grows with
+              sequence length. The states, caches and gradients of a sequence are stored and the
+              summed update sum_t (G^lambda_t - g(s_t)) . dg(s_t)/dtheta is computed after its last
+              token by a backward recursion of lambda-returns, O(T·B·d²) plus one parameter
+              contraction instead of O(T·B·d⁴). Needs ``update="sequence"`` (theta fixed within a
+              sequence) and ``clip_synth_update=False`` (per-token clipping has no forward view).
         n_envs, dtype, device, seed, verbose: as :class:`~agents.sequence_learner.SequenceLearner`.
 
     Attributes:
@@ -77,6 +91,7 @@ class BPLambda(SequenceLearner):
         synth_hidden: int | None = None,
         synth_trace_parameters: str = "all",
         clip_synth_update: bool = True,
+        synth_update: str = "trace",
         n_envs: int = 1,
         dtype: str = "float32",
         device: str | torch.device = "cpu",
@@ -89,6 +104,21 @@ class BPLambda(SequenceLearner):
         self.lr_synth = check_non_negative("lr_synth", lr_synth)
         if not isinstance(clip_synth_update, bool):
             raise TypeError(f"clip_synth_update must be a bool, got {clip_synth_update!r}")
+        if synth_update not in SYNTH_UPDATES:
+            raise ValueError(f"synth_update must be one of {SYNTH_UPDATES}, got {synth_update!r}")
+        if synth_update == "forward_view" and update != "sequence":
+            raise ValueError(
+                f"synth_update='forward_view' needs update='sequence' (the forward view sums a "
+                f"whole sequence with theta fixed), got update={update!r}; use "
+                "synth_update='trace' to update after every token"
+            )
+        if synth_update == "forward_view" and clip_synth_update:
+            raise ValueError(
+                "synth_update='forward_view' cannot be combined with clip_synth_update=True: "
+                "clipping rescales each token's increment delta_t . e_t, which the forward view "
+                "never forms; pass clip_synth_update=False, or use synth_update='trace'"
+            )
+        self.synth_update = synth_update
         self.synth_hidden = synth_hidden
         self.synth_trace_parameters = synth_trace_parameters
         self.clip_synth_update = clip_synth_update
@@ -129,7 +159,7 @@ class BPLambda(SequenceLearner):
 
     # --------------------------------------------------------------------- the rule
     def _begin_sequences(self, batch_size: int) -> None:
-        traced = self.lr_synth > 0 and self.gamma * self.lam > 0
+        traced = self.lr_synth > 0 and self.synth_update == "trace" and self.gamma * self.lam > 0
         shapes = self.synthesiser.trace_shapes(batch_size) if traced else []
         if [tuple(e.shape) for e in self._traces] != [tuple(s) for s in shapes]:
             self._allocate_traces(shapes)
@@ -138,6 +168,7 @@ class BPLambda(SequenceLearner):
         self._traces_are_zero = True  # e_{-1} = 0: the first token skips the decay
         self._state = self.core.initial_state(batch_size)
         self._previous = None  # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
+        self._sequence: list[tuple] = []  # forward view: (s_t, cache_t, l_t, g_t) per token
         if self.update == "sequence":
             self._zero_grads()
 
@@ -174,7 +205,10 @@ class BPLambda(SequenceLearner):
         l_t = self._immediate_gradient(loss_grad)
         g_t = torch.zeros_like(s_t) if final else self.synthesiser(s_t)
 
-        if self._previous is not None and self.lr_synth > 0:
+        if self.lr_synth > 0 and self.synth_update == "forward_view":
+            self._sequence.append((s_t, cache_t, l_t, g_t))
+            self._watch(loss_grad, g_t)
+        elif self._previous is not None and self.lr_synth > 0:
             s_tm1, cache_tm1, g_tm1 = self._previous
             delta = traces.td_error(
                 l_t, g_t, g_tm1, self.gamma, lambda u: self.core.vjp(cache_t, u)
@@ -226,9 +260,39 @@ class BPLambda(SequenceLearner):
             else:
                 parameter.grad.sub_(increment.div_(batch_size))
 
+    def _forward_view_increments(self) -> tuple[torch.Tensor, ...] | None:
+        """sum_t sum_b (G^lambda_t - g_t) . dg(s_t)/dtheta over the stored sequence, with
+        G^lambda_t = (l_{t+1} + gamma[(1 - lambda) g_{t+1} + lambda G^lambda_{t+1}]) J_{t+1}
+        (g := 0 and G^lambda := 0 at the last token), the J products by ``core.vjp``."""
+        if len(self._sequence) < 2:
+            return None
+        states, caches, immediate, predicted = zip(*self._sequence, strict=True)
+        targets = traces.lambda_returns(
+            torch.stack(immediate[1:]), self.gamma, torch.stack(predicted[1:]), self.lam,
+            lambda t, u: self.core.vjp(caches[t + 1], u),
+        )  # targets[t] is G^lambda for the state of token t
+        cotangents = targets - torch.stack(predicted[:-1])
+        d = cotangents.shape[-1]
+        return self.synthesiser.parameter_vjp(
+            torch.stack(states[:-1]).view(-1, states[0].shape[1]), cotangents.view(-1, d)
+        )
+
     def _end_sequences(self) -> None:
-        if self.update == "sequence":
-            self._optimizer_step()
+        if self.update != "sequence":
+            return
+        if self.lr_synth > 0 and self.synth_update == "forward_view":
+            increments = self._forward_view_increments()
+            self._sequence = []
+            if increments is not None:
+                finite = torch.stack([torch.isfinite(i).all() for i in increments]).all()
+                if not bool(finite):  # one check per sequence, not per token
+                    raise FloatingPointError(
+                        f"{type(self).__name__}: non-finite forward-view synthesiser update at "
+                        f"the end of the sequences (env timestep {self.num_timesteps}); learning "
+                        "stopped. Lower the learning rates (or sg_weight)."
+                    )
+                self._apply_synth_increments(increments)
+        self._optimizer_step()
 
     # ------------------------------------------------------------------- checkpoints
     def _hyperparameters(self) -> dict[str, Any]:
@@ -241,4 +305,5 @@ class BPLambda(SequenceLearner):
             "synth_hidden": self.synth_hidden,
             "synth_trace_parameters": self.synth_trace_parameters,
             "clip_synth_update": self.clip_synth_update,
+            "synth_update": self.synth_update,
         }

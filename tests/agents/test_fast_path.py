@@ -1,0 +1,153 @@
+"""BP(lambda)'s offline-equivalent fast path, ``synth_update="forward_view"``, in float64.
+
+Checked against the online trace path (the default) and, independently, against the forward-view
+update computed here from autograd Jacobians and an explicit lambda-target recursion.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from agents.bp_lambda import BPLambda
+from bpl_envs.replay import SequenceReplayVectorEnv
+
+B, T, N_IN, N_OUT, H = 3, 7, 3, 2, 4
+
+
+def replay_env(seed=0, n_sequences=B):
+    rng = np.random.default_rng(seed)
+    inputs = rng.normal(size=(n_sequences, T, N_IN)).astype(np.float32)
+    targets = rng.normal(size=(n_sequences, T, N_OUT)).astype(np.float32)
+    scored = rng.random(T) < 0.6
+    scored[-1] = True
+    return SequenceReplayVectorEnv(inputs, targets, "mse", scored, num_envs=B)
+
+
+def randomise(module, seed, scale=0.5):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+
+
+def twin_learners(core, synth_hidden, lam, gamma, **kwargs):
+    """A trace-path and a forward-view learner with identical parameters and data."""
+    learners = []
+    for synth_update in ("trace", "forward_view"):
+        learner = BPLambda(
+            replay_env(), core=core, hidden_size=H, dtype="float64", seed=0, lam=lam,
+            gamma=gamma, synth_hidden=synth_hidden, clip_synth_update=False, lr_synth=1e-3,
+            synth_update=synth_update, **kwargs,
+        )
+        randomise(learner.synthesiser, seed=1)
+        randomise(learner.readout, seed=2)
+        learners.append(learner)
+    return learners
+
+
+def autograd_forward_view(learner, lam, gamma):
+    """sum_t mean_b (G^l_t - g_t) . dg(s_t)/dtheta with J_t by autograd and
+    G^l_t = (l_{t+1} + gamma[(1 - lam) g_{t+1} + lam G^l_{t+1}]) J_{t+1}, g_{T-1} = G_{T-1} = 0,
+    on the batch the learner is about to read (the replay env's first batch)."""
+    env = replay_env()
+    inputs = torch.tensor(env.inputs[:B], dtype=torch.float64)
+    targets = torch.tensor(env.targets[:B], dtype=torch.float64)
+    scored = torch.tensor(env.scored[0], dtype=torch.float64)
+    core, readout, synth = learner.core, learner.readout, copy.deepcopy(learner.synthesiser)
+    state = torch.zeros(B, core.state_size, dtype=torch.float64)
+    states, immediate, jacobians = [], [], []
+    for t in range(T):
+        x = inputs[:, t]
+        full = torch.autograd.functional.jacobian(lambda s, x=x: core(x, s), state)
+        jacobians.append(torch.stack([full[b, :, b, :] for b in range(B)]))
+        state = core(x, state).detach().requires_grad_(True)
+        loss = learner.loss.value(readout(core.hidden(state)), targets[:, t]).mean() * scored[t]
+        immediate.append(torch.autograd.grad(loss, state)[0])
+        states.append(state.detach())
+    g = [synth(s).detach() for s in states[:-1]] + [torch.zeros_like(states[-1])]
+    target = torch.zeros_like(states[-1])
+    params = list(synth.trace_parameters())
+    total = [torch.zeros_like(p) for p in params]
+    for t in range(T - 2, -1, -1):
+        row = immediate[t + 1] + gamma * ((1 - lam) * g[t + 1] + lam * target)
+        target = torch.einsum("bi,bij->bj", row, jacobians[t + 1])
+        with torch.enable_grad():
+            grads = torch.autograd.grad(synth(states[t]), params, (target - g[t]) / B)
+        total = [a + b for a, b in zip(total, grads, strict=True)]
+    return total
+
+
+CASES = [
+    (core, synth_hidden, lam, gamma)
+    for core in ("rnn", "lstm")
+    for synth_hidden in (None, 5)
+    for lam in (0.0, 0.5, 1.0)
+    for gamma in (0.9, 1.0)
+]
+
+
+@pytest.mark.parametrize("core, synth_hidden, lam, gamma", CASES)
+def test_forward_view_equals_the_trace_path_and_autograd(core, synth_hidden, lam, gamma):
+    trace, fast = twin_learners(core, synth_hidden, lam, gamma, lr_core=0.0, lr_readout=0.0)
+    expected = autograd_forward_view(fast, lam, gamma)
+    trace.learn(episodes=1)
+    fast.learn(episodes=1)
+    for p_trace, p_fast, want in zip(trace.synthesiser.trace_parameters(),
+                                     fast.synthesiser.trace_parameters(), expected, strict=True):
+        torch.testing.assert_close(p_fast.grad, p_trace.grad, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(-p_fast.grad, want, rtol=1e-10, atol=1e-12)
+    assert any(w.abs().max() > 1e-3 for w in expected)  # not vacuous
+
+
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+def test_forward_view_learns_the_same_parameters_over_several_sequences(core):
+    """Everything learns (core, readout, synthesiser, Adam): after three batches of sequences
+    the two paths hold the same parameters."""
+    trace, fast = twin_learners(core, 5, 0.7, 0.9, lr_core=1e-2, lr_readout=1e-2)
+    trace.learn(episodes=3)
+    fast.learn(episodes=3)
+    for name in ("core", "readout", "synthesiser"):
+        for p, q in zip(getattr(trace, name).parameters(), getattr(fast, name).parameters(),
+                        strict=True):
+            torch.testing.assert_close(q, p, rtol=1e-10, atol=1e-12)
+    moved = [p for p in fast.synthesiser.trace_parameters() if p.abs().max() > 0]
+    assert moved  # the output layer started at zero and has learned
+
+
+def test_forward_view_survives_save_and_load(tmp_path):
+    learner = BPLambda(replay_env(), hidden_size=H, synth_update="forward_view",
+                       clip_synth_update=False, seed=0)
+    learner.learn(episodes=1).save(tmp_path / "fast")
+    loaded = BPLambda.load(tmp_path / "fast", env=replay_env())
+    assert loaded.synth_update == "forward_view"
+    loaded.learn(episodes=1)
+
+
+def test_a_non_finite_forward_view_update_stops_learning():
+    learner = BPLambda(replay_env(), hidden_size=H, synth_update="forward_view",
+                       clip_synth_update=False, seed=0)
+
+    def overflowing_vjp(cache, u):  # only the end-of-sequence recursion uses vjp on this path
+        return torch.full_like(u, float("inf"))
+
+    learner.core.vjp = overflowing_vjp
+    with pytest.raises(FloatingPointError, match="non-finite forward-view synthesiser update"):
+        learner.learn(episodes=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"synth_update": "forward_view", "update": "step", "clip_synth_update": False},
+         r"synth_update='forward_view' needs update='sequence'.*got update='step'"),
+        ({"synth_update": "forward_view"},
+         r"synth_update='forward_view' cannot be combined with clip_synth_update=True"),
+        ({"synth_update": "offline"},
+         r"synth_update must be one of \('trace', 'forward_view'\), got 'offline'"),
+    ],
+)
+def test_impossible_combinations_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BPLambda(replay_env(), **kwargs)
