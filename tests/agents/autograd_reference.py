@@ -58,6 +58,30 @@ def step_loss(kind, prediction, target):
     raise ValueError(kind)
 
 
+class ForwardTwin:
+    """A copy of a core run token by token through its plain differentiable ``forward`` (for the
+    cores torch.nn has no twin of, e.g. the identity RNN)."""
+
+    def __init__(self, core):
+        self.core = copy.deepcopy(core)
+        self.parameters = list(self.core.parameters())
+
+    def run(self, x, s0):
+        """x (B, L, n_in), s0 (B, d) → hidden units (B, L, H), last state (B, d)."""
+        state, hidden = s0, []
+        for t in range(x.shape[1]):
+            state = self.core(x[:, t], state)
+            hidden.append(self.core.hidden(state))
+        return torch.stack(hidden, dim=1), state
+
+
+def twin_of(core):
+    """The torch.nn twin of a core where torch.nn has one, else a :class:`ForwardTwin`."""
+    if isinstance(core, LSTMCore) or core.activation == "tanh":
+        return Twin(core)
+    return ForwardTwin(core)
+
+
 class Twin:
     """torch.nn.RNN / torch.nn.LSTM holding an RNNCore / LSTMCore's weights (b_ih = b, b_hh = 0)."""
 
@@ -90,15 +114,15 @@ class Twin:
 def chunked_reference(core, readout, kind, inputs, targets, scored, n=None, synthesiser=None,
                       sg_weight=0.0, gamma=1.0):
     """Truncated BPTT over chunks of n tokens (None: the whole sequence), by autograd through
-    the torch.nn twin; with a synthesiser, DNI: sg_weight * g(s_end).s_end joins each non-final
-    chunk's loss, and each chunk that starts at a boundary s_k yields the discounted n-step target
-    d/ds_k [sum_i gamma^i L_{k+1+i} + gamma^len g(s_end).s_end].
+    the core's twin (:func:`twin_of`). With a synthesiser, DNI: sg_weight * g(s_end).s_end joins
+    each non-final chunk's loss, and each chunk that starts at a boundary s_k yields the
+    discounted n-step target d/ds_k [sum_i gamma^i L_{k+1+i} + gamma^len g(s_end).s_end].
 
     Returns:
         (core grads [W_ih, W_hh, b], readout grads [W, b], synthesiser grads or None) of the
         batch-mean losses summed over the sequences' steps.
     """
-    twin, head = Twin(core), copy.deepcopy(readout)
+    twin, head = twin_of(core), copy.deepcopy(readout)
     x, y = torch.as_tensor(inputs), torch.as_tensor(targets)
     batch, steps = x.shape[:2]
     n = steps if n is None else n
