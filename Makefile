@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m bpl_envs.demo
+	mkdir -p results
+	$(PY) examples/toy_alignment.py --out results/toy_alignment.png
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -99,6 +100,22 @@ class CopyRepeatCurriculum:
         elif advanced:
             self.pattern_length += 1
         return advanced
+
+    def state_dict(self) -> dict[str, Any]:
+        """The curriculum as plain data (what learner checkpoints store)."""
+        return {
+            "pattern_length": self.pattern_length,
+            "repeats": self.repeats,
+            "threshold_bits": self.threshold_bits,
+            "history": [dataclasses.astuple(update) for update in self.history],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.pattern_length = check_int("pattern_length", state["pattern_length"], minimum=1)
+        self.repeats = check_int("repeats", state["repeats"], minimum=1)
+        self.threshold_bits = float(state["threshold_bits"])
+        self.history = [CurriculumUpdate(*update) for update in state["history"]]
 
     def __repr__(self) -> str:
         return (

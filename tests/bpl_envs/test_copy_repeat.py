@@ -178,6 +178,10 @@ def test_curriculum_advances_only_strictly_below_the_threshold():
     assert (restored.pattern_length, restored.repeats, restored.history) == (
         4, 3, curriculum.history,
     )
+    from_state = CopyRepeatCurriculum()
+    from_state.load_state_dict(curriculum.state_dict())
+    assert (from_state.pattern_length, from_state.repeats, from_state.threshold_bits,
+            from_state.history) == (4, 3, 0.2, curriculum.history)
 
 
 @pytest.mark.parametrize(
