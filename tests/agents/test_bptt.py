@@ -9,6 +9,7 @@ import copy
 
 import pytest
 
+from agents.bp_lambda import BPLambda
 from agents.bptt import BPTT, DNI, TruncatedBPTT
 from agents.no_sg import NoSG
 from tests.agents.autograd_reference import (
@@ -173,6 +174,23 @@ def test_dni_frozen_core_still_trains_the_synthesiser():
     learner.learn(episodes=1)
     assert_all_close([p.grad for p in learner.synthesiser.parameters()], synth_grads)
     assert_all_close(list(learner.core.parameters()), core_before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+@pytest.mark.parametrize("update", ["sequence", "step"])
+@pytest.mark.parametrize("synth_hidden", [None, 5])
+def test_dni_with_n_1_learns_exactly_as_bp_0(core, update, synth_hidden):
+    """ALGORITHM.md §2: BP(0) is DNI with n = 1 (BP(lambda)'s update clipping off)."""
+    kwargs = {"gamma": 0.9, "sg_weight": 0.5, "synth_hidden": synth_hidden, "update": update,
+              "n_batches": 2, "lr_core": 1e-2, "lr_readout": 1e-2, "lr_synth": 1e-2}
+    dni, _ = build(DNI, core, "ce", n=1, **kwargs)
+    bp0, _ = build(BPLambda, core, "ce", lam=0.0, clip_synth_update=False, **kwargs)
+    dni.learn(episodes=3)
+    bp0.learn(episodes=3)
+    for name in ("core", "readout", "synthesiser"):
+        modules = getattr(dni, name), getattr(bp0, name)
+        assert_all_close(list(modules[0].parameters()), list(modules[1].parameters()))
+    assert any(p.detach().abs().max() > 1e-3 for p in dni.synthesiser.parameters())
 
 
 # ------------------------------------------------------------------------------ bad input
