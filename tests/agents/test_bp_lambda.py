@@ -15,7 +15,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.analysis import future_gradients
+import bpl_envs  # noqa: F401  (registers the bpl/ ids)
+from agents.analysis import alignment, future_gradients
 from agents.bp_lambda import BPLambda
 from bpl_envs.replay import SequenceReplayVectorEnv
 
@@ -413,3 +414,26 @@ def test_a_non_finite_prediction_stops_learning_naming_the_step():
         learner.core.weight_hh.fill_(1e20)  # |s_t| grows like 1e20^t: float32 overflows at t = 2
     with pytest.raises(FloatingPointError, match="non-finite prediction at step 2"):
         learner.learn(episodes=1)
+
+
+# ---------------------------------------------------------------------------- learning
+
+
+def train_toy(lam, updates, seed=0):
+    learner = BPLambda(
+        gym.make_vec("bpl/LineDraw-v0", num_envs=10), core="rnn", activation="identity",
+        hidden_size=30, lam=lam, gamma=1.0, lr_core=0.0, lr_readout=0.0, lr_synth=1e-4, seed=seed,
+    )
+    learner.learn(episodes=updates)
+    return alignment(learner, "bpl/LineDraw-v0", n_sequences=50, seed=seed + 1)
+
+
+def test_toy_alignment_rises_with_lambda_early_in_training():
+    lam1, lam0 = train_toy(1.0, 200).mean(), train_toy(0.0, 200).mean()
+    assert lam1 > lam0 + 0.2
+
+
+@pytest.mark.slow
+def test_toy_alignment_after_1000_updates_is_near_perfect_for_lambda_one():
+    lam1, lam0 = train_toy(1.0, 1000), train_toy(0.0, 1000)
+    assert lam1.mean() >= 0.9 and lam1.mean() > lam0.mean()
