@@ -166,11 +166,9 @@ class BPLambda(SequenceLearner):
         elif self._traces:
             self._trace_buffer.zero_()
         self._traces_are_zero = True  # e_{-1} = 0: the first token skips the decay
-        self._state = self.core.initial_state(batch_size)
         self._previous = None  # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
         self._sequence: list[tuple] = []  # forward view: (s_t, cache_t, l_t, g_t) per token
-        if self.update == "sequence":
-            self._zero_grads()
+        super()._begin_sequences(batch_size)
 
     def _allocate_traces(self, shapes: list[tuple[int, ...]]) -> None:
         """One (B, d_out, sum P) buffer holds every parameter's trace side by side, so each token
@@ -190,12 +188,6 @@ class BPLambda(SequenceLearner):
             block.view(shape[2:])
             for block, shape in zip(self._contraction.split(widths), shapes, strict=True)
         ]
-
-    @torch.no_grad()
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._state, self._cache = self.core.step(x, self._state)
-        self._hidden = self.core.hidden(self._state)
-        return self.readout(self._hidden)
 
     @torch.no_grad()
     def _learn_step(self, loss_grad, target, scored, final) -> None:
@@ -278,9 +270,7 @@ class BPLambda(SequenceLearner):
         )
 
     def _end_sequences(self) -> None:
-        if self.update != "sequence":
-            return
-        if self.lr_synth > 0 and self.synth_update == "forward_view":
+        if self.update == "sequence" and self.lr_synth > 0 and self.synth_update == "forward_view":
             increments = self._forward_view_increments()
             self._sequence = []
             if increments is not None:
@@ -292,7 +282,7 @@ class BPLambda(SequenceLearner):
                         "stopped. Lower the learning rates (or sg_weight)."
                     )
                 self._apply_synth_increments(increments)
-        self._optimizer_step()
+        super()._end_sequences()
 
     # ------------------------------------------------------------------- checkpoints
     def _hyperparameters(self) -> dict[str, Any]:
