@@ -181,12 +181,12 @@ class BPLambda(SequenceLearner):
             shapes, dtype=self.dtype, device=self.device
         )
         self._scratch = traces.decay_scratch(self._trace_buffer)
-        self._contraction = torch.empty(self._trace_buffer.shape[2], dtype=self.dtype,
-                                        device=self.device)
+        self._increment_buffer = torch.empty(self._trace_buffer.shape[2], dtype=self.dtype,
+                                             device=self.device)
         widths = [math.prod(shape[2:]) for shape in shapes]
-        self._contraction_views = [
+        self._increment_views = [
             block.view(shape[2:])
-            for block, shape in zip(self._contraction.split(widths), shapes, strict=True)
+            for block, shape in zip(self._increment_buffer.split(widths), shapes, strict=True)
         ]
 
     @torch.no_grad()
@@ -206,11 +206,13 @@ class BPLambda(SequenceLearner):
                 l_t, g_t, g_tm1, self.gamma, lambda u: self.core.vjp(cache_t, u)
             )
             self._apply_synth_increments(self._trace_increments(delta, s_tm1, cache_tm1))
-            self._watch(loss_grad, g_t, delta)
+            self._watch(g_t, delta)  # delta is non-finite if loss_grad is (l_t enters it via J)
         else:
             self._watch(loss_grad, g_t)
 
-        self._local_core_update(cache_t, l_t + self.sg_weight * g_t if self.sg_weight else l_t)
+        self._local_core_update(
+            cache_t, torch.add(l_t, g_t, alpha=self.sg_weight) if self.sg_weight else l_t
+        )
         self._previous = (s_t, cache_t, g_t)
         if self.update == "step":
             self._check_finite()
@@ -224,17 +226,16 @@ class BPLambda(SequenceLearner):
         delta . (decayed trace), accumulated by ``decay_trace_`` tile by tile in the same pass
         that decays the trace. With gamma lambda = 0 there are no traces: e_{t-1} = dg/dtheta.
         """
-        increments = self.synthesiser.parameter_vjp(s_tm1, delta)
         if not self._traces:
-            return increments
+            return self.synthesiser.parameter_vjp(s_tm1, delta)
+        # delta . dg/dtheta into the (sum P,) buffer, then delta . (decayed trace) added to it
+        increments = self.synthesiser.parameter_vjp(s_tm1, delta, out=self._increment_views)
         if not self._traces_are_zero:  # (with e_{t-2} = 0 there is nothing to decay)
             jacobian_tm1 = self.core.jacobian_operator(cache_tm1)  # the STORED J_{t-1}
             traces.decay_trace_(
                 self._trace_buffer, self.gamma * self.lam, jacobian_tm1, scratch=self._scratch,
-                delta_t=delta, increment=self._contraction.zero_(),
+                delta_t=delta, increment=self._increment_buffer,
             )
-            for increment, contraction in zip(increments, self._contraction_views, strict=True):
-                increment.add_(contraction)
         self.synthesiser.add_parameter_jacobians_(self._traces, s_tm1)
         self._traces_are_zero = False
         return increments

@@ -137,7 +137,9 @@ class Synthesiser(nn.Module, ABC):
         self._add_parameter_jacobians_(traces, s, scale)
 
     @torch.no_grad()
-    def parameter_vjp(self, s: Tensor, cotangent: Tensor) -> tuple[Tensor, ...]:
+    def parameter_vjp(
+        self, s: Tensor, cotangent: Tensor, out: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, ...]:
         """Σ_b cotangent_b · ∂g(s_b)/∂θ per trace parameter, shaped like θ, without traces.
 
         The contraction of a trace increment δ · ∂g/∂θ, and the forward-view update
@@ -147,9 +149,11 @@ class Synthesiser(nn.Module, ABC):
         Args:
             s: (N, d_in) states.
             cotangent: (N, d_out) row vectors, the states' dtype.
+            out: optional tensors shaped like the trace parameters (e.g. views of one buffer)
+                to write the results into.
 
         Returns:
-            one tensor per ``trace_parameters()`` entry, in that order.
+            one tensor per ``trace_parameters()`` entry, in that order (``out``'s when given).
         """
         self._check_state(s)
         if (
@@ -165,7 +169,16 @@ class Synthesiser(nn.Module, ABC):
                 f"cotangent must be a tensor of shape ({s.shape[0]}, {self.output_size}) and "
                 f"dtype {s.dtype} (one row per state), got {got}"
             )
-        return self._parameter_vjp(s, cotangent)
+        if out is not None:
+            shapes = [tuple(p.shape) for p in self.trace_parameters()]
+            if not isinstance(out, list | tuple) or [
+                (tuple(o.shape), o.dtype) if isinstance(o, Tensor) else None for o in out
+            ] != [(shape, s.dtype) for shape in shapes]:
+                raise ValueError(
+                    f"out must be {len(shapes)} tensors of shapes {shapes} and dtype {s.dtype}, "
+                    f"got {out!r:.120}"
+                )
+        return self._parameter_vjp(s, cotangent, [None] * 4 if out is None else list(out))
 
     def _check_state(self, s: object) -> None:
         if not isinstance(s, Tensor):
@@ -188,7 +201,10 @@ class Synthesiser(nn.Module, ABC):
     ) -> None: ...
 
     @abstractmethod
-    def _parameter_vjp(self, s: Tensor, cotangent: Tensor) -> tuple[Tensor, ...]: ...
+    def _parameter_vjp(
+        self, s: Tensor, cotangent: Tensor, out: list[Tensor | None]
+    ) -> tuple[Tensor, ...]:
+        """``out``: a target or None per trace parameter (at least as many entries)."""
 
 
 class LinearSynthesiser(Synthesiser):
@@ -217,8 +233,10 @@ class LinearSynthesiser(Synthesiser):
     ) -> None:
         _add_linear_layer_jacobians_(traces[0], traces[1], s, scale)
 
-    def _parameter_vjp(self, s: Tensor, cotangent: Tensor) -> tuple[Tensor, ...]:
-        return cotangent.T @ s, cotangent.sum(0)
+    def _parameter_vjp(
+        self, s: Tensor, cotangent: Tensor, out: list[Tensor | None]
+    ) -> tuple[Tensor, ...]:
+        return torch.mm(cotangent.T, s, out=out[0]), torch.sum(cotangent, 0, out=out[1])
 
 
 class MLPSynthesiser(Synthesiser):
@@ -282,14 +300,24 @@ class MLPSynthesiser(Synthesiser):
             hidden_bias_trace.add_(dg_dz, alpha=scale)
         _add_linear_layer_jacobians_(traces[-2], traces[-1], features, scale)
 
-    def _parameter_vjp(self, s: Tensor, cotangent: Tensor) -> tuple[Tensor, ...]:
+    def _parameter_vjp(
+        self, s: Tensor, cotangent: Tensor, out: list[Tensor | None]
+    ) -> tuple[Tensor, ...]:
         preactivation = self.hidden(s)  # (N, n)
-        output = (cotangent.T @ torch.relu(preactivation), cotangent.sum(0))
+        first = 0 if self.trace_mode == "output" else 2  # where the output layer's entries are
+        output = (
+            torch.mm(cotangent.T, torch.relu(preactivation), out=out[first]),
+            torch.sum(cotangent, 0, out=out[first + 1]),
+        )
         if self.trace_mode == "output":
             return output
         # back through the output layer and the relu: dL/dz = (c W2) ⊙ relu'(z), (N, n)
         hidden_cotangent = (cotangent @ self.output.weight).mul_(preactivation > 0)
-        return (hidden_cotangent.T @ s, hidden_cotangent.sum(0), *output)
+        hidden = (
+            torch.mm(hidden_cotangent.T, s, out=out[0]),
+            torch.sum(hidden_cotangent, 0, out=out[1]),
+        )
+        return (*hidden, *output)
 
 
 def make_synthesiser(

@@ -212,7 +212,9 @@ def td_error(
             "transition_t needs the operator form: r_t, v_t, v_tm1 of shape (B, d), got "
             f"{tuple(v_tm1.shape)}"
         )
-    target = r_t + _per_batch("discount_t", discount_t, v_t) * v_t
+    discount = _per_batch("discount_t", discount_t, v_t)
+    target = (torch.add(r_t, v_t, alpha=discount) if isinstance(discount, float)
+              else r_t + discount * v_t)
     return _row_times("transition_t", target, transition_t) - v_tm1
 
 

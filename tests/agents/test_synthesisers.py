@@ -85,6 +85,13 @@ def test_parameter_vjp_matches_autograd(kind, size, seed):
     assert len(got) == len(expected)
     for mine, theirs in zip(got, expected, strict=True):
         torch.testing.assert_close(mine, theirs, **TOL)
+    buffer = torch.full((sum(p.numel() for p in expected),), float("nan"), dtype=torch.double)
+    views = [block.view(p.shape) for block, p in
+             zip(buffer.split([p.numel() for p in expected]), expected, strict=True)]
+    written = synthesiser.parameter_vjp(s, cotangent, out=views)
+    assert all(w is v for w, v in zip(written, views, strict=True))
+    for view, theirs in zip(views, expected, strict=True):
+        torch.testing.assert_close(view, theirs, **TOL)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -112,6 +119,9 @@ def test_parameter_vjp_names_a_wrong_cotangent():
         synthesiser.parameter_vjp(s, torch.zeros(2, 4, dtype=torch.double))
     with pytest.raises(ValueError, match=r"dtype torch.float64 .*got \(2, 3\), torch.float32"):
         synthesiser.parameter_vjp(s, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"out must be 2 tensors of shapes \[\(3, 4\), \(3,\)\]"):
+        synthesiser.parameter_vjp(s, torch.zeros(2, 3, dtype=torch.double),
+                                  out=[torch.zeros(3, 4, dtype=torch.double)])
 
 
 def test_linear_trace_add_allocates_nothing_trace_sized():
