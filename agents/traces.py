@@ -6,7 +6,9 @@ One implementation serves two learners (see ALGORITHM.md):
 - BP(lambda) (``agents/bp_lambda.py``): the "value" is a row vector ``g(s)`` of shape ``(B, d)``
   and every step multiplies by a transition operator ``M_t`` (the Jacobian ``J_t``), given as a
   tensor ``(B, d, d)``, as a callable (an implicit product, so ``M_t`` is never built) or None
-  for the identity. Traces then have shape ``(B, d, *param_shape)`` and ``M_t`` acts on axis 1.
+  for the identity. Traces then have shape ``(B, d, *param_shape)`` and ``M_t`` acts on axis 1;
+  :func:`decay_trace_` also takes a :class:`BlockOperator` (e.g. a recurrent core's Jacobian
+  operator) and decays large traces in place, tile by tile, fusing the TD-error contraction.
 
 With ``M_t`` the identity and ``d = 1`` the operator form reduces to the scalar form exactly.
 
