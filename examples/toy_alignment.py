@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 import bpl_envs  # noqa: F401  (registers the bpl/ ids)
 from agents.analysis import alignment
@@ -32,7 +33,10 @@ parser.add_argument("--sequence-length", type=int, default=10)
 parser.add_argument("--lr-synth", type=float, default=1e-4)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--out", default="toy_alignment.png")
+parser.add_argument("--threads", type=int, default=1,
+                    help="torch threads (tiny matrices run fastest on one)")
 args = parser.parse_args()
+torch.set_num_threads(args.threads)
 
 # --- set-up: one env id, the same seed for every lambda (so the frozen RNN is the same) -------
 env_id = "bpl/LineDraw-v0"
