@@ -11,8 +11,11 @@ supervised sequence task one token at a time. Per batch of sequences, :meth:`_ru
         self._learn_step(dL_t/dprediction, final)   # the learner's rule
     self._end_sequences()                  # e.g. apply the accumulated update
 
-Subclasses implement those three hooks (``_begin_sequences`` / ``_forward`` / ``_learn_step``,
-and optionally ``_end_sequences``); everything else lives here once. The loss gradient handed to
+Subclasses implement ``_learn_step``; the other hooks have defaults that most learners keep
+(``_begin_sequences`` starts from the zero state and, in ``update="sequence"`` mode, zeroes the
+gradients; ``_forward`` advances the core by ``core.step``, keeping ``self._state``,
+``self._cache`` and ``self._hidden``; ``_end_sequences`` applies the accumulated update in
+``update="sequence"`` mode). Everything else lives here once. The loss gradient handed to
 ``_learn_step`` is that of the batch-mean loss (ALGORITHM.md §5): ``loss.gradient(ŷ, y) / B`` on
 scored steps and zero elsewhere, computed with the same :mod:`bpl_envs.losses` function whose
 value the env paid as reward.
@@ -242,13 +245,23 @@ class SequenceLearner(BaseLearner):
                 self._raise_non_finite(int((~flags).nonzero()[0, 0]), "loss gradient or update")
 
     # ----------------------------------------------------------------- learner hooks
-    @abstractmethod
     def _begin_sequences(self, batch_size: int) -> None:
-        """Reset the recurrent state (and any traces) for a new batch of sequences."""
+        """Start a new batch of sequences: the zero state (B, state_size) and, in
+        ``update="sequence"`` mode, zeroed gradients (subclasses add their traces)."""
+        self._state = self.core.initial_state(batch_size)
+        if self.update == "sequence":
+            self._zero_grads()
 
-    @abstractmethod
+    @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Advance the state with tokens x (B, input_size); return predictions (B, output_size)."""
+        """Advance the state with tokens x (B, input_size); return predictions (B, output_size).
+
+        Keeps the new state ``self._state`` (B, state_size), the step's cache ``self._cache``
+        (for the core's analytic derivatives) and the hidden units ``self._hidden`` (B, H).
+        """
+        self._state, self._cache = self.core.step(x, self._state)
+        self._hidden = self.core.hidden(self._state)
+        return self.readout(self._hidden)
 
     @abstractmethod
     def _learn_step(
@@ -264,7 +277,10 @@ class SequenceLearner(BaseLearner):
         """
 
     def _end_sequences(self) -> None:
-        """Called after the last token of a batch (e.g. to apply an accumulated update)."""
+        """Called after the last token of a batch: in ``update="sequence"`` mode, apply the
+        update accumulated over the batch."""
+        if self.update == "sequence":
+            self._optimizer_step()
 
     # ---------------------------------------------------------------- optimiser helpers
     def _learning_modules(self) -> list[str]:

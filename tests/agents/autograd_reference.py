@@ -1,0 +1,195 @@
+"""Independent gradients for the baseline learners' tests: autograd through torch.nn.RNN /
+torch.nn.LSTM (weights copied from our cores) and through the cores' plain differentiable
+``forward``, with the losses written with torch.nn.functional. Nothing here uses the cores'
+analytic derivatives or the learners' code.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.cores import LSTMCore, RNNCore
+from bpl_envs.replay import SequenceReplayVectorEnv
+
+ADAM = {"betas": (0.9, 0.98), "eps": 1e-9}
+
+
+def make_data(loss, batch, steps, n_in, n_out, seed=0, n_batches=1):
+    """Random sequences (float32-exact float64 tokens), targets and a (T,) scored mask whose last
+    step is scored."""
+    rng = np.random.default_rng(seed)
+    n = batch * n_batches
+    inputs = rng.normal(size=(n, steps, n_in)).astype(np.float32).astype(np.float64)
+    if loss == "ce":
+        targets = np.eye(n_out)[rng.integers(0, n_out, size=(n, steps))]
+    elif loss == "bce":
+        targets = rng.integers(0, 2, size=(n, steps, n_out)).astype(np.float64)
+    else:
+        targets = rng.normal(size=(n, steps, n_out))
+    targets = targets.astype(np.float32).astype(np.float64)
+    scored = rng.random(steps) < 0.6
+    scored[-1] = True
+    return inputs, targets, scored
+
+
+def replay_env(loss, inputs, targets, scored, batch):
+    return SequenceReplayVectorEnv(inputs, targets, loss, scored, num_envs=batch)
+
+
+def randomise(module, seed, scale=0.5):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+
+
+def step_loss(kind, prediction, target):
+    """Per-sequence loss of one step, (B,), by torch.nn.functional."""
+    if kind == "mse":
+        return F.mse_loss(prediction, target, reduction="none").mean(-1)
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(prediction, target, reduction="none").mean(-1)
+    if kind == "ce":
+        return F.cross_entropy(prediction, target.argmax(-1), reduction="none")
+    raise ValueError(kind)
+
+
+class ForwardTwin:
+    """A copy of a core run token by token through its plain differentiable ``forward`` (for the
+    cores torch.nn has no twin of, e.g. the identity RNN)."""
+
+    def __init__(self, core):
+        self.core = copy.deepcopy(core)
+        self.parameters = list(self.core.parameters())
+
+    def run(self, x, s0):
+        """x (B, L, n_in), s0 (B, d) → hidden units (B, L, H), last state (B, d)."""
+        state, hidden = s0, []
+        for t in range(x.shape[1]):
+            state = self.core(x[:, t], state)
+            hidden.append(self.core.hidden(state))
+        return torch.stack(hidden, dim=1), state
+
+
+def twin_of(core):
+    """The torch.nn twin of a core where torch.nn has one, else a :class:`ForwardTwin`."""
+    if isinstance(core, LSTMCore) or core.activation == "tanh":
+        return Twin(core)
+    return ForwardTwin(core)
+
+
+class Twin:
+    """torch.nn.RNN / torch.nn.LSTM holding an RNNCore / LSTMCore's weights (b_ih = b, b_hh = 0)."""
+
+    def __init__(self, core):
+        if isinstance(core, LSTMCore):
+            self.net = torch.nn.LSTM(core.input_size, core.hidden_size, batch_first=True)
+        elif isinstance(core, RNNCore) and core.activation == "tanh":
+            self.net = torch.nn.RNN(core.input_size, core.hidden_size, batch_first=True)
+        else:
+            raise ValueError("torch.nn has no twin for this core")
+        self.net.double()
+        self.hidden_size = core.hidden_size
+        with torch.no_grad():
+            self.net.weight_ih_l0.copy_(core.weight_ih)
+            self.net.weight_hh_l0.copy_(core.weight_hh)
+            self.net.bias_ih_l0.copy_(core.bias)
+            self.net.bias_hh_l0.zero_()
+        self.parameters = [self.net.weight_ih_l0, self.net.weight_hh_l0, self.net.bias_ih_l0]
+
+    def run(self, x, s0):
+        """x (B, L, n_in), s0 (B, d) → hidden units (B, L, H), last state (B, d)."""
+        if isinstance(self.net, torch.nn.LSTM):
+            H = self.hidden_size
+            out, (h, c) = self.net(x, (s0[None, :, :H].contiguous(), s0[None, :, H:].contiguous()))
+            return out, torch.cat((h[0], c[0]), dim=1)
+        out, h = self.net(x, s0[None].contiguous())
+        return out, h[0]
+
+
+def chunked_reference(core, readout, kind, inputs, targets, scored, n=None, synthesiser=None,
+                      sg_weight=0.0, gamma=1.0):
+    """Truncated BPTT over chunks of n tokens (None: the whole sequence), by autograd through
+    the core's twin (:func:`twin_of`). With a synthesiser, DNI: sg_weight * g(s_end).s_end joins
+    each non-final chunk's loss, and each chunk that starts at a boundary s_k yields the
+    discounted n-step target d/ds_k [sum_i gamma^i L_{k+1+i} + gamma^len g(s_end).s_end].
+
+    Returns:
+        (core grads [W_ih, W_hh, b], readout grads [W, b], synthesiser grads or None) of the
+        batch-mean losses summed over the sequences' steps.
+    """
+    twin, head = twin_of(core), copy.deepcopy(readout)
+    x, y = torch.as_tensor(inputs), torch.as_tensor(targets)
+    batch, steps = x.shape[:2]
+    n = steps if n is None else n
+    params = twin.parameters + list(head.parameters())
+    grads = [torch.zeros_like(p) for p in params]
+    state = torch.zeros(batch, core.state_size, dtype=torch.float64)
+    boundaries = []
+    for start in range(0, steps, n):
+        stop = min(start + n, steps)
+        s0 = state.detach().requires_grad_(True)
+        hidden, s_end = twin.run(x[:, start:stop], s0)
+        losses = [float(scored[t]) * step_loss(kind, head(hidden[:, t - start]), y[:, t]).mean()
+                  for t in range(start, stop)]
+        bonus = torch.zeros(())
+        if synthesiser is not None and stop < steps:
+            bonus = (synthesiser(s_end).detach() * s_end).sum()
+        chunk_grads = torch.autograd.grad(sum(losses) + sg_weight * bonus, params,
+                                          retain_graph=True)
+        grads = [a + b for a, b in zip(grads, chunk_grads, strict=True)]
+        if synthesiser is not None and start > 0:
+            discounted = sum(gamma**i * loss for i, loss in enumerate(losses))
+            discounted = discounted + gamma ** (stop - start) * bonus
+            boundaries.append((s0.detach(), torch.autograd.grad(discounted, s0)[0]))
+        state = s_end.detach()
+    synth_grads = None
+    if synthesiser is not None:
+        synth_params = list(synthesiser.parameters())
+        synth_grads = [torch.zeros_like(p) for p in synth_params]
+        for s_k, target in boundaries:
+            regression = 0.5 * (synthesiser(s_k) - target).square().sum(-1).mean()
+            step = torch.autograd.grad(regression, synth_params)
+            synth_grads = [a + b for a, b in zip(synth_grads, step, strict=True)]
+    return grads[:3], grads[3:], synth_grads
+
+
+def online_chunked_reference(core, readout, kind, inputs, targets, scored, n, batch, lr):
+    """Truncated BPTT applying Adam after every chunk, by autograd through ``core.forward`` on
+    copies of the modules; sequences taken ``batch`` at a time in order. Returns the copies."""
+    core, readout = copy.deepcopy(core), copy.deepcopy(readout)
+    optimizers = [torch.optim.Adam(m.parameters(), lr=lr, **ADAM) for m in (core, readout)]
+    x, y = torch.as_tensor(inputs), torch.as_tensor(targets)
+    steps = x.shape[1]
+    for first in range(0, x.shape[0], batch):
+        rows = slice(first, first + batch)
+        state = torch.zeros(batch, core.state_size, dtype=torch.float64)
+        for start in range(0, steps, n):
+            total = 0.0
+            for t in range(start, min(start + n, steps)):
+                state = core(x[rows, t], state)
+                prediction = readout(core.hidden(state))
+                total = total + float(scored[t]) * step_loss(kind, prediction, y[rows, t]).mean()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
+            total.backward()
+            for optimizer in optimizers:
+                optimizer.step()
+            state = state.detach()
+    return core, readout
+
+
+def learner_grads(learner):
+    """(core grads, readout grads) the learner accumulated."""
+    return ([p.grad for p in learner.core.parameters()],
+            [p.grad for p in learner.readout.parameters()])
+
+
+def assert_all_close(got, want, rtol=1e-10, atol=1e-12):
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=rtol, atol=atol)
