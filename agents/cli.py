@@ -124,6 +124,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                 "--env-arg sequence_length=30")
     option(train, "--resume", metavar="DIR",
            help="continue the run in DIR from its checkpoint (exactly, on CPU)")
+    option(train, "--threads", type=_positive_int, metavar="N",
+           help="torch CPU threads (default: torch's choice; 1 is often fastest for small "
+                "models)")
     option(train, "--force", action="store_true", help="replace the content of --out")
     option(train, "--no-progress", action="store_true", help="hide the progress bar")
 
@@ -260,6 +263,10 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
     from agents.experiments.output import OutputExistsError
     from agents.experiments.training import RunConfig, resume, train
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.resume is not None:
         fixed = {"ENV_ID": args.env, "--learner": args.learner, "--config": args.config,
                  "--num-envs": args.num_envs, "--seed": args.seed, "--out": args.out,

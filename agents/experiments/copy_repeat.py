@@ -101,7 +101,7 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         curve = row["length_curve"]
         ax.plot(np.arange(1, len(curve) + 1), curve, color=f"C{i}", label=row["label"],
                 drawstyle="steps-post")
-    ax.set(xlabel="update (batch of sequences)", ylabel="sequence length T",
+    ax.set(xlabel="update (batch of sequences)", ylabel="sequence length T (mean over seeds)",
            title="copy-repeat curriculum")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))

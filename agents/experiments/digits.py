@@ -3,7 +3,8 @@
 Each learner of the preset (BP(λ) for λ ∈ {0, 0.5, 1}, full and truncated BPTT, DNI, no
 synthetic gradient) is trained on the training split of ``bpl/SequentialDigits-v0`` (scikit-learn's
 8×8 digits read row by row, cross-entropy at the last row), then scored on the whole test split
-with :func:`agents.evaluation.evaluate_sequences`. With ``--mnist-root DIR`` the same comparison
+with :func:`agents.evaluation.evaluate_sequences` (through
+:func:`agents.experiments.training.test_metrics`). With ``--mnist-root DIR`` the same comparison
 runs on ``bpl/SequentialMNIST-v0`` read from the IDX files in DIR, with the paper's seqMNIST
 preset (LSTM H = 30, Adam 3e-4, batch 50, 50 epochs, λ = 1, γ = 0.9, β = 0.1; ALGORITHM.md §5).
 
@@ -24,7 +25,6 @@ import pathlib
 import time
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from agents.experiments.output import (
@@ -35,9 +35,9 @@ from agents.experiments.output import (
     save_figure,
 )
 from agents.experiments.parallel import run_cells
-from agents.experiments.training import RunConfig, comparison_runs, train_in_memory
+from agents.experiments.training import RunConfig, comparison_runs, test_metrics, train_in_memory
 
-__all__ = ["configure", "digits_cell", "preset_for", "run", "test_split"]
+__all__ = ["configure", "digits_cell", "preset_for", "run"]
 
 
 def preset_for(preset: str, mnist_root: str | None = None) -> str:
@@ -53,32 +53,18 @@ def configure(settings: dict[str, Any], mnist_root: str | None = None) -> dict[s
     return settings
 
 
-def test_split(env_id: str, env_kwargs: dict[str, Any]):
-    """The whole test split as ``(inputs (N, T, n_in), targets (N, T, 10), scored (T,))``."""
-    from agents.evaluation import last_step_targets
-    from agents.experiments.training import env_arguments
-
-    kwargs = {**env_arguments(env_id, env_kwargs), "split": "test"}
-    env = gym.make(env_id, **kwargs)
-    inputs, labels = env.unwrapped.dataset()
-    steps = inputs.shape[1]
-    targets = last_step_targets(labels, env.unwrapped.task.output_size, steps)
-    return inputs, targets, np.arange(steps) == steps - 1
-
-
 def digits_cell(config: dict[str, Any]) -> dict[str, Any]:
     """Train one learner (a :class:`RunConfig` as a dict) and score it on the test split."""
-    from agents.evaluation import evaluate_sequences
-
     run_config = RunConfig(**config)
     start = time.perf_counter()
     learner, history = train_in_memory(run_config)
     seconds = time.perf_counter() - start
-    inputs, targets, scored = test_split(run_config.env, run_config.env_kwargs)
-    scores = evaluate_sequences(learner, inputs, targets, scored)
+    scores = test_metrics(learner, run_config)
+    if not scores:
+        raise ValueError(f"{run_config.env} has no test split to score the learners on")
     return {
-        "test_accuracy": scores["accuracy"],
-        "test_loss": scores["loss"],
+        "test_accuracy": scores["test/accuracy"],
+        "test_loss": scores["test/loss"],
         "train_loss": history.get("train/loss", []),
         "seconds": seconds,
     }

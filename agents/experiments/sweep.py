@@ -152,13 +152,16 @@ def run_sweep(grid_file: str, out: str | pathlib.Path, *, backend: str = "local"
     for record in records:
         key = record["name"].rsplit("_seed", 1)[0]
         groups.setdefault(key, {"name": key, "runs": []})["runs"].append(record)
-    metric_names = sorted({m for r in records for m in r["metrics"]["final"]})
+    def scores(record):
+        return {**record["metrics"]["final"], **record["metrics"]["test"]}
+
+    metric_names = sorted({m for r in records for m in scores(r)})
     rows = []
     for group in groups.values():
         group["final"] = {
-            m: mean_std(r["metrics"]["final"][m] for r in group["runs"])
+            m: mean_std(scores(r)[m] for r in group["runs"])
             for m in metric_names
-            if all(m in r["metrics"]["final"] for r in group["runs"])
+            if all(m in scores(r) for r in group["runs"])
         }
         rows.append([group["name"], len(group["runs"])] + [
             format_mean_std(group["final"][m], 4) if m in group["final"] else "–"
@@ -166,8 +169,9 @@ def run_sweep(grid_file: str, out: str | pathlib.Path, *, backend: str = "local"
         ])
         group["runs"] = [r["name"] for r in group["runs"]]
     table = (
-        "Final metrics (mean over the last 10 % of batches of each run), mean ± std over "
-        "seeds.\n\n" + markdown_table(["configuration", "seeds", *metric_names], rows)
+        "Final training metrics (mean over the last 10 % of batches of each run) and test "
+        "metrics (envs with a test split), mean ± std over seeds.\n\n"
+        + markdown_table(["configuration", "seeds", *metric_names], rows)
     )
     write_text(out / "summary.md", f"# Sweep {grid_file}\n\n{table}")
     summary = {"runs": records, "groups": list(groups.values()), "table": table,

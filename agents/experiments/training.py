@@ -450,11 +450,12 @@ def _run(learner, config: RunConfig, out: pathlib.Path, *, progress: bool,
         budget = {"episodes": max(0, config.updates - learner.num_episodes)}
     name = type(learner).__name__
     _write_status(out, config, name, "running", learner, elapsed_before)
-    start, status = time.perf_counter(), "failed"
+    start, status, test = time.perf_counter(), "failed", {}
     try:
         learner.learn(**budget, callback=[checkpoints, *callbacks], log_interval=1,
                       progress_bar=progress, reset_num_timesteps=False)
         status = "finished"
+        test = test_metrics(learner, config)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -463,12 +464,41 @@ def _run(learner, config: RunConfig, out: pathlib.Path, *, progress: bool,
         checkpoints.write()
         learner.logger.close()
         _write_status(out, config, name, status, checkpoints, elapsed)
-        metrics = _write_results(out, config, status, elapsed, checkpoints)
+        metrics = _write_results(out, config, status, elapsed, checkpoints, test)
     return metrics
 
 
+def test_split(env_id: str, env_kwargs: Mapping[str, Any]):
+    """The whole test split of a classification env scored at its last step, e.g.
+    ``bpl/SequentialDigits-v0``: ``(inputs (N, T, n_in), targets (N, T, n_out), scored (T,))``,
+    or None for envs without one (no ``split`` argument or no ``dataset()``)."""
+    from agents.evaluation import last_step_targets
+
+    if "split" not in hp.hyperparameters_of(_entry_class(env_id)):
+        return None
+    env = gym.make(env_id, **{**env_arguments(env_id, env_kwargs), "split": "test"})
+    task = env.unwrapped.task
+    if not hasattr(env.unwrapped, "dataset") or task.loss != "ce" or task.scoring != "last":
+        return None
+    inputs, labels = env.unwrapped.dataset()
+    steps = inputs.shape[1]
+    return inputs, last_step_targets(labels, task.output_size, steps), np.arange(steps) == steps - 1
+
+
+def test_metrics(learner, config: RunConfig) -> dict[str, float]:
+    """``{"test/loss", "test/accuracy"}`` of the learner on the env's test split ({} if the env
+    has none), by :func:`agents.evaluation.evaluate_sequences`."""
+    from agents.evaluation import evaluate_sequences
+
+    split = test_split(config.env, config.env_kwargs)
+    if split is None:
+        return {}
+    scores = evaluate_sequences(learner, *split)
+    return {f"test/{key}": float(scores[key]) for key in ("loss", "accuracy") if key in scores}
+
+
 def _write_results(out: pathlib.Path, config: RunConfig, status: str, elapsed: float,
-                   counters) -> dict[str, Any]:
+                   counters, test: dict[str, float]) -> dict[str, Any]:
     progress = read_progress(out / PROGRESS) if (out / PROGRESS).is_file() else {}
     title = f"{config.learner} on {config.env} (seed {config.seed})"
     plot_learning_curve(progress, title, out / "learning_curve.png")
@@ -478,6 +508,7 @@ def _write_results(out: pathlib.Path, config: RunConfig, status: str, elapsed: f
         "num_episodes": counters.num_episodes,
         "elapsed_s": round(elapsed, 3),
         "final": final_metrics(progress),
+        "test": test,
     }
     write_json(out / "metrics.json", metrics)
     return metrics

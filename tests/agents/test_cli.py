@@ -15,6 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 import bpl_envs
 from agents.bp_lambda import BPLambda
+from agents.bptt import BPTT
 from agents.cli import main
 from agents.experiments import EXPERIMENTS
 from agents.experiments import training as training_module
@@ -88,6 +89,23 @@ def test_train_writes_logs_checkpoint_plot_and_the_run_config(tmp_path):
         for p, q in zip(getattr(loaded, name).parameters(), getattr(by_hand, name).parameters(),
                         strict=True):
             assert torch.equal(p, q)
+
+
+def test_train_scores_envs_with_a_test_split_on_it(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "bpl/SequentialDigits-v0", "--learner", "bptt", "--num-envs", "4",
+                 "--hidden-size", "3", "--updates", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    learner = BPTT.load(out / "checkpoint.pt")
+    inputs, labels = gym.make("bpl/SequentialDigits-v0", split="test").unwrapped.dataset()
+    state = None
+    for t in range(inputs.shape[1]):
+        logits, state = learner.predict(inputs[:, t], state)
+    assert test["test/accuracy"] == pytest.approx(np.mean(logits.argmax(1) == labels), abs=1e-12)
+    log_softmax = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
+    assert test["test/loss"] == pytest.approx(-log_softmax[np.arange(len(labels)), labels].mean()
+                                              .item(), rel=1e-5)
 
 
 class InterruptAfter(BaseCallback):

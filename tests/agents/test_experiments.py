@@ -111,6 +111,9 @@ def test_quick_presets_have_the_full_presets_structure(name):
 @pytest.mark.parametrize("name", sorted(set(preset_names())))
 def test_every_preset_is_valid(name):
     config = load_config(name)
+    if name.startswith("sweep_"):
+        assert len(expand_grid(config, name)) > 1
+        return
     if "env" in config:
         run = RunConfig.from_file(name)[0].resolved()
         env_arguments(run.env, run.env_kwargs)
