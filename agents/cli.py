@@ -356,12 +356,17 @@ def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
 
     if name not in EXPERIMENTS:
         parser.error(f"unknown experiment {name!r}; choose one of {list(EXPERIMENTS)}")
-    out = args.out or str(pathlib.Path("results") / (name + ("_quick" if args.quick else "")))
     options = {"mnist_root": getattr(args, "mnist_root", None)}
+    folder = "seqmnist" if options["mnist_root"] else name
+    out = args.out or str(pathlib.Path("results") / (folder + ("_quick" if args.quick else "")))
     try:
         result = reproduce(name, out=out, quick=args.quick, seeds=args.seeds, config=args.config,
                            force=args.force, progress=not args.no_progress,
                            workers=args.workers, **options)
+    except KeyboardInterrupt:
+        print(f"\nbpl: interrupted before the results were written to {out}/",
+              file=sys.stderr)
+        return 130
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         parser.error(str(error))
     print(result["table"])
@@ -379,6 +384,10 @@ def _sweep(args, parser: argparse.ArgumentParser) -> int:
     try:
         summary = run_sweep(args.config, out, backend=args.backend, workers=args.workers,
                             force=args.force, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\nbpl sweep: interrupted; the runs that finished are in {out}/, without a "
+              "summary", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as error:
         parser.error(str(error))
     print(summary["table"])

@@ -126,9 +126,10 @@ def reproduce(
     elapsed = time.perf_counter() - start
 
     figure_names = [pathlib.Path(f).name for f in figures]
+    command = "bpl compare" if name == "compare" else f"bpl reproduce {name}"
     header = (
         f"# {experiment.title}\n\n"
-        f"`bpl reproduce {name}{' --quick' if quick else ''}`: preset `{preset}`, seeds "
+        f"`{command}{' --quick' if quick else ''}`: preset `{preset}`, seeds "
         f"{seed_list}, {elapsed:.0f} s with {workers} worker(s).\n\n"
     )
     images = "".join(f"\n![{n}]({n})\n" for n in figure_names)

@@ -29,10 +29,17 @@ from agents.experiments.output import (
     markdown_table,
     mean_std,
     new_figure,
+    over_seeds,
     save_figure,
 )
 from agents.experiments.parallel import run_cells
-from agents.experiments.random_walk import TRACE_TITLES, lambda_colours, plot_rms_curves, sweep
+from agents.experiments.random_walk import (
+    TRACE_TITLES,
+    lambda_colours,
+    plot_rms_curves,
+    sweep,
+    walk_seed,
+)
 from agents.experiments.toy import alignment_cell
 from agents.experiments.training import RunConfig
 
@@ -61,7 +68,7 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         {"kind": "random_walk", "arguments": {
             "trace": walk["trace"], "lambdas": lambdas, "alphas": alphas,
             "runs": int(walk["runs"]), "episodes": int(walk["episodes"]),
-            "n_states": int(walk["n_states"]), "seed": seed}}
+            "n_states": int(walk["n_states"]), "seed": walk_seed(seed, int(walk["runs"]))}}
         for seed in seeds
     ]
     toy_keys = [(lam, rate, seed) for lam in lambdas for rate in rates for seed in seeds]
@@ -106,14 +113,14 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         f"episodes of {walk['runs']} runs of the {walk['n_states']}-state random walk. BP(λ): "
         f"mean alignment of g(s_t) with G_t on LineDraw (T = "
         f"{base.env_kwargs.get('sequence_length', 'default')}, frozen RNN) after "
-        f"{base.updates} updates. Mean ± std over {len(seeds)} seed(s).\n\n"
+        f"{base.updates} updates; {over_seeds(len(seeds))}.\n\n"
         + markdown_table(header, table_rows)
     )
 
     colours = lambda_colours(lambdas)
     fig, axes = new_figure(1, 2, figsize=(10, 3.8))
     left, right = axes[0]
-    plot_rms_curves(left, alphas, lambdas, rms, colours)
+    plot_rms_curves(left, alphas, lambdas, rms, colours, ylim=(0.2, 0.8))  # λ = 1 shoots up
     left.set(title=f"TD(λ): random walk, {TRACE_TITLES[walk['trace']]}",
              ylabel=f"RMS error, first {walk['episodes']} episodes")
     for colour, lam in zip(colours, lambdas, strict=True):

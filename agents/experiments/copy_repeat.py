@@ -29,6 +29,7 @@ from agents.experiments.output import (
     markdown_table,
     mean_std,
     new_figure,
+    over_seeds,
     save_figure,
 )
 from agents.experiments.parallel import run_cells
@@ -89,8 +90,8 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
     base = next(iter(runs.values()))
     table = (
         f"Copy-repeat curriculum: sequence length T reached after {base.updates} updates of "
-        f"batch {base.num_envs} (the curriculum starts at T = 5). Mean ± std over {len(seeds)} "
-        "seed(s).\n\n"
+        f"batch {base.num_envs} (the curriculum starts at T = 5); "
+        f"{over_seeds(len(seeds))}.\n\n"
         + markdown_table(["learner", "length reached (T)", "stages passed", "train time (s)"],
                          table_rows)
     )

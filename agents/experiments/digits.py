@@ -32,6 +32,7 @@ from agents.experiments.output import (
     markdown_table,
     mean_std,
     new_figure,
+    over_seeds,
     save_figure,
 )
 from agents.experiments.parallel import run_cells
@@ -99,8 +100,8 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
     base = next(iter(runs.values()))
     table = (
         f"{base.env}: test accuracy over the whole test split after {base.updates} updates of "
-        f"batch {base.num_envs}; training loss = mean over the last 10 % of updates. Mean ± std "
-        f"over {len(seeds)} seed(s).\n\n"
+        f"batch {base.num_envs}; training loss = mean over the last 10 % of updates; "
+        f"{over_seeds(len(seeds))}.\n\n"
         + markdown_table(["learner", "test accuracy", "test loss", "train loss",
                           "train time (s)"], table_rows)
     )

@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MANAGED", "Hyperparameter", "convert", "hyperparameters_of", "resolve"]
+__all__ = [
+    "MANAGED", "Hyperparameter", "convert", "hyperparameters_of", "resolve", "union_members",
+]
 
 MANAGED = frozenset({"self", "env", "seed", "verbose", "n_envs"})
 """Constructor arguments the runner sets (from ``--seed``, ``--num-envs``, the env id)."""
@@ -63,7 +65,8 @@ def hyperparameters_of(cls: type) -> dict[str, Hyperparameter]:
     }
 
 
-def _union_members(annotation: Any) -> tuple[Any, ...]:
+def union_members(annotation: Any) -> tuple[Any, ...]:
+    """The members of a union annotation (``int | None`` -> ``(int, NoneType)``), or itself."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         return typing.get_args(annotation)
     return (annotation,)
@@ -116,7 +119,7 @@ def convert(name: str, value: Any, annotation: Any, owner: str = "") -> Any:
         ValueError: the value does not fit, naming the hyper-parameter, the value and the type.
         TypeError: the annotation cannot be given as text (e.g. a callable).
     """
-    members = _union_members(annotation)
+    members = union_members(annotation)
     where = f" of {owner}" if owner else ""
     if type(None) in members and (value is None or (
         isinstance(value, str) and value.strip().lower() in _NONE

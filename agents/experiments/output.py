@@ -22,6 +22,7 @@ __all__ = [
     "format_mean_std",
     "mean_std",
     "new_figure",
+    "over_seeds",
     "prepare_output_dir",
     "save_figure",
     "write_json",
@@ -79,6 +80,11 @@ def format_mean_std(summary: dict[str, Any], digits: int = 3) -> str:
     if std is None:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def over_seeds(count: int) -> str:
+    """How a table's numbers were aggregated: ``"one seed"`` or ``"mean ± std over 3 seeds"``."""
+    return "one seed" if count == 1 else f"mean ± std over {count} seeds"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

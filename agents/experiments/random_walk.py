@@ -6,7 +6,8 @@ episode, averaged over episodes and runs. All runs, λs and αs advance together
 element per (λ, α, run), which is how :mod:`agents.traces` is meant to be used; the walks come
 from the batched ``bpl/RandomWalk-v0`` env (the same walks for every λ and α).
 
-``bpl reproduce random-walk`` repeats the sweep for several seeds (different walks) and writes:
+``bpl reproduce random-walk`` repeats the sweep for several seeds (disjoint sets of walks, see
+:func:`walk_seed`) and writes:
 
 - ``results.md``: per trace kind and λ, the best α (of the curve averaged over seeds), the RMS
   there and at α = 0, as mean ± std over seeds;
@@ -34,12 +35,15 @@ from agents.experiments.output import (
     markdown_table,
     mean_std,
     new_figure,
+    over_seeds,
     save_figure,
 )
 from agents.experiments.parallel import run_cells
 from bpl_envs.random_walk import RandomWalkVectorEnv
 
-__all__ = ["plot_rms_curves", "record_walks", "run", "sweep"]
+__all__ = [
+    "lambda_colours", "plot_rms_curves", "record_walks", "run", "sweep", "walk_seed",
+]
 
 TRACE_TITLES = {"accumulate": "accumulate TD(λ)", "true_online": "true online TD(λ)"}
 
@@ -143,6 +147,13 @@ def lambda_colours(lambdas: Sequence[float]) -> list[Any]:
     return [colormaps["viridis"](0.92 * i / max(1, count - 1)) for i in range(count)]
 
 
+def walk_seed(seed: int, runs: int) -> int:
+    """The seed of the walks of repetition ``seed``: run i of :func:`sweep` follows the walk
+    seeded ``walk_seed + i``, so repetitions k = 0, 1, ... use the disjoint walk seeds
+    k·runs .. (k+1)·runs − 1."""
+    return seed * runs
+
+
 def _best(row: np.ndarray) -> int:
     finite = np.where(np.isfinite(row), row, np.inf)
     return int(np.argmin(finite))
@@ -161,7 +172,7 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
     cells = [
         {"trace": trace, "lambdas": lambdas, "alphas": alphas, "runs": int(settings["runs"]),
          "episodes": int(settings["episodes"]), "n_states": int(settings["n_states"]),
-         "seed": seed}
+         "seed": walk_seed(seed, int(settings["runs"]))}
         for trace in trace_kinds for seed in seeds
     ]
     curves = run_cells(sweep, cells, workers=workers, progress=progress,
@@ -193,8 +204,8 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
     ]
     table = (
         f"RMS error over the first {settings['episodes']} episodes of "
-        f"{settings['runs']} runs ({settings['n_states']}-state random walk), mean ± std over "
-        f"{len(seeds)} seed(s) of the walks, at the α that is best on average.\n\n"
+        f"{settings['runs']} runs ({settings['n_states']}-state random walk), at the α that is "
+        f"best on average; {over_seeds(len(seeds))} (disjoint sets of walks).\n\n"
         + markdown_table(header, table_rows)
     )
     curves = {

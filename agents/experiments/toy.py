@@ -31,6 +31,7 @@ from agents.experiments.output import (
     markdown_table,
     mean_std,
     new_figure,
+    over_seeds,
     save_figure,
 )
 from agents.experiments.parallel import run_cells
@@ -119,7 +120,7 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
     table = (
         f"Cosine alignment between g(s_t) and the true future gradient G_t, averaged over the "
         f"steps t = 0..T-2, after {config['updates']} updates of batch {config['num_envs']}; "
-        f"mean ± std over {len(seeds)} seed(s) (random RNNs).\n\n"
+        f"{over_seeds(len(seeds))} (random RNNs).\n\n"
         + markdown_table(header, table_rows)
     )
 
@@ -149,6 +150,6 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
             ax.set(title=f"{condition} RNN, T = {length}", xlabel="t", ylim=(-1.05, 1.05))
             ax.grid(alpha=0.3)
         row_axes[0].set_ylabel("cos(g(s_t), G_t)")
-    axes[0][-1].legend(fontsize=7)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
     second = save_figure(fig, out / "alignment_per_step.png")
     return table, {"results": rows}, [first, second]

@@ -36,20 +36,32 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
 
+from agents.evaluation import evaluate_sequences, last_step_targets
 from agents.experiments import hyperparameters as hp
 from agents.experiments.config import check_keys, load_config
 from agents.experiments.output import new_figure, prepare_output_dir, save_figure, write_json
+from agents.registry import LEARNERS, get_learner
+from agents.sequence_learner import SequenceLearner
 
 __all__ = [
+    "BoundaryCheckpoints",
+    "MetricHistory",
     "RunConfig",
     "build_env",
     "build_learner",
+    "comparison_runs",
     "env_arguments",
+    "final_metrics",
     "learner_class",
     "learner_names",
+    "load_run",
+    "plot_learning_curve",
     "read_progress",
     "resume",
+    "test_metrics",
+    "test_split",
     "train",
+    "train_in_memory",
 ]
 
 RUN_FORMAT = 1
@@ -62,21 +74,15 @@ FINAL_FRACTION = 0.1  # final metrics: mean over the last 10 % of logged batches
 # ---------------------------------------------------------------------------- configuration
 def learner_names() -> dict[str, str]:
     """Registered learner name -> one-line description."""
-    from agents.registry import LEARNERS
-
     return {name: entry.description for name, entry in LEARNERS.items()}
 
 
 def learner_class(name: str) -> type:
     """The learner class registered as ``name``; a ValueError lists the valid names."""
-    from agents.registry import get_learner
-
     return get_learner(name)
 
 
 def _is_sequence_learner(cls: type) -> bool:
-    from agents.sequence_learner import SequenceLearner
-
     return issubclass(cls, SequenceLearner)
 
 
@@ -159,10 +165,12 @@ class RunConfig:
 
     @classmethod
     def from_file(cls, name_or_path: str) -> tuple[RunConfig, list[str]]:
-        """Build from a config file or preset; also return the keys it holds for other commands.
+        """Build from a config file or preset; also return the sections it holds for other
+        commands.
 
-        Experiment presets hold a training run plus keys only ``bpl reproduce`` reads (under
-        ``experiment:``); those are returned so that the caller can say they are not used.
+        Experiment presets hold a training run (the top level) plus an ``experiment:`` section
+        that only ``bpl reproduce`` reads; its name is returned so that the caller can say that
+        it is not used.
         """
         data = load_config(name_or_path)
         others = sorted(set(data) & {"experiment"})
@@ -230,7 +238,7 @@ def env_arguments(env_id: str, given: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in names.items():
         annotation = known[name].annotation
         classes = [
-            m for m in hp._union_members(annotation)
+            m for m in hp.union_members(annotation)
             if isinstance(m, type) and m not in (bool, int, float, str, type(None))
             and m.__module__.startswith("bpl_envs")
         ]
@@ -472,8 +480,6 @@ def test_split(env_id: str, env_kwargs: Mapping[str, Any]):
     """The whole test split of a classification env scored at its last step, e.g.
     ``bpl/SequentialDigits-v0``: ``(inputs (N, T, n_in), targets (N, T, n_out), scored (T,))``,
     or None for envs without one (no ``split`` argument or no ``dataset()``)."""
-    from agents.evaluation import last_step_targets
-
     if "split" not in hp.hyperparameters_of(_entry_class(env_id)):
         return None
     env = gym.make(env_id, **{**env_arguments(env_id, env_kwargs), "split": "test"})
@@ -488,8 +494,6 @@ def test_split(env_id: str, env_kwargs: Mapping[str, Any]):
 def test_metrics(learner, config: RunConfig) -> dict[str, float]:
     """``{"test/loss", "test/accuracy"}`` of the learner on the env's test split ({} if the env
     has none), by :func:`agents.evaluation.evaluate_sequences`."""
-    from agents.evaluation import evaluate_sequences
-
     split = test_split(config.env, config.env_kwargs)
     if split is None:
         return {}
