@@ -24,6 +24,9 @@ import yaml
 
 __all__ = ["main"]
 
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError)
+"""What a mistyped command raises: reported as a usage error (exit status 2), no traceback."""
+
 TRAIN_EPILOG = """\
 hyper-parameters:
   Any constructor argument of the learner, as --name value (or --name=value), e.g.
@@ -283,7 +286,7 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
                              progress=not args.no_progress)
         except KeyboardInterrupt:
             return _interrupted(args.resume)
-        except (ValueError, TypeError, FileNotFoundError) as error:
+        except USER_ERRORS as error:
             parser.error(str(error))
         return _report_run(args.resume, metrics)
 
@@ -292,8 +295,8 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
         if args.config is not None:
             base, unused = RunConfig.from_file(args.config)
             if unused:
-                print(f"bpl train: {args.config}: using the run it describes; {unused} is read "
-                      "by `bpl reproduce` only")
+                print(f"bpl train: {args.config}: training the run it describes (its "
+                      f"{', '.join(unused)} section is for `bpl reproduce`)")
             data = base.to_dict()
         else:
             data = {}
@@ -302,9 +305,9 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
         if "env" not in data:
             parser.error("give an ENV_ID (see `bpl list`) or --config FILE")
         data.setdefault("learner", "bp_lambda")
-        if args.learner is not None:
-            if args.config is not None and args.learner != data["learner"]:
-                data["hyperparameters"] = {}
+        if args.learner is not None and args.learner != data["learner"]:
+            data["hyperparameters"] = _keep_accepted(data.get("hyperparameters", {}),
+                                                     args.learner, args.config)
             data["learner"] = args.learner
         if args.steps is not None or args.updates is not None:
             data["steps"], data["updates"] = args.steps, args.updates
@@ -321,11 +324,21 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
         metrics = train(config, out, force=args.force, progress=not args.no_progress)
     except KeyboardInterrupt:
         return _interrupted(out)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
-        if isinstance(error, FileExistsError) and not isinstance(error, OutputExistsError):
-            raise
+    except (*USER_ERRORS, OutputExistsError) as error:
         parser.error(str(error))
     return _report_run(out, metrics)
+
+
+def _keep_accepted(hyperparameters: dict[str, Any], learner: str, config: str) -> dict[str, Any]:
+    """The config file's hyper-parameters that ``learner`` takes (saying which it does not)."""
+    from agents.experiments.hyperparameters import hyperparameters_of
+    from agents.experiments.training import learner_class
+
+    accepted = hyperparameters_of(learner_class(learner))
+    dropped = sorted(set(hyperparameters) - set(accepted))
+    if dropped:
+        print(f"bpl train: {learner} does not take {dropped} from {config}; using the others")
+    return {k: v for k, v in hyperparameters.items() if k in accepted}
 
 
 def _default_run_dir(config) -> str:
@@ -353,6 +366,7 @@ def _report_run(out, metrics: dict[str, Any]) -> int:
 # ------------------------------------------------------------------ reproduce / compare
 def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
     from agents.experiments import EXPERIMENTS, reproduce
+    from agents.experiments.output import OutputExistsError
 
     if name not in EXPERIMENTS:
         parser.error(f"unknown experiment {name!r}; choose one of {list(EXPERIMENTS)}")
@@ -367,7 +381,7 @@ def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
         print(f"\nbpl: interrupted before the results were written to {out}/",
               file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+    except (*USER_ERRORS, OutputExistsError) as error:
         parser.error(str(error))
     print(result["table"])
     print(f"bpl {'compare' if name == 'compare' else 'reproduce ' + name}: "
@@ -378,6 +392,7 @@ def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
 
 # -------------------------------------------------------------------------------- sweep
 def _sweep(args, parser: argparse.ArgumentParser) -> int:
+    from agents.experiments.output import OutputExistsError
     from agents.experiments.sweep import run_sweep
 
     out = args.out or str(pathlib.Path("sweeps") / pathlib.Path(args.config).stem)
@@ -388,7 +403,7 @@ def _sweep(args, parser: argparse.ArgumentParser) -> int:
         print(f"\nbpl sweep: interrupted; the runs that finished are in {out}/, without a "
               "summary", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as error:
+    except (*USER_ERRORS, OutputExistsError, ImportError) as error:
         parser.error(str(error))
     print(summary["table"])
     print(f"bpl sweep: {len(summary['runs'])} runs in {summary['elapsed_s']:.0f} s; results in "

@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import inspect
 import io
+import json
 import math
 import os
 import pathlib
@@ -33,9 +34,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import yaml
+from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
+from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger, configure
 
+import bpl_envs  # noqa: F401  (registers the bpl/ ids)
 from agents.evaluation import evaluate_sequences, last_step_targets
 from agents.experiments import hyperparameters as hp
 from agents.experiments.config import check_keys, load_config
@@ -202,24 +205,20 @@ class RunConfig:
 
 # ----------------------------------------------------------------------------- env, learner
 def _entry_class(env_id: str) -> type:
-    import bpl_envs  # noqa: F401  (registers the bpl/ ids)
-
+    """The env class (or creator) registered as ``env_id``."""
     if env_id not in gym.registry:
         known = sorted(k for k in gym.registry if k.startswith("bpl/"))
         raise ValueError(f"unknown env id {env_id!r}; registered bpl ids: {known}")
     entry_point = gym.spec(env_id).entry_point
-    if not isinstance(entry_point, str):
-        return entry_point
-    from gymnasium.envs.registration import load_env_creator
-
-    return load_env_creator(entry_point)
+    return entry_point if not isinstance(entry_point, str) else load_env_creator(entry_point)
 
 
 def env_arguments(env_id: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """Check and convert env keyword arguments against the env class's constructor.
 
-    A mapping given for an argument annotated with a class (e.g. ``curriculum:
-    CopyRepeatCurriculum | None``) is passed to that class's constructor, checked the same way.
+    A mapping given for an argument annotated with a class of :mod:`bpl_envs` (e.g.
+    ``curriculum: CopyRepeatCurriculum | None``) is passed to that class's constructor, checked
+    the same way; other values are converted to the argument's annotation.
 
     Raises:
         ValueError: unknown env id (listing the registered ones) or argument (listing the valid
@@ -314,8 +313,6 @@ def read_progress(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def _replay_progress(logger: Logger, rows: dict[str, np.ndarray], upto: int) -> None:
     """Write the rows of an earlier ``progress.csv`` up to ``upto`` steps into the new CSV."""
-    from stable_baselines3.common.logger import CSVOutputFormat
-
     if not rows:
         return
     writers = [f for f in logger.output_formats if isinstance(f, CSVOutputFormat)]
@@ -543,8 +540,6 @@ def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
 
 def load_run(out: str | os.PathLike) -> tuple[RunConfig, dict[str, Any]]:
     """The configuration and status of the run in folder ``out`` (from its run.json)."""
-    import json
-
     out = pathlib.Path(out)
     if not (out / RUN_JSON).is_file() or not (out / CHECKPOINT).is_file():
         raise FileNotFoundError(
@@ -583,14 +578,14 @@ def resume(out: str | os.PathLike, *, steps: int | None = None, updates: int | N
 
 
 def _previous_elapsed(out: pathlib.Path) -> float:
-    import json
-
     return float(json.loads((out / RUN_JSON).read_text()).get("elapsed_s", 0.0))
 
 
 # ------------------------------------------------------------------- runs without a folder
 class MetricHistory(BaseCallback):
-    """Keep every batch's logged metrics (what the SB3 logger holds at ``on_rollout_end``).
+    """Keep every batch's logged metrics (what the SB3 logger holds at ``on_rollout_end``; the
+    learner must dump its logger after every batch, ``learn(log_interval=1)``, so that a value
+    is never read twice).
 
     Attributes:
         history: metric name -> list of values, one per batch that logged it; ``"time/steps"``
@@ -621,7 +616,7 @@ def train_in_memory(config: RunConfig, callbacks: Sequence[BaseCallback] = ()):
     history = MetricHistory()
     budget = ({"total_timesteps": config.steps} if config.steps is not None
               else {"episodes": config.updates})
-    learner.learn(**budget, callback=[history, *callbacks], log_interval=0)
+    learner.learn(**budget, callback=[history, *callbacks], log_interval=1)
     return learner, history.history
 
 

@@ -236,6 +236,20 @@ def test_train_from_a_config_file_with_flags_overriding_it(tmp_path):
                                   [8, 16])
 
 
+def test_another_learner_on_a_config_keeps_the_hyperparameters_it_takes(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "env": "bpl/LineDraw-v0", "learner": "bp_lambda", "num_envs": 2, "updates": 1,
+        "hyperparameters": {"hidden_size": 3, "lam": 0.25}}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--learner", "bptt", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "bptt does not take ['lam']" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["hyperparameters"] == {"hidden_size": 3}
+    assert run["learner_class"] == "BPTT"
+
+
 def test_the_curriculum_env_argument_builds_a_curriculum():
     kwargs = training_module.env_arguments(
         "bpl/CopyRepeat-v0", {"curriculum": {"threshold_bits": "0.5"}, "max_repeats": 5})
