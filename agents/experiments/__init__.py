@@ -11,6 +11,11 @@ hyper-parameter parsing (:mod:`~agents.experiments.hyperparameters`), parallel c
 Every experiment reads a preset from ``agents/configs/`` (``NAME.yaml``, or ``NAME_quick.yaml``
 for ``--quick``) and writes ``results.md`` (a table, mean ± std over seeds), ``results.json``
 (the same numbers with the configuration used) and PNG figures into its output folder.
+
+An experiment module provides ``check(config)`` (raise on a bad preset before anything runs)
+and ``run(config, out, seeds, *, progress, workers) -> (markdown table, JSON data, figure
+paths)``; one with options (``digits``: ``mnist_root``) also provides ``preset_for`` and
+``configure``.
 """
 
 from __future__ import annotations
@@ -117,6 +122,7 @@ def reproduce(
         raise ValueError(f"seeds must be a positive int, got {seeds!r}")
     if hasattr(module, "configure"):
         settings = module.configure(settings, **options)
+    module.check(settings)  # every run validated before the folder is touched
     out = prepare_output_dir(out, force)
     seed_list = list(range(seeds))
 

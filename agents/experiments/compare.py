@@ -43,7 +43,7 @@ from agents.experiments.random_walk import (
 from agents.experiments.toy import alignment_cell
 from agents.experiments.training import RunConfig
 
-__all__ = ["run"]
+__all__ = ["check", "run"]
 
 
 def _cell(kind: str, arguments: dict[str, Any]) -> Any:
@@ -51,6 +51,15 @@ def _cell(kind: str, arguments: dict[str, Any]) -> Any:
     if kind == "random_walk":
         return sweep(**arguments)
     return float(np.mean(alignment_cell(**arguments)))
+
+
+def check(config: dict[str, Any]) -> None:
+    """Validate the preset (the toy run and the trace kind) before anything runs."""
+    settings = config["experiment"]
+    RunConfig.from_mapping(settings["toy"]["run"], where="experiment.toy.run").resolved()
+    if settings["random_walk"]["trace"] not in TRACE_TITLES:
+        raise ValueError(f"experiment.random_walk.trace must be one of {sorted(TRACE_TITLES)}, "
+                         f"got {settings['random_walk']['trace']!r}")
 
 
 def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,

@@ -36,7 +36,7 @@ from agents.experiments.parallel import run_cells
 from agents.experiments.training import RunConfig, comparison_runs, train_in_memory
 from bpl_envs.copy_repeat import copy_repeat_length
 
-__all__ = ["curriculum_cell", "run"]
+__all__ = ["check", "curriculum_cell", "run"]
 
 
 def curriculum_cell(config: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +61,11 @@ def curriculum_cell(config: dict[str, Any]) -> dict[str, Any]:
         "loss_bits": [u.loss_bits for u in curriculum.history],
         "seconds": seconds,
     }
+
+
+def check(config: dict[str, Any]) -> None:
+    """Validate the preset (every learner's run) before anything runs."""
+    comparison_runs(config)
 
 
 def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,

@@ -38,7 +38,7 @@ from agents.experiments.output import (
 from agents.experiments.parallel import run_cells
 from agents.experiments.training import RunConfig, comparison_runs, test_metrics, train_in_memory
 
-__all__ = ["configure", "digits_cell", "preset_for", "run"]
+__all__ = ["check", "configure", "digits_cell", "preset_for", "run"]
 
 
 def preset_for(preset: str, mnist_root: str | None = None) -> str:
@@ -69,6 +69,11 @@ def digits_cell(config: dict[str, Any]) -> dict[str, Any]:
         "train_loss": history.get("train/loss", []),
         "seconds": seconds,
     }
+
+
+def check(config: dict[str, Any]) -> None:
+    """Validate the preset (every learner's run) before anything runs."""
+    comparison_runs(config)
 
 
 def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 __all__ = [
     "MANAGED", "Hyperparameter", "convert", "hyperparameters_of", "resolve", "union_members",
 ]
@@ -101,11 +103,9 @@ def _convert_one(value: Any, kind: type) -> Any:
         if isinstance(value, str):
             return float(value)
         raise ValueError
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise ValueError
-    raise TypeError(kind)
+    if isinstance(value, str):  # kind is str
+        return value
+    raise ValueError
 
 
 def convert(name: str, value: Any, annotation: Any, owner: str = "") -> Any:
@@ -114,11 +114,14 @@ def convert(name: str, value: Any, annotation: Any, owner: str = "") -> Any:
     Supported annotations: ``bool``, ``int``, ``float``, ``str`` and unions of them with
     ``None`` (``none``/``null`` give None) or with other types (then a string stays a string,
     e.g. ``device: str | torch.device``). Booleans are spelt true/false (yes/no, on/off, 1/0).
+    An argument without annotation takes text as a YAML value.
 
     Raises:
         ValueError: the value does not fit, naming the hyper-parameter, the value and the type.
         TypeError: the annotation cannot be given as text (e.g. a callable).
     """
+    if annotation is Any:  # not annotated: read text as YAML (numbers, booleans, null)
+        return yaml.safe_load(value) if isinstance(value, str) else value
     members = union_members(annotation)
     where = f" of {owner}" if owner else ""
     if type(None) in members and (value is None or (

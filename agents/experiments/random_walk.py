@@ -42,7 +42,7 @@ from agents.experiments.parallel import run_cells
 from bpl_envs.random_walk import RandomWalkVectorEnv
 
 __all__ = [
-    "lambda_colours", "plot_rms_curves", "record_walks", "run", "sweep", "walk_seed",
+    "check", "lambda_colours", "plot_rms_curves", "record_walks", "run", "sweep", "walk_seed",
 ]
 
 TRACE_TITLES = {"accumulate": "accumulate TD(λ)", "true_online": "true online TD(λ)"}
@@ -159,6 +159,13 @@ def _best(row: np.ndarray) -> int:
     return int(np.argmin(finite))
 
 
+def check(config: dict[str, Any]) -> None:
+    """Validate the preset's trace kinds before anything runs."""
+    for trace in config["experiment"]["traces"]:
+        if trace not in TRACE_TITLES:
+            raise ValueError(f"traces must be among {sorted(TRACE_TITLES)}, got {trace!r}")
+
+
 def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
         workers: int):
     """Sweep each trace kind for every seed; return (table, json data, figure paths)."""
@@ -166,9 +173,6 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
     lambdas = [float(v) for v in settings["lambdas"]]
     alphas = np.linspace(0.0, 1.0, int(settings["n_alphas"]))
     trace_kinds = list(settings["traces"])
-    for trace in trace_kinds:
-        if trace not in TRACE_TITLES:
-            raise ValueError(f"traces must be among {sorted(TRACE_TITLES)}, got {trace!r}")
     cells = [
         {"trace": trace, "lambdas": lambdas, "alphas": alphas, "runs": int(settings["runs"]),
          "episodes": int(settings["episodes"]), "n_states": int(settings["n_states"]),

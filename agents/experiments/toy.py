@@ -38,7 +38,7 @@ from agents.experiments.parallel import run_cells
 from agents.experiments.random_walk import lambda_colours
 from agents.experiments.training import RunConfig, train_in_memory
 
-__all__ = ["alignment_cell", "run"]
+__all__ = ["alignment_cell", "check", "run", "toy_cells"]
 
 
 def alignment_cell(config: dict[str, Any], eval_sequences: int, eval_seed: int) -> list[float]:
@@ -77,6 +77,11 @@ def toy_cells(config: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
                         "_key": (condition, int(length), float(lam), seed),
                     })
     return cells
+
+
+def check(config: dict[str, Any]) -> None:
+    """Validate the preset (every cell's run) before anything runs."""
+    toy_cells(config, [0])
 
 
 def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,

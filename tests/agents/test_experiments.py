@@ -8,6 +8,7 @@ import json
 import math
 import pathlib
 import statistics
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -134,6 +135,7 @@ def test_every_preset_is_valid(name):
     ("0.5", float, 0.5), ("1e-4", float, 1e-4), (3, float, 3.0), ("64", int, 64),
     ("1e3", int, 1000), ("true", bool, True), ("No", bool, False), ("none", int | None, None),
     ("5", int | None, 5), ("cuda", str | torch.device, "cuda"), ("lstm", str, "lstm"),
+    ("0.5", Any, 0.5), ("[1, 2]", Any, [1, 2]),
 ])
 def test_values_are_converted_to_the_annotation(value, annotation, expected):
     converted = hp.convert("x", value, annotation)
@@ -325,6 +327,18 @@ def test_reproduce_copy_repeat_follows_the_curriculum(tmp_path):
     for row in result["results"]:
         assert row["length_curve"] == [5, 7, 9]  # T of each batch (ALGORITHM.md §5)
         assert row["length_reached"]["values"] == [12] and row["stages_passed"]["values"] == [3]
+
+
+def test_a_bad_experiment_config_stops_before_anything_is_written(tmp_path, capsys):
+    def change(config):
+        config["experiment"]["learners"] = {"BPTT": {"learner": "bptt",
+                                                     "hyperparameters": {"lam": 1.0}}}
+
+    config = _tiny("digits", tmp_path, change)
+    with pytest.raises(SystemExit):
+        main(["reproduce", "digits", "--config", config, "--out", str(tmp_path / "o")])
+    assert "unknown hyper-parameter(s) ['lam']" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_unknown_options_and_experiments_are_refused(tmp_path, capsys):
