@@ -336,8 +336,7 @@ class BaseLearner(ABC):
         cls,
         path: str | os.PathLike | io.BufferedIOBase,
         env=None,
-        *,
-        device: str | torch.device | None = None,
+        **overrides: Any,
     ):
         """Rebuild a learner from :meth:`save`'s checkpoint.
 
@@ -346,8 +345,8 @@ class BaseLearner(ABC):
                 file exists).
             env: the env to continue learning on (its random state is restored from the
                 checkpoint when it has the same number of sub-envs); None for ``predict`` only.
-            device: where to put the learner (default: the saved device, for learners that
-                have one).
+            **overrides: constructor arguments that replace the saved ones, e.g.
+                ``device="cuda"`` (and what a checkpoint cannot hold, such as a callable).
         """
         if isinstance(path, str | os.PathLike):
             path = pathlib.Path(path)
@@ -359,10 +358,14 @@ class BaseLearner(ABC):
                 f"{path} is not a {cls.__name__} checkpoint (it holds "
                 f"{checkpoint.get('class')!r}, format {checkpoint.get('format')!r})"
             )
-        kwargs = dict(checkpoint["hyperparameters"])
-        if device is not None:
-            kwargs["device"] = device
-        learner = cls._from_checkpoint(env, kwargs, checkpoint["rebuild"])
+        unknown = sorted(set(overrides) - set(checkpoint["hyperparameters"]))
+        if unknown:
+            raise TypeError(
+                f"unknown override(s) {unknown} for {cls.__name__}.load; choose from "
+                f"{sorted(checkpoint['hyperparameters'])}"
+            )
+        kwargs = {**checkpoint["hyperparameters"], **overrides}
+        learner = cls._from_checkpoint(env, kwargs, checkpoint["rebuild"], overrides)
         learner._set_state(checkpoint["state"])
         learner.num_timesteps = checkpoint["num_timesteps"]
         learner.num_episodes = checkpoint["num_episodes"]
@@ -372,7 +375,13 @@ class BaseLearner(ABC):
         return learner
 
     @classmethod
-    def _from_checkpoint(cls, env, hyperparameters: dict[str, Any], rebuild: dict[str, Any]):
-        """Construct the learner for :meth:`load` (subclasses that can live without an env
-        override this to use ``rebuild``)."""
+    def _from_checkpoint(
+        cls,
+        env,
+        hyperparameters: dict[str, Any],
+        rebuild: dict[str, Any],
+        overrides: dict[str, Any],
+    ):
+        """Construct the learner for :meth:`load`: ``hyperparameters`` are the saved ones with
+        ``overrides`` applied (subclasses that can live without an env use ``rebuild``)."""
         return cls(env, **hyperparameters)

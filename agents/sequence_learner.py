@@ -390,7 +390,7 @@ class SequenceLearner(BaseLearner):
         return {"task": dataclasses.asdict(self.task)}
 
     @classmethod
-    def _from_checkpoint(cls, env, hyperparameters, rebuild):
+    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
         return cls(TaskSpec(**rebuild["task"]) if env is None else env, **hyperparameters)
 
     def _get_state(self) -> dict[str, Any]:

@@ -12,9 +12,7 @@ Per transition (S, R, S') of an episode, with V(s) = w·x(s) and V(terminal) = 0
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 import gymnasium as gym
@@ -33,9 +31,6 @@ FeatureMap = Callable[[Any], Any]
 
 # Feature map handed to TDLambda.load for checkpoints of learners built with a callable on a
 # non-Discrete observation space (checkpoints hold plain data only, not callables).
-_LOAD_FEATURES: ContextVar[FeatureMap | None] = ContextVar("td_lambda_load_features", default=None)
-
-
 class TDLambda(BaseLearner):
     """Linear TD(λ) prediction of state values ``V(s) = w·x(s)`` on a Markov reward process.
 
@@ -274,35 +269,16 @@ class TDLambda(BaseLearner):
         self.weights = weights.to(dtype=torch.float64, device=self.device).clone()
 
     @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        env=None,
-        *,
-        device: str | torch.device | None = None,
-        features: FeatureMap | None = None,
-    ) -> TDLambda:
-        """Rebuild a learner saved by :meth:`save` (see :meth:`BaseLearner.load`).
-
-        ``features`` is needed (only) for learners built with a callable feature map on a
-        non-``Discrete`` observation space: checkpoints cannot hold callables.
-        """
-        token = _LOAD_FEATURES.set(features)
-        try:
-            return super().load(path, env, device=device)
-        finally:
-            _LOAD_FEATURES.reset(token)
-
-    @classmethod
-    def _from_checkpoint(cls, env, hyperparameters: dict[str, Any], rebuild: dict[str, Any]):
-        features = _LOAD_FEATURES.get()
+    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
+        """``features`` must be given again (``TDLambda.load(path, env, features=f)``) for
+        learners built with a callable feature map: checkpoints cannot hold callables."""
+        features = overrides.get("features")
         if rebuild["callable_features"]:
             if features is None:
                 raise ValueError(
                     "this checkpoint was made with a callable feature map, which checkpoints "
                     "cannot hold: load it with TDLambda.load(path, env, features=the_same_map)"
                 )
-            hyperparameters = {**hyperparameters, "features": features}
         elif features is not None:
             raise ValueError("features= is only for checkpoints made with a callable feature "
                              "map on a non-Discrete observation space; this one holds its own")

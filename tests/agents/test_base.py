@@ -158,3 +158,10 @@ def test_value_checks_name_the_argument():
     with pytest.raises(TypeError, match="seed must be an int"):
         HeadsCounter(CoinFlips(), seed="0")
     assert np.isfinite(check_non_negative("x", 0))
+
+
+def test_load_overrides_replace_saved_hyperparameters_and_unknown_ones_are_refused(tmp_path):
+    HeadsCounter(CoinFlips(), seed=0, scale=2.0).save(tmp_path / "c")
+    assert HeadsCounter.load(tmp_path / "c", scale=5.0).scale == 5.0
+    with pytest.raises(TypeError, match=r"unknown override\(s\) \['scal'\].*'scale'"):
+        HeadsCounter.load(tmp_path / "c", scal=5.0)
