@@ -49,6 +49,7 @@ grid file (YAML):
 
   Shared hyper-parameters and grid axes apply to each learner that takes them (bptt has no
   lam: it runs once per lr_core); a name no learner of the sweep takes is an error.
+  A packaged example: `bpl sweep sweep_digits` (agents/configs/sweep_digits.yaml).
 """
 
 SWEEP_KEYS = ("env", "env_kwargs", "learner", "num_envs", "steps", "updates", "hyperparameters",
