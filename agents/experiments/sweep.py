@@ -157,6 +157,8 @@ def run_sweep(grid_file: str, out: str | pathlib.Path, *, backend: str = "local"
         return {**record["metrics"]["final"], **record["metrics"]["test"]}
 
     metric_names = sorted({m for r in records for m in scores(r)})
+    shown = [m for m in metric_names  # a column that is the same for every run says nothing
+             if len({scores(r).get(m) for r in records}) > 1]
     rows = []
     for group in groups.values():
         group["final"] = {
@@ -166,13 +168,13 @@ def run_sweep(grid_file: str, out: str | pathlib.Path, *, backend: str = "local"
         }
         rows.append([group["name"], len(group["runs"])] + [
             format_mean_std(group["final"][m], 4) if m in group["final"] else "–"
-            for m in metric_names
+            for m in shown
         ])
         group["runs"] = [r["name"] for r in group["runs"]]
     table = (
         "Final training metrics (mean over the last 10 % of batches of each run) and test "
         "metrics (envs with a test split), mean ± std over seeds.\n\n"
-        + markdown_table(["configuration", "seeds", *metric_names], rows)
+        + markdown_table(["configuration", "seeds", *shown], rows)
     )
     write_text(out / "summary.md", f"# Sweep {grid_file}\n\n{table}")
     summary = {"runs": records, "groups": list(groups.values()), "table": table,
