@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	mkdir -p results
-	$(PY) examples/toy_alignment.py --out results/toy_alignment.png
+	$(VENV)/bin/bpl reproduce toy --quick --force
+	$(VENV)/bin/bpl compare --quick --force
+	@echo "Results: results/toy_quick/ and results/compare_quick/ (results.md, results.json, PNG figures)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

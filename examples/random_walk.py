@@ -5,6 +5,8 @@ independent runs of 10 episodes from zero values, measures the RMS error over th
 the end of every episode, and averages over episodes and runs. All runs, λs and αs advance
 together: one batch element per (λ, α, run), which is how :mod:`agents.traces` is meant to be
 used; the walks come from the batched ``bpl/RandomWalk-v0`` env (the same walks for every λ, α).
+The sweep itself lives in :mod:`agents.experiments.random_walk` (``bpl reproduce random-walk``
+runs it for several seeds and writes a table).
 
     python examples/random_walk.py                      # writes docs/random_walk.png
     python examples/random_walk.py --runs 20 --out /tmp/walk.png
@@ -19,12 +21,8 @@ import pathlib
 import time
 
 import numpy as np
-import torch
-from gymnasium.vector import AutoresetMode
-from tqdm.auto import tqdm
 
-from agents import traces
-from bpl_envs.random_walk import RandomWalkVectorEnv
+from agents.experiments.random_walk import sweep  # the batched sweep, shared with `bpl`
 
 LAMBDAS = [0.0, 0.4, 0.8, 0.9, 0.95, 0.975, 0.99, 1.0]
 
@@ -39,79 +37,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", default="docs/random_walk.png", help="where to save the plot")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser.parse_args()
-
-
-def record_walks(runs: int, episodes: int, n_states: int, seed: int):
-    """Step ``runs`` walks until each has finished ``episodes`` episodes.
-
-    Returns time-major tensors of shape (T, runs): the state left ``s``, the state entered
-    ``s_next`` (the terminal one at an episode's end), the reward, whether the episode ended
-    there, and ``active`` (the transition belongs to the run's first ``episodes`` episodes).
-    """
-    env = RandomWalkVectorEnv(runs, n_states=n_states, autoreset_mode=AutoresetMode.SAME_STEP)
-    obs, _ = env.reset(seed=seed)
-    finished = np.zeros(runs, dtype=np.int64)
-    steps = []
-    while (finished < episodes).any():
-        next_obs, reward, terminated, _, info = env.step(np.zeros(runs, dtype=np.int64))
-        s_next = next_obs.copy()
-        for i in np.flatnonzero(terminated):
-            s_next[i] = info["final_obs"][i]
-        steps.append((obs, s_next, reward, terminated, finished < episodes))
-        finished += terminated
-        obs = next_obs
-    columns = zip(*steps, strict=True)
-    return [torch.as_tensor(np.stack(column)) for column in columns], env.true_values
-
-
-def sweep(
-    trace: str,
-    lambdas: list[float],
-    alphas: np.ndarray,
-    runs: int = 100,
-    episodes: int = 10,
-    n_states: int = 19,
-    seed: int = 0,
-    progress: bool = False,
-) -> np.ndarray:
-    """Mean RMS error over states, episodes and runs: array (len(lambdas), len(alphas)).
-
-    ``trace``: ``"accumulate"`` or ``"true_online"``. Tabular values start at 0; γ = 1.
-    """
-    (s, s_next, reward, ended, active), true_values = record_walks(runs, episodes, n_states, seed)
-    n_lambdas, n_alphas = len(lambdas), len(alphas)
-    copies = n_lambdas * n_alphas  # batch element b = (i_lambda * n_alphas + i_alpha) * runs + run
-    batch = copies * runs
-    lam = torch.tensor(lambdas, dtype=torch.float64).repeat_interleave(n_alphas * runs)
-    alpha = torch.tensor(alphas, dtype=torch.float64).repeat_interleave(runs).repeat(n_lambdas)
-    one_hot = torch.eye(n_states + 2, dtype=torch.float64)
-    true_values = torch.tensor(true_values[1:-1])
-    rows = torch.arange(batch)
-
-    w = torch.zeros(batch, n_states + 2, dtype=torch.float64)
-    z = torch.zeros_like(w)
-    v_old = torch.zeros(batch, dtype=torch.float64)
-    starting = torch.ones(batch, dtype=torch.bool)
-    rms_sum = torch.zeros(batch, dtype=torch.float64)
-    for t in tqdm(range(s.shape[0]), desc=trace, disable=not progress, leave=False):
-        s_t, s_next_t = s[t].repeat(copies), s_next[t].repeat(copies)
-        done, learning = ended[t].repeat(copies), active[t].repeat(copies)
-        x = one_hot[s_t]  # tabular features: V(s) = w·x(s) = w[s]
-        v, v_next = w[rows, s_t], w[rows, s_next_t]
-        delta = traces.td_error(reward[t].repeat(copies), v_next, v, (~done).double())
-        step = alpha * learning  # runs past their first episodes stop learning
-        trace_discount = lam * (~starting).double()  # γλ, and a fresh trace per episode
-        if trace == "accumulate":
-            z = traces.accumulating_trace(z, x, trace_discount)
-            w = w + traces.trace_increment(step * delta, z)
-        else:
-            z = traces.dutch_trace(z, x, trace_discount, alpha)
-            w = traces.true_online_td_update(w, z, x, delta, v, v_old, step)
-            v_old = v_next * (~done).double()
-        measured = (done & learning).nonzero().squeeze(1)  # episode ends: score the values
-        rms_sum[measured] += ((w[measured, 1:-1] - true_values) ** 2).mean(1).sqrt()
-        starting = done
-    return (rms_sum / episodes).view(n_lambdas, n_alphas, runs).mean(2).numpy()
 
 
 if __name__ == "__main__":

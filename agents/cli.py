@@ -1,0 +1,435 @@
+"""The ``bpl`` command line: list, train, reproduce the paper, compare TD(λ) with BP(λ), sweep.
+
+    bpl list                                       envs, learners, experiments and presets
+    bpl train bpl/SequentialDigits-v0 --learner bp_lambda --updates 500 --lam 0.5 --core lstm
+    bpl train --resume runs/my_run                 continue an interrupted run exactly
+    bpl reproduce toy --quick                      a paper experiment: table, JSON and figures
+    bpl compare --quick                            TD(λ) and BP(λ) side by side
+    bpl sweep my_grid.yaml --workers 2             a grid of runs, one process per run
+
+``python -m agents.cli`` works the same. Every sub-command has ``--help``. Mistyped names (env id,
+learner, hyper-parameter, experiment) stop the command with the list of valid choices before
+anything runs or is written; existing output folders are only replaced with ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+__all__ = ["main"]
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError)
+"""What a mistyped command raises: reported as a usage error (exit status 2), no traceback."""
+
+TRAIN_EPILOG = """\
+hyper-parameters:
+  Any constructor argument of the learner, as --name value (or --name=value), e.g.
+  --lam 0.5 --hidden-size 64 --core lstm --lr-synth 3e-4 --synth-hidden none.
+  Values are converted to the argument's type (true/false for booleans, none for None);
+  an unknown name stops with the list of valid ones. `bpl list --learner NAME` shows them.
+
+examples:
+  bpl train bpl/SequentialDigits-v0 --learner bp_lambda --num-envs 50 --updates 300 \\
+      --core lstm --lam 1 --gamma 0.9 --sg-weight 0.1 --out runs/digits
+  bpl train --config copy_repeat_quick --out runs/copy      # a packaged preset
+  bpl train --resume runs/digits                             # continue after Ctrl-C
+"""
+
+REPRODUCE_EPILOG = """\
+budgets:
+  Without --quick the paper's budgets are used (agents/configs/NAME.yaml): expect hours on a
+  laptop CPU (the copy-repeat experiment's LSTM with H = 100 needs gigabytes for BP(λ)'s
+  traces and days on CPU; use a GPU). --quick (NAME_quick.yaml) finishes each experiment in
+  a few minutes on 2 cores.
+
+outputs (in --out):
+  results.md    a table of mean ± std over seeds
+  results.json  the same numbers, with the configuration used
+  *.png         figures
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser], set[str]]:
+    from agents.experiments.parallel import BACKENDS, default_workers
+
+    parser = argparse.ArgumentParser(
+        prog="bpl", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: dict[str, argparse.ArgumentParser] = {}
+
+    def add(name: str, help_text: str, **kwargs) -> argparse.ArgumentParser:
+        sub[name] = commands.add_parser(
+            name, help=help_text, description=help_text, allow_abbrev=False,
+            formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs,
+        )
+        return sub[name]
+
+    listing = add("list", "list the registered envs, learners, experiments and presets")
+    listing.add_argument("--learner", metavar="NAME",
+                         help="also list this learner's hyper-parameters with their defaults")
+
+    train = add("train", "train one learner on one env, with logs, checkpoints and a plot",
+                epilog=TRAIN_EPILOG)
+    train_flags = {"-h", "--help"}
+
+    def option(group, *flags: str, **kwargs) -> None:
+        train_flags.update(flags)
+        group.add_argument(*flags, **kwargs)
+
+    train.add_argument("env", nargs="?", metavar="ENV_ID", help="env id, e.g. bpl/LineDraw-v0")
+    option(train, "--learner", metavar="NAME",
+           help="learner name from `bpl list` (default: bp_lambda)")
+    option(train, "--config", metavar="FILE",
+           help="YAML run config or packaged preset name; flags override it")
+    option(train, "--num-envs", type=_positive_int, metavar="B",
+           help="parallel sequences per batch (default 1)")
+    budget = train.add_mutually_exclusive_group()
+    option(budget, "--steps", type=_positive_int, metavar="N",
+           help="budget in env transitions (B per token)")
+    option(budget, "--updates", type=_positive_int, metavar="N",
+           help="budget in batches of sequences")
+    option(train, "--seed", type=_non_negative_int, metavar="S", help="seed (default 0)")
+    option(train, "--out", metavar="DIR", help="output folder (default runs/ENV_LEARNER_seedS)")
+    option(train, "--save-every", type=_positive_int, metavar="N",
+           help="also checkpoint every N steps (always at the end and on Ctrl-C)")
+    option(train, "--log-interval", type=_positive_int, metavar="N",
+           help="print the metrics every N batches (default 10; CSV gets all)")
+    option(train, "--env-arg", action="append", default=[], metavar="KEY=VALUE",
+           help="env keyword argument (YAML value), repeatable, e.g. "
+                "--env-arg sequence_length=30")
+    option(train, "--resume", metavar="DIR",
+           help="continue the run in DIR from its checkpoint (exactly, on CPU)")
+    option(train, "--threads", type=_positive_int, metavar="N",
+           help="torch CPU threads (default: torch's choice; 1 is often fastest for small "
+                "models)")
+    option(train, "--force", action="store_true", help="replace the content of --out")
+    option(train, "--no-progress", action="store_true", help="hide the progress bar")
+
+    def add_experiment_options(command: argparse.ArgumentParser, name: str) -> None:
+        command.add_argument("--quick", action="store_true",
+                             help="small budgets: a few minutes on 2 cores")
+        command.add_argument("--seeds", type=_positive_int, metavar="K",
+                             help="number of seeds (default: the preset's)")
+        command.add_argument("--out", metavar="DIR", help=f"output folder (default results/"
+                                                          f"{name}, or results/{name}_quick)")
+        command.add_argument("--config", metavar="FILE",
+                             help="a YAML file to use instead of the packaged preset")
+        command.add_argument("--workers", type=_positive_int, default=default_workers(),
+                             metavar="N", help="parallel processes (default: the CPU count, "
+                                               f"{default_workers()} here)")
+        command.add_argument("--force", action="store_true",
+                             help="replace the content of --out")
+        command.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    from agents.experiments import EXPERIMENTS
+
+    reproduce = add("reproduce", "reproduce one of the paper's experiments",
+                    epilog=REPRODUCE_EPILOG)
+    reproduce.add_argument("experiment", metavar="EXPERIMENT",
+                           help=f"one of {', '.join(EXPERIMENTS)}")
+    add_experiment_options(reproduce, "EXPERIMENT")
+    reproduce.add_argument("--mnist-root", metavar="DIR",
+                           help="digits only: run sequential MNIST from the IDX files in DIR "
+                                "(the paper's seqMNIST preset)")
+
+    compare = add("compare", "TD(λ) on the random walk next to BP(λ) on the toy task: the "
+                             "side-by-side figure", epilog=REPRODUCE_EPILOG)
+    add_experiment_options(compare, "compare")
+
+    sweep = add("sweep", "run a grid of (env, learner, hyper-parameters, seeds) from a YAML "
+                         "file, in parallel", epilog=_sweep_epilog())
+    sweep.add_argument("config", metavar="CONFIG", help="the grid's YAML file")
+    sweep.add_argument("--backend", choices=BACKENDS, default="local",
+                       help="local processes (default) or a Ray cluster (pip install "
+                            "'bp-lambda[ray]')")
+    sweep.add_argument("--workers", type=_positive_int, default=default_workers(), metavar="N",
+                       help=f"parallel processes, local backend (default {default_workers()})")
+    sweep.add_argument("--out", metavar="DIR", help="output folder (default sweeps/CONFIG)")
+    sweep.add_argument("--force", action="store_true", help="replace the content of --out")
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser, sub, train_flags
+
+
+def _sweep_epilog() -> str:
+    from agents.experiments.sweep import SWEEP_HELP
+
+    return SWEEP_HELP
+
+
+# --------------------------------------------------------------------------------- list
+def _list(args, parser: argparse.ArgumentParser) -> int:
+    import bpl_envs
+    from agents.experiments import EXPERIMENTS
+    from agents.experiments.config import preset_names
+    from agents.experiments.hyperparameters import hyperparameters_of
+    from agents.experiments.training import learner_class, learner_names
+
+    def section(title: str, items: dict[str, str]) -> None:
+        print(title)
+        width = max(len(name) for name in items)
+        for name, description in items.items():
+            print(f"  {name:<{width}}  {description}")
+        print()
+
+    section("Environments (gym ids; `import bpl_envs` registers them):", bpl_envs.ENV_IDS)
+    section("Learners (bpl train ENV_ID --learner NAME):", learner_names())
+    section("Experiments (bpl reproduce NAME; compare is also `bpl compare`):",
+            {name: e.description for name, e in EXPERIMENTS.items()})
+    print("Presets (--config NAME): " + ", ".join(preset_names()))
+    if args.learner is not None:
+        try:
+            cls = learner_class(args.learner)
+        except ValueError as error:
+            parser.error(str(error))
+        print(f"\nHyper-parameters of {args.learner} ({cls.__module__}.{cls.__name__}):")
+        parameters = hyperparameters_of(cls)
+        width = max(len(name) for name in parameters) + 2
+        for name, parameter in parameters.items():
+            print(f"  {'--' + name.replace('_', '-'):<{width}}  {parameter.describe()}")
+    return 0
+
+
+# -------------------------------------------------------------------------------- train
+def _split_hyperparameters(tokens: Sequence[str], known: set[str], parser) -> tuple[
+        list[str], dict[str, str]]:
+    """Take the ``--name value`` / ``--name=value`` pairs that are not ``bpl train`` options out
+    of ``tokens`` (before argparse, whose optional ENV_ID would swallow their values).
+
+    Returns:
+        (the remaining tokens for argparse, hyper-parameter name -> text value).
+    """
+    rest: list[str] = []
+    given: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        name, has_value, value = token[2:].partition("=")
+        if not token.startswith("--") or token == "--" or f"--{name}" in known:
+            rest.append(token)
+            i += 1
+            continue
+        if not has_value:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                parser.error(f"hyper-parameter --{name} needs a value")
+            value = tokens[i + 1]
+            i += 1
+        key = name.replace("-", "_")
+        if key in given:
+            parser.error(f"hyper-parameter --{name} is given twice")
+        given[key] = value
+        i += 1
+    return rest, given
+
+
+def _parse_env_args(items: Sequence[str], parser) -> dict[str, Any]:
+    env_kwargs = {}
+    for item in items:
+        key, has_value, text = item.partition("=")
+        if not has_value or not key:
+            parser.error(f"--env-arg expects KEY=VALUE, got {item!r}")
+        try:
+            env_kwargs[key.replace("-", "_")] = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError as error:
+            parser.error(f"--env-arg {key}: {text!r} is not a YAML value ({error})")
+    return env_kwargs
+
+
+def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParser) -> int:
+    from agents.experiments.output import OutputExistsError
+    from agents.experiments.training import RunConfig, resume, train
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.resume is not None:
+        fixed = {"ENV_ID": args.env, "--learner": args.learner, "--config": args.config,
+                 "--num-envs": args.num_envs, "--seed": args.seed, "--out": args.out,
+                 "--save-every": args.save_every, "--log-interval": args.log_interval}
+        clashes = [flag for flag, value in fixed.items() if value is not None]
+        clashes += ["--env-arg"] * bool(args.env_arg) + ["--force"] * args.force
+        clashes += [f"--{name}" for name in hyperparameters]
+        if clashes:
+            parser.error(f"--resume continues the run as recorded in its run.json; it cannot "
+                         f"be combined with {clashes} (only --steps/--updates, to change the "
+                         "budget)")
+        try:
+            metrics = resume(args.resume, steps=args.steps, updates=args.updates,
+                             progress=not args.no_progress)
+        except KeyboardInterrupt:
+            return _interrupted(args.resume)
+        except USER_ERRORS as error:
+            parser.error(str(error))
+        return _report_run(args.resume, metrics)
+
+    out = args.out
+    try:
+        if args.config is not None:
+            base, unused = RunConfig.from_file(args.config)
+            if unused:
+                print(f"bpl train: {args.config}: training the run it describes (its "
+                      f"{', '.join(unused)} section is for `bpl reproduce`)")
+            data = base.to_dict()
+        else:
+            data = {}
+        if args.env is not None:
+            data["env"] = args.env
+        if "env" not in data:
+            parser.error("give an ENV_ID (see `bpl list`) or --config FILE")
+        data.setdefault("learner", "bp_lambda")
+        if args.learner is not None and args.learner != data["learner"]:
+            data["hyperparameters"] = _keep_accepted(data.get("hyperparameters", {}),
+                                                     args.learner, args.config)
+            data["learner"] = args.learner
+        if args.steps is not None or args.updates is not None:
+            data["steps"], data["updates"] = args.steps, args.updates
+        if data.get("steps") is None and data.get("updates") is None:
+            parser.error("give a budget: --steps N (env transitions) or --updates N (batches)")
+        for key in ("num_envs", "seed", "save_every", "log_interval"):
+            if getattr(args, key) is not None:
+                data[key] = getattr(args, key)
+        data["env_kwargs"] = {**data.get("env_kwargs", {}),
+                              **_parse_env_args(args.env_arg, parser)}
+        data["hyperparameters"] = {**data.get("hyperparameters", {}), **hyperparameters}
+        config = RunConfig.from_mapping(data, where="bpl train")
+        out = out or _default_run_dir(config)
+        metrics = train(config, out, force=args.force, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return _interrupted(out)
+    except (*USER_ERRORS, OutputExistsError) as error:
+        parser.error(str(error))
+    return _report_run(out, metrics)
+
+
+def _keep_accepted(hyperparameters: dict[str, Any], learner: str, config: str) -> dict[str, Any]:
+    """The config file's hyper-parameters that ``learner`` takes (saying which it does not)."""
+    from agents.experiments.hyperparameters import hyperparameters_of
+    from agents.experiments.training import learner_class
+
+    accepted = hyperparameters_of(learner_class(learner))
+    dropped = sorted(set(hyperparameters) - set(accepted))
+    if dropped:
+        print(f"bpl train: {learner} does not take {dropped} from {config}; using the others")
+    return {k: v for k, v in hyperparameters.items() if k in accepted}
+
+
+def _default_run_dir(config) -> str:
+    env_name = config.env.split("/")[-1]
+    return str(pathlib.Path("runs") / f"{env_name}_{config.learner}_seed{config.seed}")
+
+
+def _interrupted(out) -> int:
+    print(f"\nbpl train: interrupted. The state at the end of the last complete batch is in "
+          f"{out}/checkpoint.pt and the logs are closed; continue with: bpl train --resume "
+          f"{out}", file=sys.stderr)
+    return 130
+
+
+def _report_run(out, metrics: dict[str, Any]) -> int:
+    final = ", ".join(f"{k} {v:.4g}" for k, v in metrics["final"].items())
+    print(f"bpl train: {metrics['status']} after {metrics['num_timesteps']} steps "
+          f"({metrics['num_episodes']} batches, {metrics['elapsed_s']:.0f} s); final "
+          f"(last 10% of batches): {final or 'nothing logged'}")
+    print(f"bpl train: results in {out}/ (progress.csv, TensorBoard events, checkpoint.pt, "
+          "learning_curve.png, metrics.json)")
+    return 0
+
+
+# ------------------------------------------------------------------ reproduce / compare
+def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
+    from agents.experiments import EXPERIMENTS, reproduce
+    from agents.experiments.output import OutputExistsError
+
+    if name not in EXPERIMENTS:
+        parser.error(f"unknown experiment {name!r}; choose one of {list(EXPERIMENTS)}")
+    options = {"mnist_root": getattr(args, "mnist_root", None)}
+    folder = "seqmnist" if options["mnist_root"] else name
+    out = args.out or str(pathlib.Path("results") / (folder + ("_quick" if args.quick else "")))
+    try:
+        result = reproduce(name, out=out, quick=args.quick, seeds=args.seeds, config=args.config,
+                           force=args.force, progress=not args.no_progress,
+                           workers=args.workers, **options)
+    except KeyboardInterrupt:
+        print(f"\nbpl: interrupted before the results were written to {out}/",
+              file=sys.stderr)
+        return 130
+    except (*USER_ERRORS, OutputExistsError) as error:
+        parser.error(str(error))
+    print(result["table"])
+    print(f"bpl {'compare' if name == 'compare' else 'reproduce ' + name}: "
+          f"{result['elapsed_s']:.0f} s; results in {out}/ (results.md, results.json, "
+          + ", ".join(result["figures"]) + ")")
+    return 0
+
+
+# -------------------------------------------------------------------------------- sweep
+def _sweep(args, parser: argparse.ArgumentParser) -> int:
+    from agents.experiments.output import OutputExistsError
+    from agents.experiments.sweep import run_sweep
+
+    out = args.out or str(pathlib.Path("sweeps") / pathlib.Path(args.config).stem)
+    try:
+        summary = run_sweep(args.config, out, backend=args.backend, workers=args.workers,
+                            force=args.force, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\nbpl sweep: interrupted; the runs that finished are in {out}/, without a "
+              "summary", file=sys.stderr)
+        return 130
+    except (*USER_ERRORS, OutputExistsError, ImportError) as error:
+        parser.error(str(error))
+    print(summary["table"])
+    print(f"bpl sweep: {len(summary['runs'])} runs in {summary['elapsed_s']:.0f} s; results in "
+          f"{out}/ (summary.md, summary.json, one folder per run)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bpl`` console script; returns the exit status."""
+    parser, sub, train_flags = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    hyperparameters: dict[str, str] = {}
+    if argv and argv[0] == "train":
+        rest, hyperparameters = _split_hyperparameters(argv[1:], train_flags, sub["train"])
+        argv = ["train", *rest]
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        return _list(args, sub["list"])
+    if args.command == "train":
+        return _train(args, hyperparameters, sub["train"])
+    if args.command == "reproduce":
+        return _reproduce(args, args.experiment, sub["reproduce"])
+    if args.command == "compare":
+        return _reproduce(args, "compare", sub["compare"])
+    return _sweep(args, sub["sweep"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Copy-repeat with the paper's curriculum: how long do the sequences get within a budget?
+
+Each learner of the preset trains on ``bpl/CopyRepeat-v0`` with a
+:class:`~bpl_envs.copy_repeat.CopyRepeatCurriculum` given to the env: start at N = R = 1 and,
+whenever a batch's loss drops below 0.15 bits per output bit, R += 1 if R < N else N += 1
+(T = (R + 1)·N + 3 = 5, 7, 9, 12, 15, ...; ALGORITHM.md §5). The metric is the curriculum length
+reached: the T of the stage the learner is on when the budget (a number of batches) runs out.
+
+``bpl reproduce copy-repeat`` writes:
+
+- ``results.md``: length reached and stages passed per learner, mean ± std over seeds;
+- ``results.json``: ``experiment``, ``quick``, ``seeds``, ``elapsed_s``, ``config`` and
+  ``results``: one row per learner with ``label``, ``learner``, ``hyperparameters``,
+  ``length_reached`` and ``stages_passed`` (each ``{"mean", "std", "values"}``),
+  ``length_curve`` (the T of each update, mean over seeds) and ``seconds``;
+- ``curriculum.png``: T against updates per learner.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Any
+
+import numpy as np
+
+from agents.experiments.output import (
+    format_mean_std,
+    markdown_table,
+    mean_std,
+    new_figure,
+    over_seeds,
+    save_figure,
+)
+from agents.experiments.parallel import run_cells
+from agents.experiments.training import RunConfig, comparison_runs, train_in_memory
+from bpl_envs.copy_repeat import copy_repeat_length
+
+__all__ = ["check", "curriculum_cell", "run"]
+
+
+def curriculum_cell(config: dict[str, Any]) -> dict[str, Any]:
+    """Train one learner (a :class:`RunConfig` as a dict) on the curriculum; report its stages.
+
+    Returns:
+        ``length_reached`` (T of the final stage), ``stages_passed``, ``lengths`` (T of each
+        update's batch), ``loss_bits`` (each batch's loss in bits per output bit), ``seconds``.
+    """
+    run_config = RunConfig(**config)
+    if "curriculum" not in run_config.env_kwargs:
+        raise ValueError("the copy-repeat experiment needs env_kwargs.curriculum (the "
+                         "CopyRepeatCurriculum's arguments)")
+    start = time.perf_counter()
+    learner, _ = train_in_memory(run_config)
+    seconds = time.perf_counter() - start
+    curriculum = learner.env.unwrapped.curriculum
+    return {
+        "length_reached": copy_repeat_length(curriculum.pattern_length, curriculum.repeats),
+        "stages_passed": sum(update.advanced for update in curriculum.history),
+        "lengths": [copy_repeat_length(u.pattern_length, u.repeats) for u in curriculum.history],
+        "loss_bits": [u.loss_bits for u in curriculum.history],
+        "seconds": seconds,
+    }
+
+
+def check(config: dict[str, Any]) -> None:
+    """Validate the preset (every learner's run) before anything runs."""
+    comparison_runs(config)
+
+
+def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
+        workers: int):
+    """Train every learner for every seed; return (table, json data, figure paths)."""
+    runs = comparison_runs(config)
+    keys = [(label, seed) for label in runs for seed in seeds]
+    cells = [{"config": runs[label].derive(seed=seed).to_dict()} for label, seed in keys]
+    results = dict(zip(keys, run_cells(curriculum_cell, cells, workers=workers,
+                                       progress=progress, desc="copy-repeat: (learner, seed)"),
+                       strict=True))
+    rows, table_rows = [], []
+    for label, run_config in runs.items():
+        cell = [results[(label, seed)] for seed in seeds]
+        row = {
+            "label": label,
+            "learner": run_config.learner,
+            "hyperparameters": run_config.hyperparameters,
+            "length_reached": mean_std(c["length_reached"] for c in cell),
+            "stages_passed": mean_std(c["stages_passed"] for c in cell),
+            "length_curve": np.mean([c["lengths"] for c in cell], axis=0),
+            "seconds": float(np.mean([c["seconds"] for c in cell])),
+        }
+        rows.append(row)
+        table_rows.append([label, format_mean_std(row["length_reached"], 1),
+                           format_mean_std(row["stages_passed"], 1), f"{row['seconds']:.0f}"])
+    base = next(iter(runs.values()))
+    table = (
+        f"Copy-repeat curriculum: sequence length T reached after {base.updates} updates of "
+        f"batch {base.num_envs} (the curriculum starts at T = 5); "
+        f"{over_seeds(len(seeds))}.\n\n"
+        + markdown_table(["learner", "length reached (T)", "stages passed", "train time (s)"],
+                         table_rows)
+    )
+
+    fig, axes = new_figure(1, 1, figsize=(6.5, 3.8))
+    ax = axes[0][0]
+    for i, row in enumerate(rows):
+        curve = row["length_curve"]
+        ax.plot(np.arange(1, len(curve) + 1), curve, color=f"C{i}", label=row["label"],
+                drawstyle="steps-post")
+    ax.set(xlabel="update (batch of sequences)", ylabel="sequence length T (mean over seeds)",
+           title="copy-repeat curriculum")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    figure = save_figure(fig, out / "curriculum.png")
+    return table, {"results": rows}, [figure]

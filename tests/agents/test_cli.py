@@ -1,0 +1,275 @@
+"""The `bpl` command line, called in-process through ``agents.cli.main`` on tiny budgets."""
+
+import functools
+import json
+import pathlib
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+
+import bpl_envs
+from agents.bp_lambda import BPLambda
+from agents.bptt import BPTT
+from agents.cli import main
+from agents.experiments import EXPERIMENTS
+from agents.experiments import training as training_module
+from agents.experiments.config import preset_names
+from agents.experiments.training import RunConfig, read_progress
+from agents.registry import LEARNERS
+from bpl_envs.copy_repeat import CopyRepeatCurriculum
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+WORKTREE = pathlib.Path(__file__).resolve().parents[2]
+
+
+def tiny_train(out, *extra):
+    """A BP(λ) run on LineDraw small enough for a unit test (3 sequences of 10 tokens, H = 4)."""
+    return ["train", "bpl/LineDraw-v0", "--num-envs", "3", "--hidden-size", "4",
+            "--out", str(out), "--no-progress", *extra]
+
+
+def error_of(capsys, argv) -> str:
+    """Run main(argv), expecting a usage error (exit status 2); return what it printed."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ list
+def test_list_names_every_env_learner_experiment_and_preset(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in [*bpl_envs.ENV_IDS, *LEARNERS, *EXPERIMENTS, *preset_names()]:
+        assert name in out
+    for description in bpl_envs.ENV_IDS.values():
+        assert description in out
+
+
+def test_list_with_a_learner_shows_its_hyperparameters_and_defaults(capsys):
+    assert main(["list", "--learner", "bp_lambda"]) == 0
+    out = capsys.readouterr().out
+    assert "--lam" in out and "--hidden-size" in out and "--lr-synth" in out
+    assert "float, default 1.0" in out  # lam's annotation and default
+    assert "choose one of" in error_of(capsys, ["list", "--learner", "bp_lamda"])
+
+
+# ----------------------------------------------------------------------------------- train
+def test_train_writes_logs_checkpoint_plot_and_the_run_config(tmp_path):
+    out = tmp_path / "run"
+    assert main(tiny_train(out, "--updates", "4", "--lam", "0.5", "--seed", "3",
+                           "--lr-synth=1e-3")) == 0
+
+    progress = read_progress(out / "progress.csv")
+    np.testing.assert_array_equal(progress["time/total_timesteps"], [30, 60, 90, 120])
+    assert np.isfinite(progress["train/loss"]).all()
+    assert any(p.stat().st_size > 0 for p in out.glob("events.out.tfevents.*"))
+    assert (out / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "finished" and run["num_episodes"] == 4
+    assert run["config"]["hyperparameters"] == {"hidden_size": 4, "lam": 0.5, "lr_synth": 1e-3}
+    assert yaml.safe_load((out / "config.yaml").read_text()) == run["config"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["train/loss"] == pytest.approx(progress["train/loss"][-1])
+
+    # The run is the library's: the same learner built and trained by hand ends identically.
+    by_hand = BPLambda(gym.make_vec("bpl/LineDraw-v0", num_envs=3), hidden_size=4, lam=0.5,
+                       lr_synth=1e-3, n_envs=3, seed=3)
+    by_hand.learn(episodes=4)
+    loaded = BPLambda.load(out / "checkpoint.pt")
+    assert loaded.num_episodes == 4 and loaded.lam == 0.5 and loaded.hidden_size == 4
+    for name in ("core", "readout", "synthesiser"):
+        for p, q in zip(getattr(loaded, name).parameters(), getattr(by_hand, name).parameters(),
+                        strict=True):
+            assert torch.equal(p, q)
+
+
+def test_train_scores_envs_with_a_test_split_on_it(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "bpl/SequentialDigits-v0", "--learner", "bptt", "--num-envs", "4",
+                 "--hidden-size", "3", "--updates", "2", "--out", str(out),
+                 "--no-progress"]) == 0
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    learner = BPTT.load(out / "checkpoint.pt")
+    inputs, labels = gym.make("bpl/SequentialDigits-v0", split="test").unwrapped.dataset()
+    state = None
+    for t in range(inputs.shape[1]):
+        logits, state = learner.predict(inputs[:, t], state)
+    assert test["test/accuracy"] == pytest.approx(np.mean(logits.argmax(1) == labels), abs=1e-12)
+    log_softmax = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
+    assert test["test/loss"] == pytest.approx(-log_softmax[np.arange(len(labels)), labels].mean()
+                                              .item(), rel=1e-5)
+
+
+class InterruptAfter(BaseCallback):
+    """Raise KeyboardInterrupt at the first step of batch ``batches + 1`` (mid-sequence)."""
+
+    def __init__(self, batches: int):
+        super().__init__()
+        self.batches = batches
+
+    def _on_step(self) -> bool:
+        if self.model.num_episodes >= self.batches:
+            raise KeyboardInterrupt
+        return True
+
+
+COPY_RUN = ["train", "bpl/CopyRepeat-v0", "--num-envs", "2", "--core", "lstm",
+            "--hidden-size", "3", "--lr-synth", "1e-3", "--updates", "6", "--no-progress",
+            "--env-arg", "curriculum={threshold_bits: 50.0}"]  # 50 bits: advance every batch
+
+
+def _parameters(path):
+    learner = BPLambda.load(path)
+    return [p.detach().clone() for m in (learner.core, learner.readout, learner.synthesiser)
+            for p in m.parameters()]
+
+
+def test_ctrl_c_leaves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(
+        tmp_path, monkeypatch, capsys):
+    """Copy-repeat with a curriculum that advances every batch: the resumed run must restore
+    the env's random state and the curriculum as well as the learner."""
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    assert main([*COPY_RUN, "--out", str(straight)]) == 0
+
+    interrupting = functools.partial(training_module.train, callbacks=[InterruptAfter(3)])
+    monkeypatch.setattr(training_module, "train", interrupting)
+    assert main([*COPY_RUN, "--out", str(broken)]) == 130
+    assert f"bpl train --resume {broken}" in capsys.readouterr().err
+    run = json.loads((broken / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["num_episodes"] == 3
+    half = BPLambda.load(broken / "checkpoint.pt")  # loadable, at the last complete batch
+    assert half.num_episodes == 3
+    assert len(read_progress(broken / "progress.csv")["train/loss"]) == 3  # readable log
+
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(broken), "--no-progress"]) == 0
+    for p, q in zip(_parameters(broken / "checkpoint.pt"), _parameters(straight / "checkpoint.pt"),
+                    strict=True):
+        assert torch.equal(p, q)
+    a, b = read_progress(straight / "progress.csv"), read_progress(broken / "progress.csv")
+    np.testing.assert_array_equal(a["train/loss"], b["train/loss"])
+    np.testing.assert_array_equal(b["train/sequence_length"], [5, 7, 9, 12, 15, 19])  # §5
+    assert json.loads((broken / "run.json").read_text())["status"] == "finished"
+
+
+def test_save_every_checkpoints_at_batch_boundaries(tmp_path):
+    """--save-every 50 with batches of 30 steps: the first batch ending at or past 50, 100, 150
+    steps is saved (batches 2, 4 and 5), and the last batch at the end."""
+    out = tmp_path / "run"
+    saved = []
+
+    class Spy(BaseCallback):
+        def _on_step(self):
+            return True
+
+        def _on_rollout_end(self):
+            path = out / "checkpoint.pt"
+            if path.exists():
+                saved.append(BPLambda.load(path).num_episodes)
+
+    config = RunConfig(env="bpl/LineDraw-v0", learner="bp_lambda", num_envs=3,
+                       hyperparameters={"hidden_size": 4}, updates=5, save_every=50)
+    training_module.train(config, out, progress=False, stdout=False, callbacks=[Spy()])
+    assert saved == [2, 2, 4, 5]  # what checkpoint.pt holds after batches 2, 3, 4 and 5
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "bpl/LineDrawing-v0", "--updates", "1"], ["unknown env id", "bpl/LineDraw-v0"]),
+    (["train", "bpl/LineDraw-v0", "--learner", "bp_lamda", "--updates", "1"],
+     ["unknown learner", "bp_lambda", "bptt"]),
+    (["train", "bpl/LineDraw-v0", "--lamda", "0.5", "--updates", "1"],
+     ["unknown hyper-parameter", "lamda", "'lam'", "'hidden_size'"]),
+    (["train", "bpl/LineDraw-v0", "--lam", "high", "--updates", "1"], ["'lam'", "float", "high"]),
+    (["train", "bpl/LineDraw-v0", "--hidden-size", "2.5", "--updates", "1"],
+     ["'hidden_size'", "int", "2.5"]),
+    (["train", "bpl/LineDraw-v0", "--env-arg", "length=3", "--updates", "1"],
+     ["unknown env argument", "'sequence_length'"]),
+    (["train", "bpl/LineDraw-v0", "--n-envs", "3", "--updates", "1"],
+     ["unknown hyper-parameter", "--num-envs"]),
+    (["train", "bpl/LineDraw-v0"], ["--steps N", "--updates N"]),
+    (["train", "--updates", "1"], ["ENV_ID"]),
+    (["train", "--resume", "somewhere", "--lam", "0.5"], ["--resume", "--lam"]),
+    (["reproduce", "toys"], ["unknown experiment", "toy", "copy-repeat"]),
+    (["train", "--config", "toyy", "--updates", "1"], ["toy_quick"]),
+])
+def test_mistakes_stop_before_anything_runs_and_list_the_choices(argv, expected, tmp_path,
+                                                                 capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default output folders would land here
+    message = error_of(capsys, [*argv, "--no-progress"] if argv[0] == "train" else argv)
+    for text in expected:
+        assert text in message
+    assert list(tmp_path.iterdir()) == []  # nothing was written
+
+
+def test_an_existing_output_folder_is_replaced_only_with_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_train(out, "--updates", "1")) == 0
+    (out / "marker").write_text("from an earlier run")
+    assert "--force" in error_of(capsys, tiny_train(out, "--updates", "2"))
+    assert (out / "marker").exists() and json.loads((out / "run.json").read_text())[
+        "num_episodes"] == 1
+    assert main(tiny_train(out, "--updates", "2", "--force")) == 0
+    assert not (out / "marker").exists()
+    assert json.loads((out / "run.json").read_text())["num_episodes"] == 2
+
+
+def test_train_from_a_config_file_with_flags_overriding_it(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "env": "bpl/LineDraw-v0", "env_kwargs": {"sequence_length": 4}, "learner": "bp_lambda",
+        "num_envs": 2, "updates": 3, "hyperparameters": {"hidden_size": 3, "lam": 0.25}}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--lam", "0.75", "--updates", "2", "--out",
+                 str(out), "--no-progress"]) == 0
+    run = json.loads((out / "run.json").read_text())["config"]
+    assert run["hyperparameters"] == {"hidden_size": 3, "lam": 0.75}
+    assert run["updates"] == 2 and run["env_kwargs"] == {"sequence_length": 4}
+    np.testing.assert_array_equal(read_progress(out / "progress.csv")["time/total_timesteps"],
+                                  [8, 16])
+
+
+def test_another_learner_on_a_config_keeps_the_hyperparameters_it_takes(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "env": "bpl/LineDraw-v0", "learner": "bp_lambda", "num_envs": 2, "updates": 1,
+        "hyperparameters": {"hidden_size": 3, "lam": 0.25}}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--learner", "bptt", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "bptt does not take ['lam']" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["hyperparameters"] == {"hidden_size": 3}
+    assert run["learner_class"] == "BPTT"
+
+
+def test_the_curriculum_env_argument_builds_a_curriculum():
+    kwargs = training_module.env_arguments(
+        "bpl/CopyRepeat-v0", {"curriculum": {"threshold_bits": "0.5"}, "max_repeats": 5})
+    assert isinstance(kwargs["curriculum"], CopyRepeatCurriculum)
+    assert kwargs["curriculum"].threshold_bits == 0.5 and kwargs["max_repeats"] == 5
+    with pytest.raises(ValueError, match="'repeats'"):
+        training_module.env_arguments("bpl/CopyRepeat-v0", {"curriculum": {"repeat": 2}})
+
+
+# ------------------------------------------------------------------------------- help
+@pytest.mark.parametrize("command", ["list", "train", "reproduce", "compare", "sweep"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: bpl {command}" in capsys.readouterr().out
+
+
+def test_python_m_agents_cli_runs_as_a_script():
+    done = subprocess.run([sys.executable, "-m", "agents.cli", "reproduce", "--help"],
+                          cwd=WORKTREE, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage: bpl reproduce" in done.stdout and "hours" in done.stdout
