@@ -174,7 +174,7 @@ class SequenceLearner(BaseLearner):
         batch_size = env.num_envs
         self.task = task_spec_of(env)
         same_step = env.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
-        self._finite_flags: list[torch.Tensor] = []
+        self._first_non_finite = torch.full((), -1, dtype=torch.long, device=self.device)
         self._begin_sequences(batch_size)
         keep_going, step, losses, scored_steps, correct = True, 0, 0.0, 0, 0
         while True:
@@ -198,6 +198,7 @@ class SequenceLearner(BaseLearner):
             scored_t = torch.as_tensor(scored, dtype=self.dtype, device=self.device)
             loss_grad = self.loss.gradient(prediction.detach(), target)
             loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
+            self._token_index = step
             self._learn_step(loss_grad, target, scored_t, final)
             if scored.any():
                 losses += float(np.asarray(info["loss"])[scored].sum())
@@ -226,9 +227,14 @@ class SequenceLearner(BaseLearner):
         self.logger.record("train/sequence_length", steps)
 
     def _watch(self, *tensors: torch.Tensor) -> None:
-        """Remember whether this step's learning quantities are finite (checked once per batch,
-        so the hot path never waits for the device)."""
-        self._finite_flags.append(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+        """Remember the first token whose learning quantities are not finite.
+
+        Kept on the device as one 0-d tensor (no growth with the sequence length) and read once
+        per batch by :meth:`_check_finite`, so the hot path never waits for the device.
+        """
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+        first = self._first_non_finite
+        self._first_non_finite = torch.where(finite | (first >= 0), first, self._token_index)
 
     def _raise_non_finite(self, step: int, what: str) -> None:
         raise FloatingPointError(
@@ -238,11 +244,10 @@ class SequenceLearner(BaseLearner):
         )
 
     def _check_finite(self) -> None:
-        """Stop with an error naming the first step whose learning quantities were NaN/inf."""
-        if self._finite_flags:
-            flags = torch.stack(self._finite_flags)
-            if not bool(flags.all()):
-                self._raise_non_finite(int((~flags).nonzero()[0, 0]), "loss gradient or update")
+        """Stop with an error naming the first token whose learning quantities were NaN/inf."""
+        first = int(self._first_non_finite)
+        if first >= 0:
+            self._raise_non_finite(first, "loss gradient or update")
 
     # ----------------------------------------------------------------- learner hooks
     def _begin_sequences(self, batch_size: int) -> None:

@@ -437,3 +437,12 @@ def test_toy_alignment_rises_with_lambda_early_in_training():
 def test_toy_alignment_after_1000_updates_is_near_perfect_for_lambda_one():
     lam1, lam0 = train_toy(1.0, 1000), train_toy(0.0, 1000)
     assert lam1.mean() >= 0.9 and lam1.mean() > lam0.mean()
+
+
+def test_a_non_finite_loss_gradient_later_in_the_sequence_names_its_token():
+    inputs, targets, _ = make_data("mse")
+    targets[:, 3] = np.nan
+    env = SequenceReplayVectorEnv(inputs, targets, "mse")
+    learner = BPLambda(env, hidden_size=H, seed=0)
+    with pytest.raises(FloatingPointError, match="non-finite loss gradient or update at step 3 "):
+        learner.learn(episodes=1)
