@@ -16,6 +16,7 @@ import torch
 
 from agents.base import make_env
 from agents.sequence_learner import SequenceLearner, _as_vector_env
+from bpl_envs.checks import check_int
 
 __all__ = ["alignment", "collect_sequences", "future_gradients"]
 
@@ -88,8 +89,7 @@ def collect_sequences(learner: SequenceLearner, env, n_sequences: int, seed: int
         (inputs (T, N, input_size), targets (T, N, n_out), scored (T, N)) as tensors in the
         learner's dtype, N >= n_sequences (whole batches of the vector env).
     """
-    if isinstance(n_sequences, bool) or not isinstance(n_sequences, int) or n_sequences < 1:
-        raise ValueError(f"n_sequences must be a positive int, got {n_sequences!r}")
+    check_int("n_sequences", n_sequences, minimum=1)
     env = _as_vector_env(make_env(env))
     batches, collected = [], 0
     while collected < n_sequences:

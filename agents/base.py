@@ -30,6 +30,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Conve
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from tqdm.auto import tqdm
 
+from bpl_envs.checks import check_int
+
 __all__ = ["BaseLearner", "check_fraction", "check_non_negative", "make_env"]
 
 CHECKPOINT_FORMAT = 1
@@ -63,8 +65,7 @@ def make_env(env: str | gym.Env | gym.vector.VectorEnv, n_envs: int = 1):
     import bpl_envs  # noqa: F401  (registers the bpl/ ids)
 
     if isinstance(env, str):
-        if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-            raise ValueError(f"n_envs must be a positive int, got {n_envs!r}")
+        check_int("n_envs", n_envs, minimum=1)
         if env not in gym.registry:
             known = sorted(k for k in gym.registry if k.startswith("bpl/"))
             raise ValueError(f"unknown env id {env!r}; registered bpl ids: {known}")

@@ -32,27 +32,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from agents.base import check_fraction, check_non_negative
 from agents.cores import StepCache
 from agents.sequence_learner import SequenceLearner
 from agents.synthesisers import make_synthesiser
+from bpl_envs.checks import check_int
 
 __all__ = ["BPTT", "DNI", "TruncatedBPTT", "check_truncation"]
 
 
 def check_truncation(n: object) -> int:
     """Return the truncation length ``n`` as an int if it is an integer >= 1, else raise."""
-    if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise TypeError(
-            f"n (the truncation length, in tokens) must be an int >= 1, got {n!r} "
-            f"({type(n).__name__})"
-        )
-    if n < 1:
-        raise ValueError(f"n (the truncation length, in tokens) must be an int >= 1, got {n}")
-    return int(n)
+    return check_int("n (the truncation length, in tokens)", n, minimum=1)
 
 
 def _stack_caches(caches: list[StepCache]) -> StepCache:
@@ -278,11 +271,9 @@ class DNI(TruncatedBPTT):
         self.gamma = check_fraction("gamma", gamma)
         self.sg_weight = check_non_negative("sg_weight", sg_weight)
         self.lr_synth = check_non_negative("lr_synth", lr_synth)
-        if synth_hidden is not None and (
-            isinstance(synth_hidden, bool) or not isinstance(synth_hidden, int) or synth_hidden < 1
-        ):
-            raise ValueError(f"synth_hidden must be None or a positive int, got {synth_hidden!r}")
-        self.synth_hidden = synth_hidden
+        self.synth_hidden = (
+            None if synth_hidden is None else check_int("synth_hidden", synth_hidden, minimum=1)
+        )
         super().__init__(
             env,
             n=n,

@@ -35,6 +35,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from bpl_envs.checks import check_int
+
 __all__ = [
     "CORE_KINDS",
     "JacobianOperator",
@@ -49,14 +51,6 @@ __all__ = [
 
 CORE_KINDS = ("rnn", "lstm")
 RNN_ACTIVATIONS = ("tanh", "identity")
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
 
 
 def _check_tensor(
@@ -245,8 +239,8 @@ class RecurrentCore(nn.Module, ABC):
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.input_size = check_int("input_size", input_size, minimum=1)
+        self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
         rows = self.num_gates * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
         self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
@@ -271,7 +265,7 @@ class RecurrentCore(nn.Module, ABC):
     # ----------------------------------------------------------------- states and transition
     def initial_state(self, batch_size: int) -> Tensor:
         """Zeros of shape (batch_size, d), with the parameters' dtype and device."""
-        _positive_int("batch_size", batch_size)
+        check_int("batch_size", batch_size, minimum=1)
         like = self.weight_hh
         return torch.zeros(batch_size, self.state_size, dtype=like.dtype, device=like.device)
 

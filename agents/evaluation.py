@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bpl_envs.checks import check_int
+
 __all__ = ["evaluate_sequences", "last_step_targets"]
 
 
@@ -75,8 +77,7 @@ def evaluate_sequences(
     scored = np.broadcast_to(scored, (n_sequences, steps))
     if not scored.any():
         raise ValueError("scored marks no step: there is nothing to evaluate")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_int("batch_size", batch_size, minimum=1)
 
     total_loss, hits = 0.0, 0
     for start in range(0, n_sequences, batch_size):

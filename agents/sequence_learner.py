@@ -34,6 +34,7 @@ from gymnasium.vector import AutoresetMode
 
 from agents.base import BaseLearner, check_non_negative, make_env
 from agents.cores import make_core
+from bpl_envs.checks import check_int
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
 
@@ -107,8 +108,7 @@ class SequenceLearner(BaseLearner):
             raise ValueError(f"update must be one of {UPDATE_MODES}, got {update!r}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
-            raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r}")
+        hidden_size = check_int("hidden_size", hidden_size, minimum=1)
         self.core_kind, self.hidden_size, self.activation = core, hidden_size, activation
         self.lr_core = check_non_negative("lr_core", lr_core)
         self.lr_readout = check_non_negative("lr_readout", lr_readout)

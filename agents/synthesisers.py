@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from bpl_envs.checks import check_int
+
 __all__ = [
     "TRACE_PARAMETER_MODES",
     "LinearSynthesiser",
@@ -35,14 +37,6 @@ __all__ = [
 ]
 
 TRACE_PARAMETER_MODES = ("all", "output")
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
 
 
 def _zero_initialised_linear(in_features: int, out_features: int) -> nn.Linear:
@@ -77,9 +71,9 @@ class Synthesiser(nn.Module, ABC):
 
     def __init__(self, state_size: int, output_size: int | None) -> None:
         super().__init__()
-        self.state_size = _positive_int("state_size", state_size)
+        self.state_size = check_int("state_size", state_size, minimum=1)
         self.output_size = (
-            state_size if output_size is None else _positive_int("output_size", output_size)
+            state_size if output_size is None else check_int("output_size", output_size, minimum=1)
         )
 
     def forward(self, s: Tensor) -> Tensor:
@@ -93,7 +87,7 @@ class Synthesiser(nn.Module, ABC):
 
     def trace_shapes(self, batch_size: int) -> list[tuple[int, ...]]:
         """The trace shapes (batch_size, d_out, *θ.shape), in ``trace_parameters()`` order."""
-        _positive_int("batch_size", batch_size)
+        check_int("batch_size", batch_size, minimum=1)
         return [(batch_size, self.output_size, *p.shape) for p in self.trace_parameters()]
 
     @torch.no_grad()
@@ -267,7 +261,7 @@ class MLPSynthesiser(Synthesiser):
                 f"got {trace_parameters!r}"
             )
         super().__init__(state_size, output_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
         self.trace_mode = trace_parameters
         self.hidden = nn.Linear(self.state_size, self.hidden_size)
         self.output = _zero_initialised_linear(self.hidden_size, self.output_size)

@@ -13,13 +13,13 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
+from bpl_envs.checks import check_int
 from bpl_envs.losses import NATS_PER_BIT
 from bpl_envs.sequence import (
     SequenceBatch,
     SequenceEnv,
     SequenceSource,
     SequenceVectorEnv,
-    check_int,
     check_option_names,
 )
 

@@ -11,12 +11,12 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
+from bpl_envs.checks import check_int
 from bpl_envs.sequence import (
     SequenceBatch,
     SequenceEnv,
     SequenceSource,
     SequenceVectorEnv,
-    check_int,
 )
 
 __all__ = ["LineDrawEnv", "LineDrawSequences", "LineDrawVectorEnv", "line_draw_cue"]

@@ -31,6 +31,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from bpl_envs.checks import check_int
 from bpl_envs.losses import get_loss
 from bpl_envs.task_spec import TaskSpec
 
@@ -57,19 +58,6 @@ RENDER_FPS = 4
 # ---------------------------------------------------------------------------------------------
 # Argument checks shared by the task modules
 # ---------------------------------------------------------------------------------------------
-
-
-def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
-    """Return ``value`` as an int, or raise naming ``name``, the value and the allowed range.
-
-    Python and NumPy integers are accepted; bools and floats (even 2.0) are not.
-    """
-    allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int {allowed}, got {value!r} ({type(value).__name__})")
-    if value < minimum or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be an int {allowed}, got {value!r}")
-    return int(value)
 
 
 def check_fraction(name: str, value: Any) -> float:

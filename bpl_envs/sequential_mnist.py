@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from bpl_envs.checks import check_int
 from bpl_envs.sequence import (
     ImageSequences,
     SequenceEnv,
     SequenceVectorEnv,
     check_fraction,
-    check_int,
     check_split,
     stratified_split,
 )

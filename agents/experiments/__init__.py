@@ -28,6 +28,7 @@ from typing import Any
 
 from agents.experiments.config import load_config
 from agents.experiments.output import prepare_output_dir, write_json, write_text
+from bpl_envs.checks import check_int
 
 __all__ = ["EXPERIMENTS", "Experiment", "reproduce"]
 
@@ -118,8 +119,7 @@ def reproduce(
         raise ValueError(f"{preset}: an experiment config needs an `experiment:` section")
     if seeds is None:
         seeds = settings["experiment"]["seeds"]
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be a positive int, got {seeds!r}")
+    check_int("seeds", seeds, minimum=1)
     if hasattr(module, "configure"):
         settings = module.configure(settings, **options)
     module.check(settings)  # every run validated before the folder is touched

@@ -17,6 +17,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from bpl_envs.checks import check_int
+
 __all__ = ["BACKENDS", "default_workers", "require_ray", "run_cells"]
 
 BACKENDS = ("local", "ray")
@@ -37,9 +39,7 @@ def _init_worker() -> None:
 
 
 def _check_workers(workers: Any) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
-    return workers
+    return check_int("workers", workers, minimum=1)
 
 
 def run_cells(

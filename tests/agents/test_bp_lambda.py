@@ -382,7 +382,7 @@ def test_sb3_evaluate_policy_scores_the_learner():
         ({"core": "gru"}, ValueError, "gru"),
         ({"update": "batch"}, ValueError, r"update must be one of \('sequence', 'step'\)"),
         ({"dtype": "float16"}, ValueError, "dtype must be one of"),
-        ({"hidden_size": 0}, ValueError, "hidden_size must be a positive int"),
+        ({"hidden_size": 0}, ValueError, "hidden_size must be an int >= 1"),
         ({"clip_synth_update": 1}, TypeError, "clip_synth_update must be a bool"),
     ],
 )

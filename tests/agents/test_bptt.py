@@ -207,14 +207,16 @@ def test_bad_truncation_is_refused_naming_n(cls, n, error):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
-    [({"gamma": 1.5}, "gamma"), ({"sg_weight": -1.0}, "sg_weight"), ({"lr_synth": -1}, "lr_synth"),
-     ({"synth_hidden": 0}, "synth_hidden"), ({"synth_hidden": 2.5}, "synth_hidden"),
-     ({"update": "chunk"}, "update")],
+    "kwargs, error, message",
+    [({"gamma": 1.5}, ValueError, "gamma"), ({"sg_weight": -1.0}, ValueError, "sg_weight"),
+     ({"lr_synth": -1}, ValueError, "lr_synth"),
+     ({"synth_hidden": 0}, ValueError, "synth_hidden must be an int >= 1, got 0"),
+     ({"synth_hidden": 2.5}, TypeError, "synth_hidden must be an int >= 1, got 2.5"),
+     ({"update": "chunk"}, ValueError, "update")],
 )
-def test_bad_dni_arguments_are_refused(kwargs, message):
+def test_bad_dni_arguments_are_refused(kwargs, error, message):
     env = mse_env()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         DNI(env, n=2, **kwargs)
 
 

@@ -333,9 +333,9 @@ def test_make_core_rejects_bad_arguments(arguments, error, words):
 def test_classes_reject_bad_arguments_too():
     with pytest.raises(ValueError, match="activation.*'sigmoid'"):
         RNNCore(2, 3, activation="sigmoid")
-    with pytest.raises(ValueError, match="hidden_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="hidden_size must be an int >= 1, got 0"):
         LSTMCore(2, 0)
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         RNNCore(2, 3).initial_state(0)
 
 

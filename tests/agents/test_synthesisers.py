@@ -199,8 +199,8 @@ def test_trace_parameter_lists_and_output_mode_freezes_the_hidden_layer():
 @pytest.mark.parametrize(
     "call, error, pattern",
     [
-        (lambda: make_synthesiser(0), ValueError, "state_size must be a positive int, got 0"),
-        (lambda: make_synthesiser(4, -1), ValueError, "hidden_size must be a positive int, got -1"),
+        (lambda: make_synthesiser(0), ValueError, "state_size must be an int >= 1, got 0"),
+        (lambda: make_synthesiser(4, -1), ValueError, "hidden_size must be an int >= 1, got -1"),
         (lambda: make_synthesiser(4, 2.5), TypeError, r"hidden_size .* got 2.5 \(float\)"),
         (lambda: make_synthesiser(4, output_size=0), ValueError, "output_size .* got 0"),
         (
@@ -213,7 +213,7 @@ def test_trace_parameter_lists_and_output_mode_freezes_the_hidden_layer():
             ValueError,
             "trace_parameters .* got 'none'",
         ),
-        (lambda: LinearSynthesiser(True), TypeError, "state_size must be a positive int, got True"),
+        (lambda: LinearSynthesiser(True), TypeError, "state_size must be an int >= 1, got True"),
     ],
 )
 def test_constructors_reject_bad_arguments(call, error, pattern):
