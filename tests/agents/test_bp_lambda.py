@@ -19,6 +19,7 @@ import bpl_envs  # noqa: F401  (registers the bpl/ ids)
 from agents.analysis import alignment, future_gradients
 from agents.bp_lambda import BPLambda
 from bpl_envs.replay import SequenceReplayVectorEnv
+from tests.agents.autograd_reference import forward_view_update, randomise, unroll
 
 B, T, N_IN, N_OUT, H = 3, 6, 3, 2, 4
 
@@ -42,52 +43,6 @@ def make_learner(core, loss="mse", seed=0, **kwargs):
     kwargs = {"lr_core": 0.0, "lr_readout": 0.0, "clip_synth_update": False, **kwargs}
     learner = BPLambda(env, core=core, hidden_size=H, dtype="float64", seed=seed, **kwargs)
     return learner, (torch.tensor(inputs), torch.tensor(targets), torch.tensor(scored))
-
-
-def randomise(module, seed, scale=0.5):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=generator, dtype=p.dtype))
-
-
-def unroll(core, readout, loss, inputs, targets, scored):
-    """States s_t, immediate gradients l_t (batch-mean loss) and Jacobians J_t, by autograd."""
-    batch = inputs.shape[0]
-    state = torch.zeros(batch, core.state_size, dtype=torch.float64)
-    states, immediate, jacobians = [], [], []
-    for t in range(inputs.shape[1]):
-        x = inputs[:, t]
-        full = torch.autograd.functional.jacobian(lambda s, x=x: core(x, s), state)
-        jacobians.append(torch.stack([full[b, :, b, :] for b in range(batch)]))
-        state = core(x, state).detach().requires_grad_(True)
-        step_loss = loss.value(readout(core.hidden(state)), targets[:, t]).mean() * scored[t]
-        immediate.append(torch.autograd.grad(step_loss, state, allow_unused=True)[0]
-                         if scored[t] else torch.zeros_like(state))
-        states.append(state.detach())
-    return states, immediate, jacobians
-
-
-def forward_view_update(synth, params, states, immediate, jacobians, lam, gamma, targets=None):
-    """sum_t mean_b (G^lambda_t - g(s_t)) . dg(s_t)/dtheta with the lambda-target recursion
-    G^l_t = (l_{t+1} + gamma[(1-lam) g_{t+1} + lam G^l_{t+1}]) J_{t+1}, g_{T-1} := 0, G_{T-1} = 0
-    (or the given targets)."""
-    steps = len(states)
-    g = [synth(s).detach() for s in states[:-1]] + [torch.zeros_like(states[-1])]
-    if targets is None:
-        targets = [None] * steps
-        targets[-1] = torch.zeros_like(states[-1])
-        for t in range(steps - 2, -1, -1):
-            row = immediate[t + 1] + gamma * ((1 - lam) * g[t + 1] + lam * targets[t + 1])
-            targets[t] = torch.einsum("bi,bij->bj", row, jacobians[t + 1])
-    total = [torch.zeros_like(p) for p in params]
-    batch = states[0].shape[0]
-    for t in range(steps - 1):
-        with torch.enable_grad():
-            out = synth(states[t])
-            grads = torch.autograd.grad(out, params, (targets[t] - g[t]) / batch)
-        total = [a + b for a, b in zip(total, grads, strict=True)]
-    return total
 
 
 CASES = [

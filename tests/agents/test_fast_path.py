@@ -12,6 +12,7 @@ import torch
 
 from agents.bp_lambda import BPLambda
 from bpl_envs.replay import SequenceReplayVectorEnv
+from tests.agents.autograd_reference import forward_view_update, randomise, unroll
 
 B, T, N_IN, N_OUT, H = 3, 7, 3, 2, 4
 
@@ -23,13 +24,6 @@ def replay_env(seed=0, n_sequences=B):
     scored = rng.random(T) < 0.6
     scored[-1] = True
     return SequenceReplayVectorEnv(inputs, targets, "mse", scored, num_envs=B)
-
-
-def randomise(module, seed, scale=0.5):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=generator, dtype=p.dtype))
 
 
 def twin_learners(core, synth_hidden, lam, gamma, **kwargs):
@@ -48,35 +42,18 @@ def twin_learners(core, synth_hidden, lam, gamma, **kwargs):
 
 
 def autograd_forward_view(learner, lam, gamma):
-    """sum_t mean_b (G^l_t - g_t) . dg(s_t)/dtheta with J_t by autograd and
-    G^l_t = (l_{t+1} + gamma[(1 - lam) g_{t+1} + lam G^l_{t+1}]) J_{t+1}, g_{T-1} = G_{T-1} = 0,
-    on the batch the learner is about to read (the replay env's first batch)."""
+    """The forward-view update (autograd Jacobians, explicit lambda-target recursion) on the
+    batch the learner is about to read (the replay env's first batch)."""
     env = replay_env()
     inputs = torch.tensor(env.inputs[:B], dtype=torch.float64)
     targets = torch.tensor(env.targets[:B], dtype=torch.float64)
     scored = torch.tensor(env.scored[0], dtype=torch.float64)
-    core, readout, synth = learner.core, learner.readout, copy.deepcopy(learner.synthesiser)
-    state = torch.zeros(B, core.state_size, dtype=torch.float64)
-    states, immediate, jacobians = [], [], []
-    for t in range(T):
-        x = inputs[:, t]
-        full = torch.autograd.functional.jacobian(lambda s, x=x: core(x, s), state)
-        jacobians.append(torch.stack([full[b, :, b, :] for b in range(B)]))
-        state = core(x, state).detach().requires_grad_(True)
-        loss = learner.loss.value(readout(core.hidden(state)), targets[:, t]).mean() * scored[t]
-        immediate.append(torch.autograd.grad(loss, state)[0])
-        states.append(state.detach())
-    g = [synth(s).detach() for s in states[:-1]] + [torch.zeros_like(states[-1])]
-    target = torch.zeros_like(states[-1])
+    synth = copy.deepcopy(learner.synthesiser)
+    states, immediate, jacobians = unroll(
+        learner.core, learner.readout, learner.loss, inputs, targets, scored
+    )
     params = list(synth.trace_parameters())
-    total = [torch.zeros_like(p) for p in params]
-    for t in range(T - 2, -1, -1):
-        row = immediate[t + 1] + gamma * ((1 - lam) * g[t + 1] + lam * target)
-        target = torch.einsum("bi,bij->bj", row, jacobians[t + 1])
-        with torch.enable_grad():
-            grads = torch.autograd.grad(synth(states[t]), params, (target - g[t]) / B)
-        total = [a + b for a, b in zip(total, grads, strict=True)]
-    return total
+    return forward_view_update(synth, params, states, immediate, jacobians, lam, gamma)
 
 
 CASES = [
