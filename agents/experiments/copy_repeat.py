@@ -32,8 +32,7 @@ from agents.experiments.output import (
     over_seeds,
     save_figure,
 )
-from agents.experiments.parallel import run_cells
-from agents.experiments.training import RunConfig, comparison_runs, train_in_memory
+from agents.experiments.training import RunConfig, comparison_runs, run_comparison, train_in_memory
 from bpl_envs.copy_repeat import copy_repeat_length
 
 __all__ = ["check", "curriculum_cell", "run"]
@@ -71,15 +70,11 @@ def check(config: dict[str, Any]) -> None:
 def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
         workers: int):
     """Train every learner for every seed; return (table, json data, figure paths)."""
-    runs = comparison_runs(config)
-    keys = [(label, seed) for label in runs for seed in seeds]
-    cells = [{"config": runs[label].derive(seed=seed).to_dict()} for label, seed in keys]
-    results = dict(zip(keys, run_cells(curriculum_cell, cells, workers=workers,
-                                       progress=progress, desc="copy-repeat: (learner, seed)"),
-                       strict=True))
+    runs, results = run_comparison(config, seeds, curriculum_cell, workers=workers,
+                                   progress=progress, desc="copy-repeat: (learner, seed)")
     rows, table_rows = [], []
     for label, run_config in runs.items():
-        cell = [results[(label, seed)] for seed in seeds]
+        cell = results[label]
         row = {
             "label": label,
             "learner": run_config.learner,

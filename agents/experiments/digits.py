@@ -35,8 +35,13 @@ from agents.experiments.output import (
     over_seeds,
     save_figure,
 )
-from agents.experiments.parallel import run_cells
-from agents.experiments.training import RunConfig, comparison_runs, test_metrics, train_in_memory
+from agents.experiments.training import (
+    RunConfig,
+    comparison_runs,
+    run_comparison,
+    test_metrics,
+    train_in_memory,
+)
 
 __all__ = ["check", "configure", "digits_cell", "preset_for", "run"]
 
@@ -79,14 +84,11 @@ def check(config: dict[str, Any]) -> None:
 def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
         workers: int):
     """Train and test every learner for every seed; return (table, json data, figures)."""
-    runs = comparison_runs(config)
-    keys = [(label, seed) for label in runs for seed in seeds]
-    cells = [{"config": runs[label].derive(seed=seed).to_dict()} for label, seed in keys]
-    results = dict(zip(keys, run_cells(digits_cell, cells, workers=workers, progress=progress,
-                                       desc="digits: (learner, seed)"), strict=True))
+    runs, results = run_comparison(config, seeds, digits_cell, workers=workers,
+                                   progress=progress, desc="digits: (learner, seed)")
     rows, table_rows = [], []
     for label, run_config in runs.items():
-        cell = [results[(label, seed)] for seed in seeds]
+        cell = results[label]
         tail = max(1, len(cell[0]["train_loss"]) // 10)
         row = {
             "label": label,

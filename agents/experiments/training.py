@@ -43,6 +43,7 @@ from agents.evaluation import evaluate_sequences, last_step_targets
 from agents.experiments import hyperparameters as hp
 from agents.experiments.config import check_keys, load_config
 from agents.experiments.output import new_figure, prepare_output_dir, save_figure, write_json
+from agents.experiments.parallel import run_cells
 from agents.registry import LEARNERS, get_learner
 from agents.sequence_learner import SequenceLearner
 
@@ -642,3 +643,28 @@ def comparison_runs(config: Mapping[str, Any]) -> dict[str, RunConfig]:
             base, learner=entry["learner"], hyperparameters={**shared, **own}
         ).resolved()
     return runs
+
+
+def run_comparison(
+    config: Mapping[str, Any],
+    seeds: Sequence[int],
+    cell: Any,
+    *,
+    workers: int,
+    progress: bool,
+    desc: str,
+) -> tuple[dict[str, RunConfig], dict[str, list[Any]]]:
+    """Run ``cell`` (a picklable function of ``{"config": run dict}``) for every learner of a
+    comparison preset and every seed, in parallel.
+
+    Returns:
+        (the runs, label -> :class:`RunConfig`; the results, label -> one result per seed).
+    """
+    runs = comparison_runs(config)
+    keys = [(label, seed) for label in runs for seed in seeds]
+    cells = [{"config": runs[label].derive(seed=seed).to_dict()} for label, seed in keys]
+    results: dict[str, list[Any]] = {label: [] for label in runs}
+    outputs = run_cells(cell, cells, workers=workers, progress=progress, desc=desc)
+    for (label, _), output in zip(keys, outputs, strict=True):
+        results[label].append(output)
+    return runs, results
