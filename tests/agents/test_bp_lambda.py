@@ -383,13 +383,8 @@ def train_toy(lam, updates, seed=0):
     return alignment(learner, "bpl/LineDraw-v0", n_sequences=50, seed=seed + 1)
 
 
-def test_toy_alignment_rises_with_lambda_early_in_training():
-    lam1, lam0 = train_toy(1.0, 200).mean(), train_toy(0.0, 200).mean()
-    assert lam1 > lam0 + 0.2
-
-
-@pytest.mark.slow
 def test_toy_alignment_after_1000_updates_is_near_perfect_for_lambda_one():
+    """The paper's toy claim (frozen linear RNN, 1000 updates; ~15 s)."""
     lam1, lam0 = train_toy(1.0, 1000), train_toy(0.0, 1000)
     assert lam1.mean() >= 0.9 and lam1.mean() > lam0.mean()
 
