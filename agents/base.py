@@ -3,8 +3,9 @@
 A learner subclasses :class:`BaseLearner` and provides three things:
 
 - ``_run_episode()``: run one episode (TD(lambda)) or one batch of sequences (the recurrent
-  learners), calling ``self._on_env_step(n)`` after every ``env.step`` with the number of
-  transitions it produced (the batch size of a vector env); return False to stop early.
+  learners), calling ``self._on_env_step(n, episode_done)`` after every ``env.step`` with the
+  number of transitions it produced (the batch size of a vector env) and whether the episode
+  ended; return False to stop early.
 - ``_hyperparameters()``: the constructor's keyword arguments (plain data), saved in checkpoints.
 - ``_get_state()`` / ``_set_state(state)``: everything learned (tensors and plain data).
 
@@ -244,7 +245,6 @@ class BaseLearner(ABC):
             while not done():
                 self._callback.on_rollout_start()
                 keep_going = self._run_episode()
-                self.num_episodes += 1
                 self._callback.on_rollout_end()
                 if self._progress is not None and not self._progress_counts_steps:
                     self._progress.update(1)
@@ -270,9 +270,16 @@ class BaseLearner(ABC):
         callback.init_callback(self)
         return callback
 
-    def _on_env_step(self, n_transitions: int) -> bool:
-        """Count transitions, tick the progress bar and call the callback; False means stop."""
+    def _on_env_step(self, n_transitions: int, episode_done: bool = False) -> bool:
+        """Count transitions (and the episode, on its last step), tick the progress bar and call
+        the callback; False means stop.
+
+        Learners call it after everything the step changes has been applied (on an episode's
+        last step: after the episode's update), so callbacks such as SB3's CheckpointCallback
+        see a consistent learner.
+        """
         self.num_timesteps += n_transitions
+        self.num_episodes += bool(episode_done)
         if self._progress is not None and self._progress_counts_steps:
             self._progress.update(n_transitions)
         return bool(self._callback.on_step())

@@ -207,12 +207,12 @@ class SequenceLearner(BaseLearner):
                     hits = action.argmax(-1) == np.asarray(info["target"]).argmax(-1)
                     correct += int(hits[scored].sum())
             step += 1
-            keep_going = self._on_env_step(batch_size)
+            if final:  # the batch's update lands before callbacks see its last step
+                self._check_finite()
+                self._end_sequences()
+            keep_going = self._on_env_step(batch_size, episode_done=final)
             if final or not keep_going:
                 break
-        self._check_finite()
-        if final:
-            self._end_sequences()
         self._record_metrics(losses, scored_steps, correct, step, info)
         return keep_going
 

@@ -229,10 +229,12 @@ class TDLambda(BaseLearner):
             length += 1
             episode_return += float(reward)
             squared_errors += float(delta[0]) ** 2
-            if not self._on_env_step(1):
-                return False
-            if terminated or truncated:
+            done = terminated or truncated
+            if done:
                 self._record_episode(length, episode_return, squared_errors)
+            if not self._on_env_step(1, episode_done=done):
+                return False
+            if done:
                 return True
 
     def _record_episode(self, length: int, episode_return: float, squared_errors: float) -> None:

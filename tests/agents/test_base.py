@@ -38,7 +38,7 @@ class HeadsCounter(BaseLearner):
         while True:
             self.heads += self.scale * obs
             obs, _, terminated, _, _ = self.env.step(0)
-            if not self._on_env_step(1):
+            if not self._on_env_step(1, episode_done=terminated):
                 return False
             if terminated:
                 self.logger.record("train/heads", float(self.heads))
@@ -87,7 +87,7 @@ def test_episode_budget_and_callback_events():
 
 def test_callback_returning_false_stops_learning():
     learner = HeadsCounter(CoinFlips(), seed=0).learn(episodes=10, callback=[Recorder(4)])
-    assert learner.num_timesteps == 4 and learner.num_episodes == 2
+    assert learner.num_timesteps == 4 and learner.num_episodes == 1  # completed episodes only
 
 
 def test_seeded_learning_is_reproducible_and_continues_like_one_run(tmp_path):

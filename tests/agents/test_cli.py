@@ -113,11 +113,13 @@ class InterruptAfter(BaseCallback):
 
     def __init__(self, batches: int):
         super().__init__()
-        self.batches = batches
+        self.batches, self.armed = batches, False
 
     def _on_step(self) -> bool:
-        if self.model.num_episodes >= self.batches:
+        # num_episodes reaches `batches` on that batch's last step; interrupt on the next one
+        if self.armed:
             raise KeyboardInterrupt
+        self.armed = self.model.num_episodes >= self.batches
         return True
 
 
