@@ -22,6 +22,7 @@ from agents.experiments import training as training_module
 from agents.experiments.config import preset_names
 from agents.experiments.training import RunConfig, read_progress
 from agents.registry import LEARNERS
+from agents.td_lambda import TDLambda
 from bpl_envs.copy_repeat import CopyRepeatCurriculum
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -89,6 +90,19 @@ def test_train_writes_logs_checkpoint_plot_and_the_run_config(tmp_path):
         for p, q in zip(getattr(loaded, name).parameters(), getattr(by_hand, name).parameters(),
                         strict=True):
             assert torch.equal(p, q)
+
+
+def test_train_runs_td_lambda_on_the_random_walk(tmp_path):
+    out = tmp_path / "walk"
+    assert main(["train", "bpl/RandomWalk-v0", "--learner", "td_lambda", "--lam", "0.8",
+                 "--alpha", "0.3", "--trace", "true_online", "--updates", "10", "--seed", "0",
+                 "--out", str(out), "--no-progress"]) == 0
+    by_hand = TDLambda(gym.make("bpl/RandomWalk-v0"), lam=0.8, alpha=0.3, trace="true_online",
+                       seed=0).learn(episodes=10)
+    loaded = TDLambda.load(out / "checkpoint.pt")
+    assert loaded.num_episodes == 10
+    np.testing.assert_array_equal(loaded.values, by_hand.values)
+    assert np.abs(by_hand.values).max() > 0  # it learned something
 
 
 def test_train_scores_envs_with_a_test_split_on_it(tmp_path):

@@ -12,6 +12,7 @@ from stable_baselines3.common.monitor import Monitor
 
 from agents.registry import LEARNERS, get_learner
 from agents.sequence_learner import SequenceLearner
+from agents.td_lambda import TDLambda
 from tests.agents.autograd_reference import Twin
 
 ENV_ID = "bpl/SequentialDigits-v0"
@@ -23,15 +24,20 @@ def make(name, env=ENV_ID, **kwargs):
                              lr_readout=1e-2, **{**EXTRA.get(name, {}), **kwargs})
 
 
+RECURRENT = sorted(name for name, entry in LEARNERS.items()
+                   if issubclass(entry.cls, SequenceLearner))
+
+
 def test_registry_names_every_learner_with_a_description():
-    assert set(LEARNERS) == {"bp_lambda", "bptt", "tbptt", "dni", "nosg", "rtrl"}
-    for entry in LEARNERS.values():
-        assert issubclass(entry.cls, SequenceLearner) and entry.description
+    assert set(LEARNERS) == {"bp_lambda", "bptt", "tbptt", "dni", "nosg", "rtrl", "td_lambda"}
+    assert RECURRENT == ["bp_lambda", "bptt", "dni", "nosg", "rtrl", "tbptt"]
+    assert LEARNERS["td_lambda"].cls is TDLambda
+    assert all(entry.description for entry in LEARNERS.values())
     with pytest.raises(ValueError, match=r"unknown learner 'lstm'; choose one of \['bp_lambda'"):
         get_learner("lstm")
 
 
-@pytest.mark.parametrize("name", sorted(LEARNERS))
+@pytest.mark.parametrize("name", RECURRENT)
 def test_save_load_predict_and_resume(name, tmp_path):
     learner = make(name).learn(episodes=2)
     learner.save(tmp_path / "learner")
@@ -71,7 +77,7 @@ class Recorder(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-@pytest.mark.parametrize("name", sorted(LEARNERS))
+@pytest.mark.parametrize("name", RECURRENT)
 def test_sb3_evaluate_policy_scores_the_learners_forward_pass(name):
     learner = make(name, dtype="float64").learn(episodes=1)
     recorder = Recorder(gym.make(ENV_ID, split="test"))
