@@ -275,13 +275,8 @@ class BPLambda(SequenceLearner):
             increments = self._forward_view_increments()
             self._sequence = []
             if increments is not None:
-                finite = torch.stack([torch.isfinite(i).all() for i in increments]).all()
-                if not bool(finite):  # one check per sequence, not per token
-                    raise FloatingPointError(
-                        f"{type(self).__name__}: non-finite forward-view synthesiser update at "
-                        f"the end of the sequences (env timestep {self.num_timesteps}); learning "
-                        "stopped. Lower the learning rates (or sg_weight)."
-                    )
+                self._watch(*increments)  # the update of the whole sequence, at its last token
+                self._check_finite()
                 self._apply_synth_increments(increments)
         super()._end_sequences()
 
