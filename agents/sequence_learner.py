@@ -213,10 +213,10 @@ class SequenceLearner(BaseLearner):
             keep_going = self._on_env_step(batch_size, episode_done=final)
             if final or not keep_going:
                 break
-        self._record_metrics(losses, scored_steps, correct, step, info)
+        self._record_metrics(losses, scored_steps, correct, step)
         return keep_going
 
-    def _record_metrics(self, losses, scored_steps, correct, steps, info) -> None:
+    def _record_metrics(self, losses, scored_steps, correct, steps) -> None:
         if scored_steps:
             mean_loss = losses / scored_steps
             self.logger.record("train/loss", mean_loss)
