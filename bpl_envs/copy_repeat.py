@@ -324,7 +324,8 @@ class CopyRepeatEnv(SequenceEnv):
     (`bpl_envs.get_loss("bce")`, evaluated in float64).
 
     `info` of every step: `"target"` (float32 `(bits + 1,)`), `"scored"` (bool), `"loss"` (float,
-    0.0 when not scored) and `"bit_errors"` (int: scored entries where `(logit > 0) != target`).
+    0.0 when not scored), `"sequence_end"` (bool, True on the last token) and `"bit_errors"` (int:
+    scored entries where `(logit > 0) != target`).
 
     ## Starting State
 
@@ -335,6 +336,8 @@ class CopyRepeatEnv(SequenceEnv):
 
     `terminated=True` on the last token (t = T - 1); `truncated` is always False. Stepping again
     without `reset` raises `gymnasium.error.ResetNeeded`.
+    With `stream=True` the env never terminates: the step that answers the last token draws the
+    next sequence at once and returns its first token, with `info["sequence_end"]=True`.
 
     ## Curriculum
 
@@ -356,6 +359,7 @@ class CopyRepeatEnv(SequenceEnv):
     | `max_repeats`    | int >= 1         | `20`    | largest R; observation bound  |
     | `curriculum`     | curriculum/None  | `None`  | see Curriculum                |
     | `render_mode`    | `"ansi"`/None    | `None`  | render() shows bits           |
+    | `stream`         | bool             | `False` | never terminate; see Episode End |
 
     `reset(options={"pattern_length": N, "repeats": R})` (either key) changes the lengths for
     this and all later sequences. `env.unwrapped.task` is the `TaskSpec` of the current sequence:
@@ -390,9 +394,10 @@ class CopyRepeatEnv(SequenceEnv):
         max_repeats: int = 20,
         curriculum: CopyRepeatCurriculum | None = None,
         render_mode: str | None = None,
+        stream: bool = False,
     ):
         source = CopyRepeatSequences(pattern_length, repeats, bits, max_repeats, curriculum)
-        super().__init__(source, render_mode=render_mode)
+        super().__init__(source, render_mode=render_mode, stream=stream)
 
     @property
     def curriculum(self) -> CopyRepeatCurriculum | None:
@@ -404,8 +409,8 @@ class CopyRepeatVectorEnv(SequenceVectorEnv):
     """Copy-repeat, B sequences in lock-step; see :class:`CopyRepeatEnv` for the task.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),
-    ``render_mode`` and the arguments of :class:`CopyRepeatEnv`. With a curriculum it is updated
-    once per batch, from the mean loss over the whole batch.
+    ``render_mode``, ``stream`` and the arguments of :class:`CopyRepeatEnv`. With a curriculum it
+    is updated once per batch, from the mean loss over the whole batch.
     """
 
     def __init__(
@@ -414,6 +419,7 @@ class CopyRepeatVectorEnv(SequenceVectorEnv):
         *,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
+        stream: bool = False,
         pattern_length: int = 1,
         repeats: int = 1,
         bits: int = 8,
@@ -421,7 +427,9 @@ class CopyRepeatVectorEnv(SequenceVectorEnv):
         curriculum: CopyRepeatCurriculum | None = None,
     ):
         source = CopyRepeatSequences(pattern_length, repeats, bits, max_repeats, curriculum)
-        super().__init__(num_envs, source, autoreset_mode=autoreset_mode, render_mode=render_mode)
+        super().__init__(
+            num_envs, source, autoreset_mode=autoreset_mode, render_mode=render_mode, stream=stream
+        )
 
     @property
     def curriculum(self) -> CopyRepeatCurriculum | None:

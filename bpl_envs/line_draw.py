@@ -148,7 +148,8 @@ class LineDrawEnv(SequenceEnv):
     of the squared error (`bpl_envs.get_loss("mse")`, in float64). Scored: the last step only
     (`end_only=True`, scoring "last") or every step (`end_only=False`, scoring "all").
     `info`: `"target"` (float32 `(2,)`, the point of the line at this step, also on unscored
-    steps), `"scored"` (bool), `"loss"` (float, 0.0 when not scored).
+    steps), `"scored"` (bool), `"loss"` (float, 0.0 when not scored), `"sequence_end"` (bool,
+    True on the last token).
 
     ## Starting State
 
@@ -158,6 +159,8 @@ class LineDrawEnv(SequenceEnv):
 
     `terminated=True` on the last token (t = T - 1); `truncated` is always False. Stepping again
     without `reset` raises `gymnasium.error.ResetNeeded`.
+    With `stream=True` the env never terminates: the step that answers the last token draws the
+    next sequence at once and returns its first token, with `info["sequence_end"]=True`.
 
     ## Arguments
 
@@ -169,6 +172,7 @@ class LineDrawEnv(SequenceEnv):
     | `end_only`        | bool           | `True`       | score the last step only (else all) |
     | `cue_seed`        | int >= 0       | `123`        | seed of the fixed cue               |
     | `render_mode`     | `"ansi"`/None  | `None`       | render() shows a step table         |
+    | `stream`          | bool           | `False`      | never terminate; see Episode End    |
 
     No reset options. `env.unwrapped.task` is
     `TaskSpec(cue_bits, 2, "mse", "last" or "all", sequence_length)`.
@@ -192,16 +196,17 @@ class LineDrawEnv(SequenceEnv):
         end_only: bool = True,
         cue_seed: int = 123,
         render_mode: str | None = None,
+        stream: bool = False,
     ):
         source = LineDrawSequences(sequence_length, cue_bits, end_point, end_only, cue_seed)
-        super().__init__(source, render_mode=render_mode)
+        super().__init__(source, render_mode=render_mode, stream=stream)
 
 
 class LineDrawVectorEnv(SequenceVectorEnv):
     """The line-draw toy task, B sequences in lock-step; see :class:`LineDrawEnv`.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),
-    ``render_mode`` and the arguments of :class:`LineDrawEnv`.
+    ``render_mode``, ``stream`` and the arguments of :class:`LineDrawEnv`.
     """
 
     def __init__(
@@ -210,6 +215,7 @@ class LineDrawVectorEnv(SequenceVectorEnv):
         *,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
+        stream: bool = False,
         sequence_length: int = 10,
         cue_bits: int = 10,
         end_point: tuple[float, float] = (0.0, 1.0),
@@ -217,4 +223,6 @@ class LineDrawVectorEnv(SequenceVectorEnv):
         cue_seed: int = 123,
     ):
         source = LineDrawSequences(sequence_length, cue_bits, end_point, end_only, cue_seed)
-        super().__init__(num_envs, source, autoreset_mode=autoreset_mode, render_mode=render_mode)
+        super().__init__(
+            num_envs, source, autoreset_mode=autoreset_mode, render_mode=render_mode, stream=stream
+        )

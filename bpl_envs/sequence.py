@@ -47,6 +47,7 @@ __all__ = [
     "check_int",
     "check_option_names",
     "check_split",
+    "check_stream",
     "prediction_space",
     "stratified_split",
 ]
@@ -304,8 +305,9 @@ class SequenceStepper:
         Returns:
             ``(next_observations (B, input_size) float32, rewards (B,) float64, terminated,
             info)`` where every info value is an array ``(B, ...)``: ``target`` float32,
-            ``scored`` bool, ``loss`` float64, the task's :meth:`SequenceSource.step_info` and,
-            on the last step, its :meth:`SequenceSource.end_of_batch_info` (broadcast).
+            ``scored`` bool, ``loss`` float64, ``sequence_end`` bool (True on the last token),
+            the task's :meth:`SequenceSource.step_info` and, on the last step, its
+            :meth:`SequenceSource.end_of_batch_info` (broadcast).
             After the last token the observation is all zeros.
         """
         if self.done:
@@ -327,6 +329,7 @@ class SequenceStepper:
             "target": batch.targets[t].copy(),
             "scored": np.full(batch.batch_size, scored),
             "loss": loss,
+            "sequence_end": np.full(batch.batch_size, t == batch.sequence_length - 1),
             **self.source.step_info(t, predictions, batch),
         }
         self.t += 1
@@ -353,6 +356,13 @@ def _check_render_mode(render_mode: str | None) -> str | None:
     return render_mode
 
 
+def check_stream(stream: Any) -> bool:
+    """Return ``stream`` if it is a bool, else raise a TypeError."""
+    if not isinstance(stream, bool | np.bool_):
+        raise TypeError(f"stream must be True or False, got {stream!r} ({type(stream).__name__})")
+    return bool(stream)
+
+
 def _python_scalar(value: np.ndarray) -> Any:
     """Element 0 of a ``(1, ...)`` info array: a python scalar, or an array for vector entries."""
     return value[0].item() if value.ndim == 1 else value[0]
@@ -362,12 +372,18 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
     """One sequence at a time, one token per :meth:`step` (the B = 1 case of the shared code).
 
     Subclasses pass their :class:`SequenceSource`; the task modules document the behaviour.
+    With ``stream=True`` the env never terminates: the step that answers a sequence's last token
+    draws the next sequence at once, returns its first token and marks the boundary with
+    ``info["sequence_end"]=True``.
     """
 
     metadata = {"render_modes": RENDER_MODES, "render_fps": RENDER_FPS}
 
-    def __init__(self, source: SequenceSource, render_mode: str | None = None):
+    def __init__(
+        self, source: SequenceSource, render_mode: str | None = None, stream: bool = False
+    ):
         self.render_mode = _check_render_mode(render_mode)
+        self.stream = check_stream(stream)
         self._source = source
         self.observation_space = source.observation_space
         self.action_space = prediction_space(source.output_size)
@@ -386,9 +402,12 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
         """Start a new sequence; returns its first token ``(input_size,)`` and an empty info."""
         self._source.set_options({} if options is None else options)
         super().reset(seed=seed)
+        self._start_sequence()
+        return self._stepper.observation()[0], {}
+
+    def _start_sequence(self) -> None:
         batch = self._source.build([self._source.draw(self.np_random)])
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
-        return self._stepper.observation()[0], {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Score the prediction ``action`` for the current token and move to the next one."""
@@ -397,6 +416,9 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
         prediction = as_prediction(action, self.action_space.shape)
         observations, rewards, terminated, info = self._stepper.step(prediction[None])
         info = {key: _python_scalar(value) for key, value in info.items()}
+        if terminated and self.stream:
+            self._start_sequence()
+            observations, terminated = self._stepper.observation(), False
         return observations[0], float(rewards[0]), terminated, False, info
 
     def render(self) -> str | None:
@@ -419,6 +441,9 @@ class SequenceVectorEnv(VectorEnv):
     ``SyncVectorEnv``: ``reset(seed=s)`` seeds it with ``s + i``, a list of seeds seeds each one
     (``None`` keeps the generator). All sub-envs share the sequence length, so they terminate
     on the same step; partial resets (``options["reset_mask"]``) are therefore not supported.
+    With ``stream=True`` no sub-env ever terminates (so ``autoreset_mode`` never comes into
+    play): the step that answers the last tokens starts the next B sequences at once, as
+    ``SyncVectorEnv`` of single ``stream=True`` envs does, with ``infos["sequence_end"]`` True.
     """
 
     metadata = {
@@ -434,8 +459,10 @@ class SequenceVectorEnv(VectorEnv):
         *,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
+        stream: bool = False,
     ):
         self.num_envs = check_int("num_envs", num_envs, minimum=1)
+        self.stream = check_stream(stream)
         try:
             self.autoreset_mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -543,7 +570,10 @@ class SequenceVectorEnv(VectorEnv):
             return self._stepper.observation(), np.zeros(self.num_envs), no, no.copy(), {}
         observations, rewards, terminated, info = self._stepper.step(predictions)
         infos = self._batched_info(info)
-        if terminated and self.autoreset_mode == AutoresetMode.NEXT_STEP:
+        if terminated and self.stream:
+            self._start_batch()
+            observations, terminated = self._stepper.observation(), False
+        elif terminated and self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset_pending = True
         elif terminated and self.autoreset_mode == AutoresetMode.SAME_STEP:
             final_observations = np.empty(self.num_envs, dtype=object)

@@ -96,7 +96,8 @@ class SequentialDigitsEnv(SequenceEnv):
     `reward = -loss` at the last step, 0.0 before; `loss` is the softmax cross-entropy of the
     logits against the one-hot label, in nats (`bpl_envs.get_loss("ce")`, in float64).
     `info`: `"target"` (float32 `(10,)`, the one-hot label, given on every step but scored at the
-    last only), `"scored"` (bool), `"loss"` (float, 0.0 when not scored).
+    last only), `"scored"` (bool), `"loss"` (float, 0.0 when not scored), `"sequence_end"` (bool,
+    True on the last token).
 
     ## Starting State
 
@@ -106,6 +107,8 @@ class SequentialDigitsEnv(SequenceEnv):
 
     `terminated=True` on the last row (t = 7); `truncated` is always False. Stepping again
     without `reset` raises `gymnasium.error.ResetNeeded`.
+    With `stream=True` the env never terminates: the step that answers the last token draws the
+    next sequence at once and returns its first token, with `info["sequence_end"]=True`.
 
     ## Arguments
 
@@ -115,6 +118,7 @@ class SequentialDigitsEnv(SequenceEnv):
     | `test_fraction` | float in (0, 1)    | `0.2`     | share of each class held out for "test"  |
     | `split_seed`    | int >= 0           | `0`       | seed of the stratified split             |
     | `render_mode`   | `"ansi"`/None      | `None`    | `render()` draws the image and the guess |
+    | `stream`        | bool               | `False`   | never terminate; see Episode End         |
 
     No reset options. `env.unwrapped.task` is `TaskSpec(8, 10, "ce", "last", 8)`.
 
@@ -136,8 +140,9 @@ class SequentialDigitsEnv(SequenceEnv):
         test_fraction: float = 0.2,
         split_seed: int = 0,
         render_mode: str | None = None,
+        stream: bool = False,
     ):
-        super().__init__(digits_sequences(split, test_fraction, split_seed), render_mode)
+        super().__init__(digits_sequences(split, test_fraction, split_seed), render_mode, stream)
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole split in order: inputs float32 ``(n, 8, 8)``, labels int64 ``(n,)``."""
@@ -148,7 +153,7 @@ class SequentialDigitsVectorEnv(SequenceVectorEnv):
     """Sequential digits, B sequences in lock-step; see :class:`SequentialDigitsEnv`.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),
-    ``render_mode`` and the arguments of :class:`SequentialDigitsEnv`.
+    ``render_mode``, ``stream`` and the arguments of :class:`SequentialDigitsEnv`.
     """
 
     def __init__(
@@ -157,12 +162,15 @@ class SequentialDigitsVectorEnv(SequenceVectorEnv):
         *,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
+        stream: bool = False,
         split: str = "train",
         test_fraction: float = 0.2,
         split_seed: int = 0,
     ):
         source = digits_sequences(split, test_fraction, split_seed)
-        super().__init__(num_envs, source, autoreset_mode=autoreset_mode, render_mode=render_mode)
+        super().__init__(
+            num_envs, source, autoreset_mode=autoreset_mode, render_mode=render_mode, stream=stream
+        )
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole split in order: inputs float32 ``(n, 8, 8)``, labels int64 ``(n,)``."""

@@ -256,7 +256,8 @@ class SequentialMNISTEnv(SequenceEnv):
     `reward = -loss` at the last step, 0.0 before; `loss` is the softmax cross-entropy of the
     logits against the one-hot label, in nats (`bpl_envs.get_loss("ce")`, in float64).
     `info`: `"target"` (float32 `(10,)`, the one-hot label, given on every step but scored at the
-    last only), `"scored"` (bool), `"loss"` (float, 0.0 when not scored).
+    last only), `"scored"` (bool), `"loss"` (float, 0.0 when not scored), `"sequence_end"` (bool,
+    True on the last token).
 
     ## Starting State
 
@@ -266,6 +267,8 @@ class SequentialMNISTEnv(SequenceEnv):
 
     `terminated=True` on the last token; `truncated` is always False. Stepping again without
     `reset` raises `gymnasium.error.ResetNeeded`.
+    With `stream=True` the env never terminates: the step that answers the last token draws the
+    next sequence at once and returns its first token, with `info["sequence_end"]=True`.
 
     ## Arguments
 
@@ -279,6 +282,7 @@ class SequentialMNISTEnv(SequenceEnv):
     | `test_fraction`    | float in (0, 1)    | `0.2`     | test share (subset only)     |
     | `split_seed`       | int >= 0           | `0`       | split seed (subset only)     |
     | `render_mode`      | `"ansi"`/None      | `None`    | render() draws the image     |
+    | `stream`           | bool               | `False`   | never terminate; see Episode End |
 
     No reset options. `env.unwrapped.task` is `TaskSpec(28, 10, "ce", "last", 28)` (pixel by
     pixel: `TaskSpec(1, 10, "ce", "last", 784)`).
@@ -305,11 +309,12 @@ class SequentialMNISTEnv(SequenceEnv):
         test_fraction: float = 0.2,
         split_seed: int = 0,
         render_mode: str | None = None,
+        stream: bool = False,
     ):
         source = mnist_sequences(
             root, split, pixel_by_pixel, permute, permutation_seed, test_fraction, split_seed
         )
-        super().__init__(source, render_mode=render_mode)
+        super().__init__(source, render_mode=render_mode, stream=stream)
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole split in order: inputs float32 ``(n, T, input_size)``, labels int64 ``(n,)``.
@@ -321,7 +326,7 @@ class SequentialMNISTVectorEnv(SequenceVectorEnv):
     """Sequential MNIST, B sequences in lock-step; see :class:`SequentialMNISTEnv`.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),
-    ``render_mode`` and the arguments of :class:`SequentialMNISTEnv`.
+    ``render_mode``, ``stream`` and the arguments of :class:`SequentialMNISTEnv`.
     """
 
     def __init__(
@@ -330,6 +335,7 @@ class SequentialMNISTVectorEnv(SequenceVectorEnv):
         *,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
+        stream: bool = False,
         root: str | os.PathLike | None = None,
         split: str = "train",
         pixel_by_pixel: bool = False,
@@ -341,7 +347,9 @@ class SequentialMNISTVectorEnv(SequenceVectorEnv):
         source = mnist_sequences(
             root, split, pixel_by_pixel, permute, permutation_seed, test_fraction, split_seed
         )
-        super().__init__(num_envs, source, autoreset_mode=autoreset_mode, render_mode=render_mode)
+        super().__init__(
+            num_envs, source, autoreset_mode=autoreset_mode, render_mode=render_mode, stream=stream
+        )
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
         """The whole split in order: inputs float32 ``(n, T, input_size)``, labels int64 ``(n,)``.

@@ -189,3 +189,88 @@ def test_task_spec_is_the_same_for_single_vector_and_through_wrappers(config):
     assert spec == single.unwrapped.task == vector.task
     assert spec.input_size == single.observation_space.shape[0]
     assert spec.output_size == single.action_space.shape[0]
+
+
+STREAM_CONFIGS = [CONFIGS[1], CONFIGS[3], CONFIGS[6], CONFIGS[7]]
+
+
+def drive_stream(env, seed, num_steps, action_seed):
+    """A seeded reset, then ``num_steps`` steps with random logits and no reset at all."""
+    rng = np.random.default_rng(action_seed)
+    record = [env.reset(seed=seed)]
+    for _ in range(num_steps):
+        actions = (rng.standard_normal(env.action_space.shape) * 3).astype(np.float32)
+        record.append(env.step(actions))
+    return record
+
+
+@pytest.mark.parametrize("config", STREAM_CONFIGS, ids=config_id)
+def test_stream_env_passes_gymnasium_and_sb3_checkers(config):
+    env_id, kwargs = config
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make(env_id, stream=True, **kwargs)
+        gym_check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped)
+
+
+@pytest.mark.parametrize("config", STREAM_CONFIGS, ids=config_id)
+def test_stream_vector_env_streams_exactly_what_sync_vector_env_of_stream_singles_streams(config):
+    env_id, kwargs = config
+    native = gym.make_vec(env_id, num_envs=3, stream=True, **kwargs)
+    sync = SyncVectorEnv([lambda: gym.make(env_id, stream=True, **kwargs) for _ in range(3)])
+    num_steps = 3 * native.task.sequence_length + 2
+    native_record = drive_stream(native, seed=4, num_steps=num_steps, action_seed=1)
+    assert_identical(native_record, drive_stream(sync, 4, num_steps, 1), "stream")
+    terminated = np.array([step[2] for step in native_record[1:]])
+    assert not terminated.any()
+
+
+@pytest.mark.parametrize("config", STREAM_CONFIGS, ids=config_id)
+def test_stream_env_chains_the_sequences_an_unseeded_reset_would_start(config):
+    """stream=True is the same sequence of sequences as reset() after each termination; only
+    the boundary step differs: its observation is the next sequence's first token, not zeros."""
+    env_id, kwargs = config
+    stream = gym.make(env_id, stream=True, **kwargs)
+    plain = gym.make(env_id, **kwargs)
+    rng = np.random.default_rng(0)
+    stream_obs, _ = stream.reset(seed=9)
+    plain_obs, _ = plain.reset(seed=9)
+    boundaries = 0
+    for _ in range(3 * stream.unwrapped.task.sequence_length):
+        np.testing.assert_array_equal(stream_obs, plain_obs)
+        action = rng.standard_normal(stream.action_space.shape).astype(np.float32)
+        stream_obs, stream_reward, stream_terminated, _, stream_info = stream.step(action)
+        plain_obs, plain_reward, plain_terminated, _, plain_info = plain.step(action)
+        assert stream_reward == plain_reward
+        assert_identical(stream_info, plain_info, "info")
+        assert not stream_terminated and plain_terminated == stream_info["sequence_end"]
+        if plain_terminated:
+            boundaries += 1
+            np.testing.assert_array_equal(plain_obs, np.zeros_like(plain_obs))
+            plain_obs, _ = plain.reset()
+    assert boundaries == 3
+
+
+def test_stream_vector_env_follows_the_curriculum_between_sequences():
+    curriculum = CopyRepeatCurriculum(threshold_bits=1e9)  # every batch advances
+    env = gym.make_vec("bpl/CopyRepeat-v0", num_envs=2, stream=True, curriculum=curriculum)
+    env.reset(seed=0)
+    lengths, steps = [], 0
+    while len(lengths) < 4:
+        _, _, terminated, _, infos = env.step(np.zeros((2, 9), np.float32))
+        steps += 1
+        assert not terminated.any()
+        if infos["sequence_end"].all():
+            assert infos["curriculum_advanced"].all()
+            lengths.append(steps)
+            steps = 0
+    assert lengths == [5, 7, 9, 12]
+
+
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_stream_must_be_a_bool(value):
+    with pytest.raises(TypeError, match="stream must be True or False"):
+        gym.make("bpl/LineDraw-v0", stream=value)
+    with pytest.raises(TypeError, match="stream must be True or False"):
+        gym.make_vec("bpl/SequentialDigits-v0", num_envs=2, stream=value)
