@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from agents.base import make_env
-from agents.sequence_learner import SequenceLearner, _as_vector_env
+from agents.sequence_learner import SequenceLearner, _as_vector_env, sequence_ended
 from bpl_envs.checks import check_int
 
 __all__ = ["alignment", "collect_sequences", "future_gradients"]
@@ -99,9 +99,9 @@ def collect_sequences(learner: SequenceLearner, env, n_sequences: int, seed: int
             xs.append(obs)
             prediction, state = learner.predict(obs, state)
             obs, _, terminated, truncated, info = env.step(prediction.astype(np.float32))
-            done = bool(np.logical_or(terminated, truncated).all())
-            if done and "final_info" in info:
+            if "final_info" in info:  # AutoresetMode.SAME_STEP: the terminal step's info
                 info = info["final_info"]
+            done = bool(sequence_ended(terminated, truncated, info).all())
             ys.append(info["target"])
             scored.append(info["scored"])
         batches.append((np.stack(xs), np.stack(ys), np.stack(scored)))

@@ -11,6 +11,10 @@ supervised sequence task one token at a time. Per batch of sequences, :meth:`_ru
         self._learn_step(dL_t/dprediction, final)   # the learner's rule
     self._end_sequences()                  # e.g. apply the accumulated update
 
+A batch ends on the step where every sub-env terminates or, with a ``stream=True`` env (which
+never terminates), where ``info["sequence_end"]`` marks the boundary; the next batch starts with
+``env.reset()`` either way, so each batch starts from the zero state.
+
 Subclasses implement ``_learn_step``; the other hooks have defaults that most learners keep
 (``_begin_sequences`` starts from the zero state and, in ``update="sequence"`` mode, zeroes the
 gradients; ``_forward`` advances the core by ``core.step``, keeping ``self._state``,
@@ -38,7 +42,7 @@ from bpl_envs.checks import check_int
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
 
-__all__ = ["SequenceLearner", "task_spec_of"]
+__all__ = ["SequenceLearner", "sequence_ended", "task_spec_of"]
 
 ADAM_BETAS = (0.9, 0.98)
 ADAM_EPS = 1e-9
@@ -60,6 +64,18 @@ def task_spec_of(env) -> TaskSpec:
         "attribute (a bpl_envs.TaskSpec giving input/output sizes and the loss), such as the "
         "bpl/ envs"
     )
+
+
+def sequence_ended(terminated, truncated, info: dict) -> np.ndarray:
+    """Which sub-envs just answered the last token of a sequence: bool ``(B,)``.
+
+    True where the episode ended (``terminated`` or ``truncated``) or where a ``stream=True``
+    env, which never terminates, marks the boundary with ``info["sequence_end"]``.
+    """
+    ended = np.logical_or(terminated, truncated)
+    if "sequence_end" in info:
+        ended = np.logical_or(ended, info["sequence_end"])
+    return ended
 
 
 def _as_vector_env(env) -> gym.vector.VectorEnv:
@@ -173,7 +189,6 @@ class SequenceLearner(BaseLearner):
         obs, _ = env.reset(seed=self._next_seed())
         batch_size = env.num_envs
         self.task = task_spec_of(env)
-        same_step = env.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
         self._first_non_finite = torch.full((), -1, dtype=torch.long, device=self.device)
         self._begin_sequences(batch_size)
         keep_going, step, losses, scored_steps, correct = True, 0, 0.0, 0, 0
@@ -184,15 +199,15 @@ class SequenceLearner(BaseLearner):
             if not np.isfinite(action).all():
                 self._raise_non_finite(step, "prediction")
             obs, _, terminated, truncated, info = env.step(action)
-            done = np.logical_or(terminated, truncated)
-            final = bool(done.all())
-            if done.any() and not final:
+            if "final_info" in info:  # AutoresetMode.SAME_STEP: the terminal step's info
+                info = info["final_info"]
+            ended = sequence_ended(terminated, truncated, info)
+            final = bool(ended.all())
+            if ended.any() and not final:
                 raise RuntimeError(
-                    f"sub-envs ended at different steps ({done.tolist()}); recurrent learners "
+                    f"sub-envs ended at different steps ({ended.tolist()}); recurrent learners "
                     "need the sequences of a batch in lock-step, as the bpl/ envs provide"
                 )
-            if final and same_step:
-                info = info["final_info"]
             scored = np.asarray(info["scored"], dtype=bool)
             target = torch.as_tensor(info["target"], dtype=self.dtype, device=self.device)
             scored_t = torch.as_tensor(scored, dtype=self.dtype, device=self.device)
