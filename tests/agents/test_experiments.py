@@ -23,6 +23,7 @@ from agents.cli import main
 from agents.experiments import hyperparameters as hp
 from agents.experiments.compare import run as _compare_run  # noqa: F401  (module imports)
 from agents.experiments.config import load_config, preset_names
+from agents.experiments.copy_repeat import final_stage_loss
 from agents.experiments.output import (
     OutputExistsError,
     format_mean_std,
@@ -327,6 +328,24 @@ def test_reproduce_copy_repeat_follows_the_curriculum(tmp_path):
     for row in result["results"]:
         assert row["length_curve"] == [5, 7, 9]  # T of each batch (ALGORITHM.md §5)
         assert row["length_reached"]["values"] == [12] and row["stages_passed"]["values"] == [3]
+        assert 0 < row["final_loss_bits"]["values"][0] < 50.0  # the batch at T = 9 advanced
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "final loss (bits)" in table and "passed below 50.0 bits" in table
+
+
+@pytest.mark.parametrize(
+    ("lengths", "window", "expected"),
+    [
+        ([5, 5, 7, 7, 7], 100, (3 + 4 + 5) / 3),  # only the trailing stage counts
+        ([5, 5, 7, 7, 7], 2, (4 + 5) / 2),  # at most `window` batches
+        ([5, 5, 5, 5, 5], 100, 3.0),  # never advanced: every batch
+        ([5, 7, 5, 7, 7], 100, (4 + 5) / 2),  # the trailing run, not every batch at that T
+        ([5, 7, 9, 12, 15], 100, 5.0),  # advanced every batch: the last one
+    ],
+)
+def test_final_stage_loss_averages_the_trailing_batches_of_the_last_stage(lengths, window,
+                                                                         expected):
+    assert final_stage_loss(lengths, [1.0, 2.0, 3.0, 4.0, 5.0], window) == pytest.approx(expected)
 
 
 def test_a_bad_experiment_config_stops_before_anything_is_written(tmp_path, capsys):
