@@ -1,4 +1,5 @@
-"""The ``bpl`` command line: list, train, reproduce the paper, compare TD(λ) with BP(λ), sweep.
+"""The ``bpl`` command line: list, train, reproduce the paper, compare TD(λ) with BP(λ), sweep,
+benchmark.
 
     bpl list                                       envs, learners, experiments and presets
     bpl train bpl/SequentialDigits-v0 --learner bp_lambda --updates 500 --lam 0.5 --core lstm
@@ -6,6 +7,7 @@
     bpl reproduce toy --quick                      a paper experiment: table, JSON and figures
     bpl compare --quick                            TD(λ) and BP(λ) side by side
     bpl sweep my_grid.yaml --workers 2             a grid of runs, one process per run
+    bpl benchmark learners --configs a --threads 1 a benchmark script of the checkout
 
 ``python -m agents.cli`` works the same. Every sub-command has ``--help``. Mistyped names (env id,
 learner, hyper-parameter, experiment) stop the command with the list of valid choices before
@@ -53,6 +55,18 @@ outputs (in --out):
   results.json  the same numbers, with the configuration used
   *.png         figures
 """
+
+
+BENCHMARKS = {
+    "envs": ("envs.py", "native vector envs against Gymnasium's SyncVectorEnv (tokens/s)"),
+    "learners": ("learners.py", "tokens/s and peak RSS of every learner on three configurations"),
+    "trace-update": ("trace_update.py",
+                     "BP(λ)'s trace update against one torch.bmm of the same multiply-adds"),
+    "memory": ("memory.py", "peak RSS against sequence length (T = 100, 1000, 10000)"),
+}
+"""``bpl benchmark NAME``: the script of the checkout's ``benchmarks/`` folder it runs."""
+
+BENCHMARK_DIR = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def _int_at_least(minimum: int):
@@ -173,6 +187,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     sweep.add_argument("--out", metavar="DIR", help="output folder (default sweeps/CONFIG)")
     sweep.add_argument("--force", action="store_true", help="replace the content of --out")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    benchmark = add("benchmark", "run one of the benchmark scripts of a source checkout "
+                                 "(benchmarks/; see benchmarks/README.md)",
+                    epilog="benchmarks:\n" + "".join(
+                        f"  {name:<13} {description}\n"
+                        for name, (_, description) in BENCHMARKS.items()))
+    benchmark.add_argument("name", choices=list(BENCHMARKS), metavar="NAME",
+                           help=f"one of {', '.join(BENCHMARKS)}")
+    benchmark.add_argument("script_args", nargs=argparse.REMAINDER, metavar="...",
+                           help="passed to the script unchanged (`bpl benchmark NAME --help` "
+                                "shows its options)")
     return parser, sub, train_flags
 
 
@@ -201,6 +226,8 @@ def _list(args, parser: argparse.ArgumentParser) -> int:
     section("Learners (bpl train ENV_ID --learner NAME):", learner_names())
     section("Experiments (bpl reproduce NAME; compare is also `bpl compare`):",
             {name: e.description for name, e in EXPERIMENTS.items()})
+    section("Benchmarks (bpl benchmark NAME, from a source checkout):",
+            {name: description for name, (_, description) in BENCHMARKS.items()})
     print("Presets (--config NAME): " + ", ".join(preset_names()))
     if args.learner is not None:
         try:
@@ -426,7 +453,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reproduce(args, args.experiment, sub["reproduce"])
     if args.command == "compare":
         return _reproduce(args, "compare", sub["compare"])
+    if args.command == "benchmark":
+        return _benchmark(args.name, args.script_args, sub["benchmark"])
     return _sweep(args, sub["sweep"])
+
+
+# ---------------------------------------------------------------------------- benchmark
+def _benchmark(name: str, script_args: list[str], parser: argparse.ArgumentParser) -> int:
+    """Run ``benchmarks/<script>`` of the checkout in a fresh interpreter; return its status."""
+    import subprocess
+
+    script = BENCHMARK_DIR / BENCHMARKS[name][0]
+    if not script.is_file():
+        parser.error(f"{script} not found: the benchmark scripts are not installed with the "
+                     "package; run `bpl benchmark` from an editable install of a source "
+                     "checkout (`make install`)")
+    return subprocess.run([sys.executable, str(script), *script_args],
+                          cwd=BENCHMARK_DIR.parent, check=False).returncode
 
 
 if __name__ == "__main__":

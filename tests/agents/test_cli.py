@@ -14,9 +14,10 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
 import bpl_envs
+from agents import cli
 from agents.bp_lambda import BPLambda
 from agents.bptt import BPTT
-from agents.cli import main
+from agents.cli import BENCHMARK_DIR, BENCHMARKS, main
 from agents.experiments import EXPERIMENTS
 from agents.experiments import training as training_module
 from agents.experiments.config import preset_names
@@ -51,6 +52,40 @@ def test_list_names_every_env_learner_experiment_and_preset(capsys):
         assert name in out
     for description in bpl_envs.ENV_IDS.values():
         assert description in out
+
+
+def test_list_names_every_benchmark(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name, (_, description) in BENCHMARKS.items():
+        assert f"{name}  " in out and description in out
+
+
+# ------------------------------------------------------------------------------- benchmark
+def test_every_benchmark_names_a_script_of_the_checkout():
+    for script, _ in BENCHMARKS.values():
+        assert (BENCHMARK_DIR / script).is_file()
+
+
+def test_benchmark_runs_the_script_with_its_arguments_and_returns_its_status(tmp_path):
+    out = tmp_path / "envs.json"
+    status = main(["benchmark", "envs", "--num-envs", "2", "--seconds", "0.02", "--out", str(out)])
+    report = json.loads(out.read_text())
+    fast_enough = all(row["speedup"] >= report["required_speedup"] for row in report["results"])
+    assert status == (0 if fast_enough else 1)  # the script fails below its required speed-up
+    assert [row["env_id"] for row in report["results"]] == ["bpl/CopyRepeat-v0",
+                                                            "bpl/SequentialDigits-v0"]
+    for row in report["results"]:
+        assert row["num_envs"] == 2
+        assert row["speedup"] == pytest.approx(row["native_tokens_per_s"]
+                                               / row["sync_tokens_per_s"])
+    assert main(["benchmark", "envs", "--num-envs", "two"]) == 2  # the script's usage error
+
+
+def test_benchmark_outside_a_checkout_says_where_the_scripts_are(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "BENCHMARK_DIR", tmp_path / "benchmarks")
+    error = error_of(capsys, ["benchmark", "memory"])
+    assert str(tmp_path / "benchmarks" / "memory.py") in error and "make install" in error
 
 
 def test_list_with_a_learner_shows_its_hyperparameters_and_defaults(capsys):
