@@ -183,16 +183,18 @@ def _parameters(path):
             for p in m.parameters()]
 
 
+@pytest.mark.parametrize("env_args", [[], ["--env-arg", "stream=true"]], ids=["plain", "stream"])
 def test_ctrl_c_leaves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(
-        tmp_path, monkeypatch, capsys):
+        env_args, tmp_path, monkeypatch, capsys):
     """Copy-repeat with a curriculum that advances every batch: the resumed run must restore
-    the env's random state and the curriculum as well as the learner."""
+    the env's random state and the curriculum as well as the learner (also when the env
+    streams, having drawn the next sequences on the step that ended the last batch)."""
     straight, broken = tmp_path / "straight", tmp_path / "broken"
-    assert main([*COPY_RUN, "--out", str(straight)]) == 0
+    assert main([*COPY_RUN, *env_args, "--out", str(straight)]) == 0
 
     interrupting = functools.partial(training_module.train, callbacks=[InterruptAfter(3)])
     monkeypatch.setattr(training_module, "train", interrupting)
-    assert main([*COPY_RUN, "--out", str(broken)]) == 130
+    assert main([*COPY_RUN, *env_args, "--out", str(broken)]) == 130
     assert f"bpl train --resume {broken}" in capsys.readouterr().err
     run = json.loads((broken / "run.json").read_text())
     assert run["status"] == "interrupted" and run["num_episodes"] == 3
