@@ -18,11 +18,12 @@ __all__ = ["SequenceReplayVectorEnv"]
 class SequenceReplayVectorEnv(gym.vector.VectorEnv):
     """Replays a fixed set of sequences, ``num_envs`` of them in lock-step per batch.
 
-    Each ``reset`` serves the next ``num_envs`` sequences (in order, wrapping around, or drawn
-    at random without replacement within a pass when ``order="random"``); ``step`` pays
+    Each ``reset`` serves the next ``num_envs`` sequences (in order, starting a new pass after
+    the last one, or drawn at random without replacement within a pass when
+    ``order="random"``); ``step`` pays
     ``reward = -loss`` on scored steps exactly as the ``bpl/`` task envs do and reports
-    ``info["target"]``, ``info["scored"]`` and ``info["loss"]``. Autoreset is disabled: call
-    ``reset()`` after the last token.
+    ``info["target"]``, ``info["scored"]``, ``info["loss"]`` and ``info["sequence_end"]``.
+    Autoreset is disabled: call ``reset()`` after the last token.
 
     Args:
         inputs: (N, T, input_size) tokens.
@@ -58,9 +59,11 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
                              f"got {scored.shape}")
         num_envs = n_sequences if num_envs is None else num_envs
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or not (
-            1 <= num_envs <= n_sequences
+            1 <= num_envs <= n_sequences and n_sequences % num_envs == 0
         ):
-            raise ValueError(f"num_envs must be an int in [1, {n_sequences}], got {num_envs!r}")
+            raise ValueError(f"num_envs must be an int in [1, {n_sequences}] that divides the "
+                             f"{n_sequences} sequences (each pass serves all of them), got "
+                             f"{num_envs!r}")
         if order not in ("sequential", "random"):
             raise ValueError(f"order must be 'sequential' or 'random', got {order!r}")
         self.inputs, self.targets, self.order = inputs, targets, order
@@ -115,5 +118,6 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
                else self.inputs[batch, self._t].copy())
         ones = np.ones(self.num_envs, dtype=bool)
         info = {"target": target, "_target": ones, "scored": scored.copy(), "_scored": ones,
-                "loss": loss, "_loss": ones}
+                "loss": loss, "_loss": ones, "sequence_end": np.full(self.num_envs, final),
+                "_sequence_end": ones}
         return (obs, -loss, np.full(self.num_envs, final), np.zeros(self.num_envs, bool), info)
