@@ -356,6 +356,21 @@ def _check_render_mode(render_mode: str | None) -> str | None:
     return render_mode
 
 
+def _stepper_to_render(
+    render_mode: str | None, stepper: SequenceStepper | None
+) -> SequenceStepper | None:
+    """The stepper ``render()`` draws from; None (with Gymnasium's warning) without a render
+    mode; ResetNeeded before the first reset."""
+    if render_mode is None:
+        gym.logger.warn(
+            "render() was called without a render mode; create the env with render_mode='ansi'"
+        )
+        return None
+    if stepper is None:
+        raise ResetNeeded("call reset() before render()")
+    return stepper
+
+
 def check_stream(stream: Any) -> bool:
     """Return ``stream`` if it is a bool, else raise a TypeError."""
     if not isinstance(stream, bool | np.bool_):
@@ -423,15 +438,8 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def render(self) -> str | None:
         """With ``render_mode="ansi"``: text showing the current sequence."""
-        if self.render_mode is None:
-            gym.logger.warn(
-                "render() was called without a render mode; create the env with "
-                "render_mode='ansi'"
-            )
-            return None
-        if self._stepper is None:
-            raise ResetNeeded("call reset() before render()")
-        return self._stepper.render(0)
+        stepper = _stepper_to_render(self.render_mode, self._stepper)
+        return None if stepper is None else stepper.render(0)
 
 
 class SequenceVectorEnv(VectorEnv):
@@ -594,15 +602,8 @@ class SequenceVectorEnv(VectorEnv):
 
     def render(self) -> tuple[str, ...] | None:
         """With ``render_mode="ansi"``: one text per sub-env showing its current sequence."""
-        if self.render_mode is None:
-            gym.logger.warn(
-                "render() was called without a render mode; create the env with "
-                "render_mode='ansi'"
-            )
-            return None
-        if self._stepper is None:
-            raise ResetNeeded("call reset() before render()")
-        return tuple(self._stepper.render(i) for i in range(self.num_envs))
+        stepper = _stepper_to_render(self.render_mode, self._stepper)
+        return None if stepper is None else tuple(stepper.render(i) for i in range(self.num_envs))
 
 
 # ---------------------------------------------------------------------------------------------
