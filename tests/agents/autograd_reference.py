@@ -17,6 +17,15 @@ from bpl_envs.replay import SequenceReplayVectorEnv
 
 ADAM = {"betas": (0.9, 0.98), "eps": 1e-9}
 
+EQUIVALENCE_CASES = [
+    (core, synth_hidden, lam, gamma)
+    for core in ("rnn", "lstm")
+    for synth_hidden in (None, 5)
+    for lam in (0.0, 0.5, 1.0)
+    for gamma in (0.9, 1.0)
+]
+"""(core, synth_hidden, lam, gamma) grid of the BP(lambda) forward/backward equivalence tests."""
+
 
 def make_data(loss, batch, steps, n_in, n_out, seed=0, n_batches=1):
     """Random sequences (float32-exact float64 tokens), targets and a (T,) scored mask whose last

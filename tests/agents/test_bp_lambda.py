@@ -19,7 +19,12 @@ import bpl_envs  # noqa: F401  (registers the bpl/ ids)
 from agents.analysis import alignment, future_gradients
 from agents.bp_lambda import BPLambda
 from bpl_envs.replay import SequenceReplayVectorEnv
-from tests.agents.autograd_reference import forward_view_update, randomise, unroll
+from tests.agents.autograd_reference import (
+    EQUIVALENCE_CASES,
+    forward_view_update,
+    randomise,
+    unroll,
+)
 
 B, T, N_IN, N_OUT, H = 3, 6, 3, 2, 4
 
@@ -45,16 +50,7 @@ def make_learner(core, loss="mse", seed=0, **kwargs):
     return learner, (torch.tensor(inputs), torch.tensor(targets), torch.tensor(scored))
 
 
-CASES = [
-    (core, synth_hidden, lam, gamma)
-    for core in ("rnn", "lstm")
-    for synth_hidden in (None, 5)
-    for lam in (0.0, 0.5, 1.0)
-    for gamma in (0.9, 1.0)
-]
-
-
-@pytest.mark.parametrize("core, synth_hidden, lam, gamma", CASES)
+@pytest.mark.parametrize("core, synth_hidden, lam, gamma", EQUIVALENCE_CASES)
 def test_summed_synthesiser_update_equals_forward_view(core, synth_hidden, lam, gamma):
     learner, (inputs, targets, scored) = make_learner(
         core, lam=lam, gamma=gamma, synth_hidden=synth_hidden, lr_synth=1e-3

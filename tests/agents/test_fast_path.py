@@ -12,7 +12,12 @@ import torch
 
 from agents.bp_lambda import BPLambda
 from bpl_envs.replay import SequenceReplayVectorEnv
-from tests.agents.autograd_reference import forward_view_update, randomise, unroll
+from tests.agents.autograd_reference import (
+    EQUIVALENCE_CASES,
+    forward_view_update,
+    randomise,
+    unroll,
+)
 
 B, T, N_IN, N_OUT, H = 3, 7, 3, 2, 4
 
@@ -56,16 +61,7 @@ def autograd_forward_view(learner, lam, gamma):
     return forward_view_update(synth, params, states, immediate, jacobians, lam, gamma)
 
 
-CASES = [
-    (core, synth_hidden, lam, gamma)
-    for core in ("rnn", "lstm")
-    for synth_hidden in (None, 5)
-    for lam in (0.0, 0.5, 1.0)
-    for gamma in (0.9, 1.0)
-]
-
-
-@pytest.mark.parametrize("core, synth_hidden, lam, gamma", CASES)
+@pytest.mark.parametrize("core, synth_hidden, lam, gamma", EQUIVALENCE_CASES)
 def test_forward_view_equals_the_trace_path_and_autograd(core, synth_hidden, lam, gamma):
     trace, fast = twin_learners(core, synth_hidden, lam, gamma, lr_core=0.0, lr_readout=0.0)
     expected = autograd_forward_view(fast, lam, gamma)
