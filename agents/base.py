@@ -31,30 +31,11 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Conve
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from tqdm.auto import tqdm
 
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_int, check_optional_int
 
-__all__ = ["BaseLearner", "check_fraction", "check_non_negative", "make_env"]
+__all__ = ["BaseLearner", "make_env"]
 
 CHECKPOINT_FORMAT = 1
-
-
-def check_fraction(name: str, value: float) -> float:
-    """Return ``value`` as a float if it lies in [0, 1], else raise a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def check_non_negative(name: str, value: float) -> float:
-    """Return ``value`` as a float if it is a finite number >= 0, else raise a ValueError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not np.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def make_env(env: str | gym.Env | gym.vector.VectorEnv, n_envs: int = 1):
@@ -135,8 +116,7 @@ class BaseLearner(ABC):
     """
 
     def __init__(self, env, *, seed: int | None = None, verbose: int = 0) -> None:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        seed = check_optional_int("seed", seed)
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.seed = seed
@@ -208,10 +188,8 @@ class BaseLearner(ABC):
         budget_name, budget = (
             ("total_timesteps", total_timesteps) if episodes is None else ("episodes", episodes)
         )
-        if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 0:
-            raise ValueError(f"{budget_name} must be a non-negative int, got {budget!r}")
-        if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 0:
-            raise ValueError(f"log_interval must be a non-negative int, got {log_interval!r}")
+        budget = check_int(budget_name, budget, minimum=0)
+        log_interval = check_int("log_interval", log_interval, minimum=0)
         if self.env is None:
             raise RuntimeError("this learner has no env; call set_env(env) or load(path, env=env)")
         if reset_num_timesteps:

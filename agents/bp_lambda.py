@@ -28,9 +28,9 @@ from typing import Any
 import torch
 
 from agents import traces
-from agents.base import check_fraction, check_non_negative
 from agents.sequence_learner import SequenceLearner
 from agents.synthesisers import make_synthesiser
+from bpl_envs.checks import check_bool, check_fraction, check_non_negative
 
 __all__ = ["SYNTH_UPDATES", "BPLambda"]
 
@@ -102,8 +102,7 @@ class BPLambda(SequenceLearner):
         self.gamma = check_fraction("gamma", gamma)
         self.sg_weight = check_non_negative("sg_weight", sg_weight)
         self.lr_synth = check_non_negative("lr_synth", lr_synth)
-        if not isinstance(clip_synth_update, bool):
-            raise TypeError(f"clip_synth_update must be a bool, got {clip_synth_update!r}")
+        clip_synth_update = check_bool("clip_synth_update", clip_synth_update)
         if synth_update not in SYNTH_UPDATES:
             raise ValueError(f"synth_update must be one of {SYNTH_UPDATES}, got {synth_update!r}")
         if synth_update == "forward_view" and update != "sequence":

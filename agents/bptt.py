@@ -34,11 +34,10 @@ from typing import Any
 
 import torch
 
-from agents.base import check_fraction, check_non_negative
 from agents.cores import StepCache
 from agents.sequence_learner import SequenceLearner
 from agents.synthesisers import make_synthesiser
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_fraction, check_int, check_non_negative
 
 __all__ = ["BPTT", "DNI", "TruncatedBPTT", "check_truncation"]
 

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from agents.base import BaseLearner, check_non_negative, make_env
+from agents.base import BaseLearner, make_env
 from agents.cores import make_core
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_int, check_non_negative
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
 

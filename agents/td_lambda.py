@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from agents import traces
-from agents.base import BaseLearner, check_fraction, check_non_negative, make_env
+from agents.base import BaseLearner, make_env
+from bpl_envs.checks import check_fraction, check_non_negative
 
 __all__ = ["TRACES", "TDLambda"]
 

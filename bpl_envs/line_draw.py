@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_bool, check_int
 from bpl_envs.sequence import (
     SequenceBatch,
     SequenceEnv,
@@ -66,9 +66,7 @@ class LineDrawSequences(SequenceSource):
         self._length = check_int("sequence_length", sequence_length, minimum=1)
         self.input_size = check_int("cue_bits", cue_bits, minimum=1)
         self.end_point = _check_end_point(end_point)
-        if not isinstance(end_only, bool):
-            raise TypeError(f"end_only must be a bool, got {end_only!r}")
-        self.scoring = "last" if end_only else "all"
+        self.scoring = "last" if check_bool("end_only", end_only) else "all"
         self.cue = line_draw_cue(self.input_size, check_int("cue_seed", cue_seed, minimum=0))
         self.observation_space = spaces.Box(0.0, 1.0, (self.input_size,), np.float32)
 

@@ -11,17 +11,18 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from bpl_envs.checks import check_int
+
 __all__ = ["RandomWalkEnv", "RandomWalkVectorEnv", "random_walk_true_values"]
 
 _RENDER_MODES = ["ansi"]
 
 
 def _check_n_states(n_states: Any) -> int:
-    if isinstance(n_states, bool) or not isinstance(n_states, (int, np.integer)):
-        raise TypeError(f"n_states must be an odd int >= 1, got {n_states!r}")
-    if n_states < 1 or n_states % 2 == 0:
+    n_states = check_int("n_states", n_states, minimum=1)
+    if n_states % 2 == 0:
         raise ValueError(f"n_states must be an odd int >= 1, got {n_states!r}")
-    return int(n_states)
+    return n_states
 
 
 def _check_render_mode(render_mode: Any) -> None:
@@ -217,10 +218,7 @@ class RandomWalkVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)):
-            raise TypeError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        num_envs = check_int("num_envs", num_envs, minimum=1)
         allowed_modes = [mode.value for mode in AutoresetMode]
         if autoreset_mode not in list(AutoresetMode) + allowed_modes:
             raise ValueError(

@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from bpl_envs.checks import check_int
 from bpl_envs.losses import get_loss
 from bpl_envs.task_spec import TaskSpec
 
@@ -58,9 +59,8 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"scored must have shape ({steps},) or {inputs.shape[:2]}, "
                              f"got {scored.shape}")
         num_envs = n_sequences if num_envs is None else num_envs
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or not (
-            1 <= num_envs <= n_sequences and n_sequences % num_envs == 0
-        ):
+        num_envs = check_int("num_envs", num_envs, minimum=1, maximum=n_sequences)
+        if n_sequences % num_envs:
             raise ValueError(f"num_envs must be an int in [1, {n_sequences}] that divides the "
                              f"{n_sequences} sequences (each pass serves all of them), got "
                              f"{num_envs!r}")

@@ -334,7 +334,7 @@ def test_sb3_evaluate_policy_scores_the_learner():
         ({"update": "batch"}, ValueError, r"update must be one of \('sequence', 'step'\)"),
         ({"dtype": "float16"}, ValueError, "dtype must be one of"),
         ({"hidden_size": 0}, ValueError, "hidden_size must be an int >= 1"),
-        ({"clip_synth_update": 1}, TypeError, "clip_synth_update must be a bool"),
+        ({"clip_synth_update": 1}, TypeError, "clip_synth_update must be a bool, got 1"),
     ],
 )
 def test_bad_hyperparameters_are_refused(kwargs, error, message):

@@ -189,8 +189,8 @@ def test_curriculum_advances_only_strictly_below_the_threshold():
     [
         ({"pattern_length": 0}, ValueError, "pattern_length must be an int >= 1"),
         ({"repeats": 1.5}, TypeError, "repeats must be an int >= 1"),
-        ({"threshold_bits": 0.0}, ValueError, "threshold_bits must be positive and finite"),
-        ({"threshold_bits": "low"}, TypeError, "threshold_bits must be a positive float"),
+        ({"threshold_bits": 0.0}, ValueError, "threshold_bits must be a finite number > 0, got 0.0"),
+        ({"threshold_bits": "low"}, TypeError, "threshold_bits must be a finite number > 0"),
     ],
 )
 def test_curriculum_rejects_invalid_arguments(kwargs, error, message):
@@ -199,7 +199,7 @@ def test_curriculum_rejects_invalid_arguments(kwargs, error, message):
 
 
 def test_curriculum_rejects_invalid_losses():
-    with pytest.raises(ValueError, match="loss_bits must be a finite float >= 0, got nan"):
+    with pytest.raises(ValueError, match="loss_bits must be a finite number >= 0, got nan"):
         CopyRepeatCurriculum().update(float("nan"))
     with pytest.raises(ValueError, match="got -0.5"):
         CopyRepeatCurriculum().update(-0.5)
