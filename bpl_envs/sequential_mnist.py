@@ -11,15 +11,10 @@ from pathlib import Path
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from bpl_envs.checks import check_int
-from bpl_envs.sequence import (
-    ImageSequences,
-    SequenceEnv,
-    SequenceVectorEnv,
-    check_fraction,
-    check_split,
-    stratified_split,
-)
+from bpl_envs.checks import check_bool, check_int, check_open_fraction
+from bpl_envs.image_sequences import ImageSequences
+from bpl_envs.sequence import SequenceEnv, SequenceVectorEnv
+from bpl_envs.splits import check_split, stratified_split
 
 __all__ = [
     "MNIST_FILES",
@@ -173,15 +168,14 @@ def mnist_sequences(
 ) -> ImageSequences:
     """The :class:`ImageSequences` of one split of MNIST, validated and loaded."""
     split = check_split(split)
-    for name, value in (("pixel_by_pixel", pixel_by_pixel), ("permute", permute)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be a bool, got {value!r}")
+    pixel_by_pixel = check_bool("pixel_by_pixel", pixel_by_pixel)
+    permute = check_bool("permute", permute)
     permutation_seed = check_int("permutation_seed", permutation_seed, minimum=0)
     if not permute and permutation_seed != 0:
         raise ValueError(
             f"permutation_seed={permutation_seed} is used only with permute=True"
         )
-    test_fraction = check_fraction("test_fraction", test_fraction)
+    test_fraction = check_open_fraction("test_fraction", test_fraction)
     split_seed = check_int("split_seed", split_seed, minimum=0)
     if root is None:
         pixels, labels = load_mnist_subset()

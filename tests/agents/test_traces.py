@@ -9,6 +9,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 
+import agents.trace_decay as trace_decay
 import agents.traces as traces
 from agents.traces import (
     accumulating_trace,
@@ -275,7 +276,7 @@ def test_decay_trace_in_place_with_tensor_transition_for_any_block_size(scratch_
     expected = discount.view(-1, 1, 1, 1) * _left_loop(matrices, e)
     pointer = e.data_ptr()
     per_element = d * 2 * 5
-    monkeypatch.setattr(traces, "DECAY_SCRATCH_NUMEL", 2 * per_element)  # default: 2 per block
+    monkeypatch.setattr(trace_decay, "DECAY_SCRATCH_NUMEL", 2 * per_element)  # default: 2 per block
     scratch = None if scratch_elements is None else torch.empty(scratch_elements * per_element + 1,
                                                                 dtype=F64)
     out = decay_trace_(e, discount, matrices, scratch=scratch)
@@ -408,13 +409,13 @@ def test_tiled_decay_and_fused_contraction_match_explicit_loops(kind, scratch_el
     np.testing.assert_allclose(increment, start + _explicit_increment(delta, expected),
                                rtol=1e-12, atol=1e-13)
     if kind == "operator":  # every tile fits the scratch, and the tiles cover e exactly once
-        limit = scratch_elements or traces.DECAY_SCRATCH_NUMEL
+        limit = scratch_elements or trace_decay.DECAY_SCRATCH_NUMEL
         assert all(np.prod(shape) <= limit for _, shape in transition.blocks)
         assert sum(np.prod(shape) for _, shape in transition.blocks) == e.numel()
 
 
 def test_callable_transition_sees_column_blocks_bounded_by_the_tile(monkeypatch):
-    monkeypatch.setattr(traces, "DECAY_SCRATCH_NUMEL", 24)
+    monkeypatch.setattr(trace_decay, "DECAY_SCRATCH_NUMEL", 24)
     batch, d = 2, 3
     matrices, e = _randn(batch, d, d, seed=54), _randn(batch, d, 10, seed=55)
     expected = 0.5 * _left_loop(matrices, e)
@@ -452,7 +453,7 @@ def test_decay_with_an_operator_allocates_nothing_trace_sized():
     matrices, e = _randn(batch, d, d, seed=60), _randn(batch, d, 3000, seed=61)
     scratch = torch.empty(2000, dtype=F64)
     delta, increment = _randn(batch, d, seed=62), torch.zeros(3000, dtype=F64)
-    operator = traces._MatrixOperator(matrices)
+    operator = trace_decay._MatrixOperator(matrices)
     decay_trace_(e, 0.9, operator, scratch=scratch, delta_t=delta, increment=increment)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         decay_trace_(e, 0.9, operator, scratch=scratch, delta_t=delta, increment=increment)
