@@ -22,7 +22,7 @@ demo: $(STAMP)
 	@echo "Results: results/toy_quick/ and results/compare_quick/ (results.md, results.json, PNG figures)"
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bpl_envs agents tests examples benchmarks

@@ -7,7 +7,8 @@ batch-mean loss, g_t = g(s_t) with g := 0 on the last token of a sequence):
     delta_{t-1} = (l_t + gamma g_t) J_t - g_{t-1}                    TD error of state t-1
     e_{t-1}     = gamma lambda J_{t-1} e_{t-2} + dg(s_{t-1})/dtheta    trace (the STORED J_{t-1})
     theta      += mean_b delta_{t-1} . e_{t-1}                       rescaled to norm <= 1
-    W_core     += (l_t + beta g_t) . (ds_t/dW)_local                   one-step derivatives only
+    grad_W     = (l_t + beta g_t) . (ds_t/dW)_local                  one-step derivatives only
+    W_core     -= Adam step along grad_W                               descent: against the gradient
 
 The TD error and the trace decay are the functions of :mod:`agents.traces` with the transition
 operator J applied implicitly by the core (``core.vjp`` for u -> u J, ``core.jacobian_operator``
@@ -189,7 +190,7 @@ class BPLambda(SequenceLearner):
         ]
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
         if self.update == "step":
             self._zero_grads()
         s_t, cache_t = self._state, self._cache

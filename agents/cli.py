@@ -18,11 +18,22 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 import yaml
+
+import bpl_envs
+from agents.experiments import EXPERIMENTS, reproduce
+from agents.experiments.config import preset_names
+from agents.experiments.hyperparameters import hyperparameters_of
+from agents.experiments.output import OutputExistsError
+from agents.experiments.parallel import BACKENDS, default_workers
+from agents.experiments.sweep import SWEEP_HELP, run_sweep
+from agents.experiments.training import RunConfig, learner_class, learner_names, resume, train
 
 __all__ = ["main"]
 
@@ -88,8 +99,6 @@ _positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser], set[str]]:
-    from agents.experiments.parallel import BACKENDS, default_workers
-
     parser = argparse.ArgumentParser(
         prog="bpl", description=__doc__.split("\n\n")[0], allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -161,8 +170,6 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                              help="replace the content of --out")
         command.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
-    from agents.experiments import EXPERIMENTS
-
     reproduce = add("reproduce", "reproduce one of the paper's experiments",
                     epilog=REPRODUCE_EPILOG)
     reproduce.add_argument("experiment", metavar="EXPERIMENT",
@@ -177,7 +184,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     add_experiment_options(compare, "compare")
 
     sweep = add("sweep", "run a grid of (env, learner, hyper-parameters, seeds) from a YAML "
-                         "file, in parallel", epilog=_sweep_epilog())
+                         "file, in parallel", epilog=SWEEP_HELP)
     sweep.add_argument("config", metavar="CONFIG", help="the grid's YAML file")
     sweep.add_argument("--backend", choices=BACKENDS, default="local",
                        help="local processes (default) or a Ray cluster (pip install "
@@ -201,20 +208,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     return parser, sub, train_flags
 
 
-def _sweep_epilog() -> str:
-    from agents.experiments.sweep import SWEEP_HELP
-
-    return SWEEP_HELP
-
-
 # --------------------------------------------------------------------------------- list
 def _list(args, parser: argparse.ArgumentParser) -> int:
-    import bpl_envs
-    from agents.experiments import EXPERIMENTS
-    from agents.experiments.config import preset_names
-    from agents.experiments.hyperparameters import hyperparameters_of
-    from agents.experiments.training import learner_class, learner_names
-
     def section(title: str, items: dict[str, str]) -> None:
         print(title)
         width = max(len(name) for name in items)
@@ -288,12 +283,7 @@ def _parse_env_args(items: Sequence[str], parser) -> dict[str, Any]:
 
 
 def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParser) -> int:
-    from agents.experiments.output import OutputExistsError
-    from agents.experiments.training import RunConfig, resume, train
-
     if args.threads is not None:
-        import torch
-
         torch.set_num_threads(args.threads)
     if args.resume is not None:
         fixed = {"ENV_ID": args.env, "--learner": args.learner, "--config": args.config,
@@ -356,9 +346,6 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
 
 def _keep_accepted(hyperparameters: dict[str, Any], learner: str, config: str) -> dict[str, Any]:
     """The config file's hyper-parameters that ``learner`` takes (saying which it does not)."""
-    from agents.experiments.hyperparameters import hyperparameters_of
-    from agents.experiments.training import learner_class
-
     accepted = hyperparameters_of(learner_class(learner))
     dropped = sorted(set(hyperparameters) - set(accepted))
     if dropped:
@@ -390,9 +377,6 @@ def _report_run(out, metrics: dict[str, Any]) -> int:
 
 # ------------------------------------------------------------------ reproduce / compare
 def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
-    from agents.experiments import EXPERIMENTS, reproduce
-    from agents.experiments.output import OutputExistsError
-
     if name not in EXPERIMENTS:
         parser.error(f"unknown experiment {name!r}; choose one of {list(EXPERIMENTS)}")
     options = {"mnist_root": getattr(args, "mnist_root", None)}
@@ -417,9 +401,6 @@ def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
 
 # -------------------------------------------------------------------------------- sweep
 def _sweep(args, parser: argparse.ArgumentParser) -> int:
-    from agents.experiments.output import OutputExistsError
-    from agents.experiments.sweep import run_sweep
-
     out = args.out or str(pathlib.Path("sweeps") / pathlib.Path(args.config).stem)
     try:
         summary = run_sweep(args.config, out, backend=args.backend, workers=args.workers,
@@ -461,8 +442,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------------------- benchmark
 def _benchmark(name: str, script_args: list[str], parser: argparse.ArgumentParser) -> int:
     """Run ``benchmarks/<script>`` of the checkout in a fresh interpreter; return its status."""
-    import subprocess
-
     script = BENCHMARK_DIR / BENCHMARKS[name][0]
     if not script.is_file():
         parser.error(f"{script} not found: the benchmark scripts are not installed with the "

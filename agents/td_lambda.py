@@ -30,8 +30,6 @@ TRACES = ("accumulate", "replacing", "dutch", "true_online")
 
 FeatureMap = Callable[[Any], Any]
 
-# Feature map handed to TDLambda.load for checkpoints of learners built with a callable on a
-# non-Discrete observation space (checkpoints hold plain data only, not callables).
 class TDLambda(BaseLearner):
     """Linear TD(λ) prediction of state values ``V(s) = w·x(s)`` on a Markov reward process.
 

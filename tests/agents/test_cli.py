@@ -193,7 +193,7 @@ def test_ctrl_c_leaves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(
     assert main([*COPY_RUN, *env_args, "--out", str(straight)]) == 0
 
     interrupting = functools.partial(training_module.train, callbacks=[InterruptAfter(3)])
-    monkeypatch.setattr(training_module, "train", interrupting)
+    monkeypatch.setattr(cli, "train", interrupting)  # the name the CLI calls
     assert main([*COPY_RUN, *env_args, "--out", str(broken)]) == 130
     assert f"bpl train --resume {broken}" in capsys.readouterr().err
     run = json.loads((broken / "run.json").read_text())
