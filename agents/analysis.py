@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from agents.base import make_env
+from agents.cores import RecurrentCore
 from agents.sequence_learner import SequenceLearner, _as_vector_env, sequence_ended
 from bpl_envs.checks import check_int
 
@@ -35,7 +36,7 @@ class _ScaleGradient(torch.autograd.Function):
 
 
 def future_gradients(
-    core: torch.nn.Module,
+    core: RecurrentCore,
     readout: torch.nn.Module,
     loss,
     inputs: torch.Tensor,
@@ -62,7 +63,9 @@ def future_gradients(
     steps, batch = inputs.shape[:2]
     state = core.initial_state(batch).to(inputs.dtype)
     state.requires_grad_(True)
-    states, fed, total = [], [], inputs.new_zeros(())
+    states: list[torch.Tensor] = []
+    fed: list[torch.Tensor] = []
+    total = inputs.new_zeros(())
     with torch.enable_grad():
         for t in range(steps):
             if t > 0:
@@ -91,7 +94,8 @@ def collect_sequences(learner: SequenceLearner, env, n_sequences: int, seed: int
     """
     check_int("n_sequences", n_sequences, minimum=1)
     env = _as_vector_env(make_env(env))
-    batches, collected = [], 0
+    batches: list[tuple[np.ndarray, ...]] = []
+    collected = 0
     while collected < n_sequences:
         obs, _ = env.reset(seed=seed if not batches else None)
         state, xs, ys, scored, done = None, [], [], [], False

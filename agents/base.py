@@ -17,28 +17,32 @@ from a checkpoint taken between episodes produces exactly the numbers of an unin
 
 from __future__ import annotations
 
-import io
 import os
 import pathlib
 import sys
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
-from stable_baselines3.common.logger import HumanOutputFormat, Logger
+from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger
 from tqdm.auto import tqdm
 
 from bpl_envs.checks import check_int, check_optional_int
 
-__all__ = ["BaseLearner", "make_env"]
+__all__ = ["BaseLearner", "EnvLike", "make_env"]
+
+EnvLike = gym.Env | gym.vector.VectorEnv
+"""A single Gymnasium env or a vector env (learners say which kinds they accept)."""
+
+LearnerT = TypeVar("LearnerT", bound="BaseLearner")
 
 CHECKPOINT_FORMAT = 1
 
 
-def make_env(env: str | gym.Env | gym.vector.VectorEnv, n_envs: int = 1):
+def make_env(env: str | EnvLike, n_envs: int = 1) -> EnvLike:
     """Turn an env id into an env: ``gym.make`` for one env, ``gym.make_vec`` for several.
 
     Envs that are already built are returned unchanged. ``bpl/...`` ids need :mod:`bpl_envs`,
@@ -62,18 +66,16 @@ def make_env(env: str | gym.Env | gym.vector.VectorEnv, n_envs: int = 1):
 
 def _default_logger(verbose: int) -> Logger:
     """SB3's logger printing to stdout when verbose, silent otherwise (no temp folders)."""
-    formats = [HumanOutputFormat(sys.stdout)] if verbose >= 1 else []
+    formats: list[KVWriter] = [HumanOutputFormat(sys.stdout)] if verbose >= 1 else []
     return Logger(folder=None, output_formats=formats)
 
 
-def _env_random_state(env) -> dict[str, Any] | None:
+def _env_random_state(env: EnvLike) -> dict[str, Any] | None:
     """The numpy random state of an env (single or vector) and its curriculum, as plain data."""
     try:
-        generators = env.np_random
+        generators = _generator_tuple(env)
     except AttributeError:
         return None
-    if isinstance(generators, np.random.Generator):
-        generators = (generators,)
     state: dict[str, Any] = {"np_random": [g.bit_generator.state for g in generators]}
     curriculum = _find_attr(env, "curriculum")
     if curriculum is not None and hasattr(curriculum, "state_dict"):
@@ -81,10 +83,8 @@ def _env_random_state(env) -> dict[str, Any] | None:
     return state
 
 
-def _restore_env_random_state(env, state: dict[str, Any]) -> None:
-    generators = env.np_random
-    if isinstance(generators, np.random.Generator):
-        generators = (generators,)
+def _restore_env_random_state(env: EnvLike, state: dict[str, Any]) -> None:
+    generators = _generator_tuple(env)
     if len(generators) != len(state["np_random"]):
         raise ValueError(
             f"the checkpoint holds the random state of {len(state['np_random'])} envs but the "
@@ -96,10 +96,17 @@ def _restore_env_random_state(env, state: dict[str, Any]) -> None:
         _find_attr(env, "curriculum").load_state_dict(state["curriculum"])
 
 
-def _find_attr(env, name: str):
+def _generator_tuple(env: EnvLike) -> tuple[np.random.Generator, ...]:
+    """The env's generators: one for a single env, one per sub-env (or a shared one) for a
+    vector env, whose ``np_random`` is a tuple (SyncVectorEnv, the bpl/ vector envs)."""
+    generators: np.random.Generator | tuple[np.random.Generator, ...] = env.np_random
+    return (generators,) if isinstance(generators, np.random.Generator) else tuple(generators)
+
+
+def _find_attr(env: EnvLike, name: str) -> Any:
     """``getattr`` that also looks through Gymnasium wrappers; None when absent."""
     try:
-        return env.get_wrapper_attr(name)
+        return env.get_wrapper_attr(name)  # type: ignore[union-attr]  # else AttributeError
     except AttributeError:
         return getattr(env, name, None)
 
@@ -115,7 +122,9 @@ class BaseLearner(ABC):
         verbose: 0 silent, 1 logs to stdout.
     """
 
-    def __init__(self, env, *, seed: int | None = None, verbose: int = 0) -> None:
+    def __init__(
+        self, env: str | EnvLike | None, *, seed: int | None = None, verbose: int = 0
+    ) -> None:
         seed = check_optional_int("seed", seed)
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
@@ -125,7 +134,7 @@ class BaseLearner(ABC):
         self.num_episodes = 0
         self._logger = _default_logger(verbose)
         self._next_reset_seed: int | None = seed
-        self.env = None
+        self.env: Any = None  # an EnvLike once set; Any: subclasses know which kind they hold
         if env is not None:
             self.set_env(env)
 
@@ -141,12 +150,12 @@ class BaseLearner(ABC):
             raise TypeError(f"logger must be a stable_baselines3 Logger, got {type(logger)}")
         self._logger = logger
 
-    def get_env(self):
+    def get_env(self) -> Any:
         """The env ``learn`` runs on (None if the learner has none)."""
         return self.env
 
-    def set_env(self, env) -> None:
-        """Attach an env (subclasses check that its spaces fit)."""
+    def set_env(self, env: str | EnvLike) -> None:
+        """Attach an env (subclasses build it from an id and check that its spaces fit)."""
         self.env = env
 
     def get_vec_normalize_env(self) -> None:
@@ -155,7 +164,7 @@ class BaseLearner(ABC):
 
     # ------------------------------------------------------------------------ the learn loop
     def learn(
-        self,
+        self: LearnerT,
         total_timesteps: int | None = None,
         *,
         episodes: int | None = None,
@@ -163,7 +172,7 @@ class BaseLearner(ABC):
         log_interval: int = 1,
         progress_bar: bool = False,
         reset_num_timesteps: bool = True,
-    ):
+    ) -> LearnerT:
         """Learn for ``total_timesteps`` env transitions or for ``episodes`` episodes.
 
         Exactly one budget must be given. A transition is one env step of one sub-env, so a
@@ -197,22 +206,22 @@ class BaseLearner(ABC):
             self.num_episodes = 0
         if episodes is None:
             start = 0 if reset_num_timesteps else self.num_timesteps
-            total_timesteps = start + int(total_timesteps)
+            total_timesteps = start + budget
 
             def done() -> bool:
                 return self.num_timesteps >= total_timesteps
 
             progress_total, progress_unit = total_timesteps - self.num_timesteps, "step"
         else:
-            target_episodes = self.num_episodes + int(episodes)
+            target_episodes = self.num_episodes + budget
 
             def done() -> bool:
                 return self.num_episodes >= target_episodes
 
-            progress_total, progress_unit = int(episodes), "episode"
+            progress_total, progress_unit = budget, "episode"
 
         self._callback = self._make_callback(callback)
-        self._progress = (
+        self._progress: tqdm | None = (
             tqdm(total=progress_total, unit=progress_unit, dynamic_ncols=True, leave=False)
             if progress_bar
             else None
@@ -236,7 +245,9 @@ class BaseLearner(ABC):
         self._callback.on_training_end()
         return self
 
-    def _make_callback(self, callback) -> BaseCallback:
+    def _make_callback(
+        self, callback: BaseCallback | list[BaseCallback] | None
+    ) -> BaseCallback:
         if isinstance(callback, list):
             callback = CallbackList(callback)
         elif callback is None:
@@ -245,7 +256,7 @@ class BaseLearner(ABC):
             raise TypeError(
                 f"callback must be an SB3 BaseCallback, a list of them or None, got {callback!r}"
             )
-        callback.init_callback(self)
+        callback.init_callback(self)  # type: ignore[arg-type]  # SB3-shaped
         return callback
 
     def _on_env_step(self, n_transitions: int, episode_done: bool = False) -> bool:
@@ -293,7 +304,7 @@ class BaseLearner(ABC):
         """Extra data a subclass needs to be rebuilt without an env (e.g. the task's sizes)."""
         return {}
 
-    def save(self, path: str | os.PathLike | io.BufferedIOBase) -> None:
+    def save(self, path: str | os.PathLike[str] | IO[bytes]) -> None:
         """Write a checkpoint: hyper-parameters, learned state, counters and env random state.
 
         A checkpoint taken between episodes (e.g. from a callback's ``on_rollout_end``) lets
@@ -319,11 +330,11 @@ class BaseLearner(ABC):
 
     @classmethod
     def load(
-        cls,
-        path: str | os.PathLike | io.BufferedIOBase,
-        env=None,
+        cls: type[LearnerT],
+        path: str | os.PathLike[str] | IO[bytes],
+        env: str | EnvLike | None = None,
         **overrides: Any,
-    ):
+    ) -> LearnerT:
         """Rebuild a learner from :meth:`save`'s checkpoint.
 
         Args:
@@ -362,12 +373,12 @@ class BaseLearner(ABC):
 
     @classmethod
     def _from_checkpoint(
-        cls,
-        env,
+        cls: type[LearnerT],
+        env: str | EnvLike | None,
         hyperparameters: dict[str, Any],
-        rebuild: dict[str, Any],
-        overrides: dict[str, Any],
-    ):
+        rebuild: dict[str, Any],  # noqa: ARG003 (hook signature: subclasses use it)
+        overrides: dict[str, Any],  # noqa: ARG003 (hook signature: TDLambda uses it)
+    ) -> LearnerT:
         """Construct the learner for :meth:`load`: ``hyperparameters`` are the saved ones with
         ``overrides`` applied (subclasses that can live without an env use ``rebuild``)."""
         return cls(env, **hyperparameters)

@@ -29,7 +29,8 @@ from typing import Any
 import torch
 
 from agents import traces
-from agents.sequence_learner import SequenceLearner
+from agents.cores import StepCache
+from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
 from bpl_envs.checks import check_bool, check_fraction, check_non_negative
 
@@ -77,7 +78,7 @@ class BPLambda(SequenceLearner):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         core: str = "rnn",
         hidden_size: int = 30,
@@ -137,6 +138,7 @@ class BPLambda(SequenceLearner):
             verbose=verbose,
         )
         self._traces: list[torch.Tensor] = []
+        self._trace_buffer: torch.Tensor | None = None  # holds the traces side by side
 
     # ----------------------------------------------------------------------- modules
     def _build_extra_modules(self) -> None:
@@ -152,7 +154,7 @@ class BPLambda(SequenceLearner):
     def _learning_rates(self) -> dict[str, float]:
         return {**super()._learning_rates(), "synthesiser": self.lr_synth}
 
-    def _trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+    def _trainable_parameters(self, name: str) -> list[torch.Tensor]:
         if name == "synthesiser":
             return list(self.synthesiser.trace_parameters())
         return super()._trainable_parameters(name)
@@ -163,10 +165,11 @@ class BPLambda(SequenceLearner):
         shapes = self.synthesiser.trace_shapes(batch_size) if traced else []
         if [tuple(e.shape) for e in self._traces] != [tuple(s) for s in shapes]:
             self._allocate_traces(shapes)
-        elif self._traces:
+        elif self._trace_buffer is not None:
             self._trace_buffer.zero_()
         self._traces_are_zero = True  # e_{-1} = 0: the first token skips the decay
-        self._previous = None  # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
+        # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
+        self._previous: tuple[torch.Tensor, StepCache, torch.Tensor] | None = None
         self._sequence: list[tuple] = []  # forward view: (s_t, cache_t, l_t, g_t) per token
         super()._begin_sequences(batch_size)
 
@@ -226,7 +229,7 @@ class BPLambda(SequenceLearner):
         delta . (decayed trace), accumulated by ``decay_trace_`` tile by tile in the same pass
         that decays the trace. With gamma lambda = 0 there are no traces: e_{t-1} = dg/dtheta.
         """
-        if not self._traces:
+        if self._trace_buffer is None:  # no traces
             return self.synthesiser.parameter_vjp(s_tm1, delta)
         # delta . dg/dtheta into the (sum P,) buffer, then delta . (decayed trace) added to it
         increments = self.synthesiser.parameter_vjp(s_tm1, delta, out=self._increment_views)
@@ -248,10 +251,10 @@ class BPLambda(SequenceLearner):
             self._trainable_parameters("synthesiser"), increments, strict=True
         ):
             if self.clip_synth_update:  # (inc / B) / max(|inc / B|, 1) = inc / max(|inc|, B)
-                parameter.grad.addcdiv_(increment, increment.norm().clamp(min=batch_size),
-                                        value=-1.0)
+                grad_of(parameter).addcdiv_(increment, increment.norm().clamp(min=batch_size),
+                                            value=-1.0)
             else:
-                parameter.grad.sub_(increment.div_(batch_size))
+                grad_of(parameter).sub_(increment.div_(batch_size))
 
     def _forward_view_increments(self) -> tuple[torch.Tensor, ...] | None:
         """sum_t sum_b (G^lambda_t - g_t) . dg(s_t)/dtheta over the stored sequence, with

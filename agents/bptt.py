@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from agents.cores import StepCache
-from agents.sequence_learner import SequenceLearner
+from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
 from bpl_envs.checks import check_fraction, check_int, check_non_negative
 
@@ -78,7 +78,7 @@ class _ChunkedBackprop(SequenceLearner):
                 self._check_finite()
                 self._optimizer_step()
 
-    def _end_chunk(self, final: bool) -> None:
+    def _end_chunk(self, final: bool) -> None:  # noqa: ARG002 (DNI uses final)
         """Accumulate the chunk's gradient (plain truncated BPTT: nothing arrives from after it)."""
         if self.lr_core > 0:
             self._accumulate_core_gradient(self._sweep(None, 1.0))
@@ -127,7 +127,7 @@ class BPTT(_ChunkedBackprop):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         core: str = "rnn",
         hidden_size: int = 30,
@@ -182,7 +182,7 @@ class TruncatedBPTT(_ChunkedBackprop):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         n: int = 5,
         core: str = "rnn",
@@ -248,7 +248,7 @@ class DNI(TruncatedBPTT):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         n: int = 5,
         core: str = "rnn",
@@ -334,7 +334,7 @@ class DNI(TruncatedBPTT):
             prediction = self.synthesiser(s_k)
             grads = torch.autograd.grad(prediction, parameters, (g_k - target) / s_k.shape[0])
         for parameter, grad in zip(parameters, grads, strict=True):
-            parameter.grad.add_(grad)
+            grad_of(parameter).add_(grad)
 
     # ------------------------------------------------------------------- checkpoints
     def _hyperparameters(self) -> dict[str, Any]:

@@ -458,7 +458,7 @@ class RNNCore(RecurrentCore):
         return (torch.tanh(a) if self.activation == "tanh" else a), ()
 
     def _make_cache(
-        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]
+        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]  # noqa: ARG002
     ) -> RNNStepCache:
         slope = 1.0 - s_next.square() if self.activation == "tanh" else torch.ones_like(s_next)
         return RNNStepCache(x=x, h_prev=s, slope=slope)
@@ -517,7 +517,7 @@ class LSTMCore(RecurrentCore):
         return torch.cat((h_next, c_next), dim=1), activations
 
     def _make_cache(
-        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]
+        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]  # noqa: ARG002
     ) -> LSTMStepCache:
         c, input_gate, forget_gate, candidate, output_gate, tanh_c_next = activations
         gate_slopes = torch.cat(

@@ -69,6 +69,8 @@ class Synthesiser(nn.Module, ABC):
     ``trace_parameters``, ``_predict`` and ``_add_parameter_jacobians_``.
     """
 
+    output: nn.Linear
+
     def __init__(self, state_size: int, output_size: int | None) -> None:
         super().__init__()
         self.state_size = check_int("state_size", state_size, minimum=1)
@@ -82,7 +84,7 @@ class Synthesiser(nn.Module, ABC):
         return self._predict(s)
 
     @abstractmethod
-    def trace_parameters(self) -> list[nn.Parameter]:
+    def trace_parameters(self) -> list[Tensor]:
         """The parameters that carry eligibility traces and learn, in trace order."""
 
     def trace_shapes(self, batch_size: int) -> list[tuple[int, ...]]:
@@ -216,7 +218,7 @@ class LinearSynthesiser(Synthesiser):
         super().__init__(state_size, output_size)
         self.output = _zero_initialised_linear(self.state_size, self.output_size)
 
-    def trace_parameters(self) -> list[nn.Parameter]:
+    def trace_parameters(self) -> list[Tensor]:
         return [self.output.weight, self.output.bias]
 
     def _predict(self, s: Tensor) -> Tensor:
@@ -268,7 +270,7 @@ class MLPSynthesiser(Synthesiser):
         if trace_parameters == "output":
             self.hidden.requires_grad_(False)
 
-    def trace_parameters(self) -> list[nn.Parameter]:
+    def trace_parameters(self) -> list[Tensor]:
         output = [self.output.weight, self.output.bias]
         if self.trace_mode == "output":
             return output

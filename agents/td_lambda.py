@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from agents import traces
-from agents.base import BaseLearner, make_env
+from agents.base import BaseLearner, EnvLike, make_env
 from bpl_envs.checks import check_fraction, check_non_negative
 
 __all__ = ["TRACES", "TDLambda"]
@@ -61,7 +61,7 @@ class TDLambda(BaseLearner):
 
     def __init__(
         self,
-        env,
+        env: str | EnvLike | None,
         lam: float,
         alpha: float,
         gamma: float = 1.0,
@@ -85,8 +85,13 @@ class TDLambda(BaseLearner):
         self.weights: torch.Tensor | None = None
         super().__init__(env, seed=seed, verbose=verbose)
 
+    def _weights(self) -> torch.Tensor:
+        if self.weights is None:
+            raise RuntimeError("no weights yet: give the learner an env or load a checkpoint")
+        return self.weights
+
     # ------------------------------------------------------------------------ set-up
-    def set_env(self, env) -> None:
+    def set_env(self, env: str | EnvLike) -> None:
         """Attach a single-action env; its observation space must fit the feature map."""
         env = make_env(env)
         if isinstance(env, gym.vector.VectorEnv):
@@ -155,6 +160,8 @@ class TDLambda(BaseLearner):
             x = torch.zeros(1, self.n_observations, dtype=torch.float64, device=self.device)
             x[0, index] = 1.0
             return x
+        if self._feature_map is None:
+            raise RuntimeError("no feature map: the observation space is not Discrete")
         x = torch.as_tensor(np.asarray(self._feature_map(obs), dtype=np.float64),
                             device=self.device)
         if x.dim() != 1 or (self.n_features is not None and x.shape[0] != self.n_features):
@@ -168,9 +175,9 @@ class TDLambda(BaseLearner):
     def predict(
         self,
         observation: Any,
-        state: Any = None,
-        episode_start: Any = None,
-        deterministic: bool = True,
+        state: Any = None,  # noqa: ARG002 (SB3 signature)
+        episode_start: Any = None,  # noqa: ARG002 (SB3 signature)
+        deterministic: bool = True,  # noqa: ARG002 (SB3 signature)
     ) -> tuple[np.ndarray, None]:
         """Value estimate(s) ``V(obs)``, SB3-shaped: returns ``(values, None)``.
 
@@ -184,7 +191,7 @@ class TDLambda(BaseLearner):
         """
         if self.n_observations is not None:
             return np.asarray(self.values[_discrete_index(observation, self.n_observations)]), None
-        return np.asarray(float(self._features_of(observation)[0] @ self.weights)), None
+        return np.asarray(float(self._features_of(observation)[0] @ self._weights())), None
 
     @property
     def values(self) -> np.ndarray:
@@ -192,14 +199,14 @@ class TDLambda(BaseLearner):
         if self.n_observations is None:
             raise TypeError("values needs a Discrete observation space; use predict(obs)")
         if self._table is None:
-            return self.weights.cpu().numpy().copy()
-        return (self._table @ self.weights).cpu().numpy()
+            return self._weights().cpu().numpy().copy()
+        return (self._table @ self._weights()).cpu().numpy()
 
     # ------------------------------------------------------------------------ learning
     def _run_episode(self) -> bool:
         obs, _ = self.env.reset(seed=self._next_seed())
         x = self._features_of(obs)
-        w = self.weights.unsqueeze(0)  # (1, n_features): the traces functions are batched
+        w = self._weights().unsqueeze(0)  # (1, n_features): the traces functions are batched
         z = torch.zeros_like(w)  # a fresh trace per episode
         v_old = torch.zeros(1, dtype=torch.float64, device=self.device)
         trace_discount = self.gamma * self.lam
@@ -260,7 +267,7 @@ class TDLambda(BaseLearner):
         }
 
     def _get_state(self) -> dict[str, Any]:
-        return {"weights": self.weights.cpu().clone()}
+        return {"weights": self._weights().cpu().clone()}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         weights = state["weights"]
@@ -270,7 +277,13 @@ class TDLambda(BaseLearner):
         self.weights = weights.to(dtype=torch.float64, device=self.device).clone()
 
     @classmethod
-    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
+    def _from_checkpoint(
+        cls,
+        env: str | EnvLike | None,
+        hyperparameters: dict[str, Any],
+        rebuild: dict[str, Any],
+        overrides: dict[str, Any],
+    ) -> TDLambda:
         """``features`` must be given again (``TDLambda.load(path, env, features=f)``) for
         learners built with a callable feature map: checkpoints cannot hold callables."""
         features = overrides.get("features")
@@ -301,8 +314,8 @@ def _discrete_index(obs: Any, n: int) -> Any:
     return int(index) if index.ndim == 0 else index
 
 
-def _find_method(env, name: str):
+def _find_method(env: EnvLike, name: str) -> Any:
     try:
-        return env.get_wrapper_attr(name)
+        return env.get_wrapper_attr(name)  # type: ignore[union-attr]  # else AttributeError
     except AttributeError:
         return None

@@ -43,7 +43,7 @@ def check_tensor(name: str, x: object, ranks: tuple[int, ...] | None = None) -> 
 
 
 def check_like(name: str, x: object, like_name: str, like: torch.Tensor) -> torch.Tensor:
-    check_tensor(name, x)
+    x = check_tensor(name, x)
     if x.shape != like.shape or x.dtype != like.dtype:
         raise ValueError(
             f"{name} must match {like_name} in shape and dtype ({tuple(like.shape)}, "
@@ -93,7 +93,7 @@ def check_matrix(name: str, m: torch.Tensor, batch: int, d: int, dtype: torch.dt
         )
 
 
-def call_operator(name: str, operator: Callable, x: torch.Tensor) -> torch.Tensor:
+def call_operator(name: str, operator: object, x: torch.Tensor) -> torch.Tensor:
     if not callable(operator):
         raise TypeError(
             f"{name} must be a torch.Tensor, a callable or None, got {type(operator).__name__}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import torch
 
@@ -71,20 +71,23 @@ class _MatrixOperator:
     """A (B, d, d) tensor as a :class:`BlockOperator` (``discount · M`` formed once per call)."""
 
     def __init__(self, matrices: torch.Tensor) -> None:
-        self.shape, self._matrices, self.scaled_matrices = tuple(matrices.shape), matrices, None
+        batch, d, _ = matrices.shape
+        self.shape = (batch, d, d)
+        self._matrices = matrices
+        self._scaled: torch.Tensor | None = None
 
     def apply_block(
         self, e: torch.Tensor, out: torch.Tensor, rows: slice, scale: float
     ) -> torch.Tensor:
-        if self.scaled_matrices is None:
-            self.scaled_matrices = scaled_matrices(self._matrices, scale)
+        if self._scaled is None:
+            self._scaled = scaled_matrices(self._matrices, scale)
         if e.shape[0] == 1:  # one batch element: a plain GEMM reads a column block in place
-            torch.mm(self.scaled_matrices[rows][0], e[0], out=out[0])
+            torch.mm(self._scaled[rows][0], e[0], out=out[0])
             return out
-        return torch.bmm(self.scaled_matrices[rows], e, out=out)
+        return torch.bmm(self._scaled[rows], e, out=out)
 
 
-def _is_block_operator(transition: object) -> bool:
+def _is_block_operator(transition: object) -> TypeGuard[BlockOperator]:
     """A :class:`BlockOperator` (duck-typed: ``isinstance`` on a runtime Protocol costs ~10 µs,
     too much per token)."""
     return not isinstance(transition, torch.Tensor) and callable(
@@ -281,14 +284,15 @@ def decay_trace_(
     if isinstance(discount, torch.Tensor):
         discount = discount.view(-1, 1, 1)
     tile_numel = _tile_numel(columns, scratch)
-    if isinstance(transition_t, torch.Tensor):
-        transition_t = _MatrixOperator(transition_t)
-    if _is_block_operator(transition_t):
+    operator = (
+        _MatrixOperator(transition_t) if isinstance(transition_t, torch.Tensor) else transition_t
+    )
+    if _is_block_operator(operator):
         if scratch is None:
             scratch = torch.empty(tile_numel, dtype=e.dtype, device=e.device)
-        _decay_tiles_(columns, discount, transition_t, scratch, tile_numel, contract)
+        _decay_tiles_(columns, discount, operator, scratch, tile_numel, contract)
     else:
-        _decay_column_blocks_(columns, discount, transition_t, tile_numel, contract)
+        _decay_column_blocks_(columns, discount, operator, tile_numel, contract)
     return e
 
 
@@ -305,17 +309,25 @@ def _trace_columns(e: torch.Tensor, transition: TraceTransition) -> torch.Tensor
                 f"transition_t must act on the trace's axis 1: shape ({e.shape[0]}, {e.shape[1]}, "
                 f"{e.shape[1]}), got an operator of shape {tuple(transition.shape)}"
             )
-    else:
+    elif transition is None or isinstance(transition, torch.Tensor) or callable(transition):
         check_trace_operator("transition_t", e, transition)
     if not e.is_contiguous():
         raise ValueError("decay_trace_ with a transition_t needs a contiguous e")
     return e.view(e.shape[0], e.shape[1], -1)
 
 
-def _decay_tiles_(columns, discount, operator, scratch, tile_numel, contract) -> None:
+def _decay_tiles_(
+    columns: torch.Tensor,
+    discount: Scalar,
+    operator: BlockOperator,
+    scratch: torch.Tensor,
+    tile_numel: int,
+    contract: _Contraction | None,
+) -> None:
     """Per tile: ``M e`` into the scratch (a float discount folded in), contract, copy back."""
     scale = discount if isinstance(discount, float) else 1.0
-    for rows, cols in _tiles(*columns.shape, tile_numel):
+    batch, d, width = columns.shape
+    for rows, cols in _tiles(batch, d, width, tile_numel):
         block = columns[rows, :, cols]
         out = scratch[: block.numel()].view(block.shape)
         operator.apply_block(block, out, rows, scale)
@@ -326,7 +338,13 @@ def _decay_tiles_(columns, discount, operator, scratch, tile_numel, contract) ->
         block.copy_(out)
 
 
-def _decay_column_blocks_(columns, discount, transition, tile_numel, contract) -> None:
+def _decay_column_blocks_(
+    columns: torch.Tensor,
+    discount: Scalar,
+    transition: object,
+    tile_numel: int,
+    contract: _Contraction | None,
+) -> None:
     """A plain callable ``e ↦ M e`` sees every batch element, so blocks are column ranges."""
     batch, d, width = columns.shape
     block_width = max(1, tile_numel // (batch * d))

@@ -78,9 +78,10 @@ def check_int(
     allowed = _int_range(minimum, maximum)
     if _is_bool(value) or not isinstance(value, numbers.Integral):
         raise _type_error(name, value, allowed)
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    number = int(value)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         raise _value_error(name, value, allowed)
-    return int(value)
+    return number
 
 
 def check_optional_int(

@@ -274,7 +274,7 @@ class CopyRepeatSequences(SequenceSource):
 
 
 
-class CopyRepeatEnv(SequenceEnv):
+class CopyRepeatEnv(SequenceEnv[CopyRepeatSequences]):
     """Copy-repeat, one token per step (Graves et al. 2014).
 
     ## Description
@@ -396,7 +396,7 @@ class CopyRepeatEnv(SequenceEnv):
         return self._source.curriculum
 
 
-class CopyRepeatVectorEnv(SequenceVectorEnv):
+class CopyRepeatVectorEnv(SequenceVectorEnv[CopyRepeatSequences]):
     """Copy-repeat, B sequences in lock-step; see :class:`CopyRepeatEnv` for the task.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),

@@ -80,7 +80,7 @@ class LineDrawSequences(SequenceSource):
         fractions = np.arange(length) / (length - 1) if length > 1 else np.ones(1)
         return (fractions[:, None] * np.asarray(self.end_point)).astype(np.float32)
 
-    def draw(self, rng: np.random.Generator) -> None:
+    def draw(self, rng: np.random.Generator) -> None:  # noqa: ARG002 (SequenceSource hook)
         """Nothing is random per sequence."""
         return None
 
@@ -114,7 +114,7 @@ class LineDrawSequences(SequenceSource):
         return "\n".join(line.rstrip() for line in lines)
 
 
-class LineDrawEnv(SequenceEnv):
+class LineDrawEnv(SequenceEnv[LineDrawSequences]):
     """The toy task of Pemberton & Costa (2024), one token per step.
 
     ## Description
@@ -200,7 +200,7 @@ class LineDrawEnv(SequenceEnv):
         super().__init__(source, render_mode=render_mode, stream=stream)
 
 
-class LineDrawVectorEnv(SequenceVectorEnv):
+class LineDrawVectorEnv(SequenceVectorEnv[LineDrawSequences]):
     """The line-draw toy task, B sequences in lock-step; see :class:`LineDrawEnv`.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),

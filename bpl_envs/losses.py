@@ -61,7 +61,7 @@ def _check(pred: Array, target: Array) -> None:
         raise ValueError("prediction must have at least one dimension (the output dimension last)")
 
 
-def _namespace(x: Array):
+def _namespace(x: Array) -> Any:
     """The array module of ``x``: numpy, or torch (imported only when a tensor is passed)."""
     if _is_numpy(x):
         return np

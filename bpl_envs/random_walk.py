@@ -250,16 +250,20 @@ class RandomWalkVectorEnv(VectorEnv):
         """RMS error over non-terminals; ``values`` of shape ``(..., n_states + 2)``."""
         return _rms_error(values, self.true_values)
 
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:
+    # A tuple per sub-env where VectorEnv declares one value, as Gymnasium's SyncVectorEnv does.
+    @property  # type: ignore[misc]
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
         """The sub-envs' Generators (created unseeded on first use)."""
+        generators = []
         for i, generator in enumerate(self._generators):
             if generator is None:
-                self._generators[i], self._seeds[i] = seeding.np_random()
-        return tuple(self._generators)
+                generator, self._seeds[i] = seeding.np_random()
+                self._generators[i] = generator
+            generators.append(generator)
+        return tuple(generators)
 
     @property
-    def np_random_seed(self) -> tuple[int | None, ...]:
+    def np_random_seed(self) -> tuple[int | None, ...]:  # type: ignore[override]
         """The seed of each sub-env's Generator."""
         self.np_random  # noqa: B018  (creates missing Generators and their seeds)
         return tuple(self._seeds)

@@ -80,21 +80,24 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
         self._order = np.arange(n_sequences)
         self._cursor = 0
         self._batch: np.ndarray | None = None
-        self._np_random = np.random.default_rng()
+        self._order_rng = np.random.default_rng()
 
-    @property
-    def np_random(self) -> tuple[np.random.Generator]:
+    # A tuple where VectorEnv declares one Generator, as Gymnasium's SyncVectorEnv does.
+    @property  # type: ignore[misc]
+    def np_random(self) -> tuple[np.random.Generator]:  # type: ignore[override]
         """The generator that orders sequences (one, shared by the batch)."""
-        return (self._np_random,)
+        return (self._order_rng,)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         if options:
             raise ValueError(f"SequenceReplayVectorEnv takes no reset options, got {options}")
         if seed is not None:
-            self._np_random = np.random.default_rng(seed)
+            self._order_rng = np.random.default_rng(seed)
             self._cursor = len(self._order)  # start a fresh pass
         if self._cursor + self.num_envs > len(self._order):
-            self._order = (self._np_random.permutation(len(self._order))
+            self._order = (self._order_rng.permutation(len(self._order))
                            if self.order == "random" else np.arange(len(self._order)))
             self._cursor = 0
         self._batch = self._order[self._cursor:self._cursor + self.num_envs]
@@ -102,7 +105,9 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
         self._t = 0
         return self.inputs[self._batch, 0].copy(), {}
 
-    def step(self, actions: np.ndarray):
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._batch is None or self._t >= self.inputs.shape[1]:
             raise RuntimeError("call reset() before stepping (and after the last token)")
         actions = np.asarray(actions)

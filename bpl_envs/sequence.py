@@ -22,7 +22,7 @@ subclasses.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -51,6 +51,9 @@ __all__ = [
     "check_option_names",
     "prediction_space",
 ]
+
+SourceT = TypeVar("SourceT", bound=SequenceSource)
+"""The task source an env streams; subclasses name theirs: ``SequenceEnv[ImageSequences]``."""
 
 RENDER_MODES = ["ansi"]
 RENDER_FPS = 4
@@ -124,7 +127,7 @@ def _python_scalar(value: np.ndarray) -> Any:
     return value[0].item() if value.ndim == 1 else value[0]
 
 
-class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
+class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
     """One sequence at a time, one token per :meth:`step` (the B = 1 case of the shared code).
 
     Subclasses pass their :class:`SequenceSource`; the task modules document the behaviour.
@@ -136,7 +139,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata = {"render_modes": RENDER_MODES, "render_fps": RENDER_FPS}
 
     def __init__(
-        self, source: SequenceSource, render_mode: str | None = None, stream: bool = False
+        self, source: SourceT, render_mode: str | None = None, stream: bool = False
     ):
         self.render_mode = _check_render_mode(render_mode)
         self.stream = check_bool("stream", stream)
@@ -158,23 +161,22 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
         """Start a new sequence; returns its first token ``(input_size,)`` and an empty info."""
         self._source.set_options({} if options is None else options)
         super().reset(seed=seed)
-        self._start_sequence()
-        return self._stepper.observation()[0], {}
+        return self._start_sequence().observation()[0], {}
 
-    def _start_sequence(self) -> None:
+    def _start_sequence(self) -> SequenceStepper:
         batch = self._source.build([self._source.draw(self.np_random)])
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
+        return self._stepper
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Score the prediction ``action`` for the current token and move to the next one."""
         if self._stepper is None:
             raise ResetNeeded("call reset() before step()")
-        prediction = as_prediction(action, self.action_space.shape)
+        prediction = as_prediction(action, (self._source.output_size,))
         observations, rewards, terminated, info = self._stepper.step(prediction[None])
         info = {key: _python_scalar(value) for key, value in info.items()}
         if terminated and self.stream:
-            self._start_sequence()
-            observations, terminated = self._stepper.observation(), False
+            observations, terminated = self._start_sequence().observation(), False
         return observations[0], float(rewards[0]), terminated, False, info
 
     def render(self) -> str | None:
@@ -183,7 +185,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
         return None if stepper is None else stepper.render(0)
 
 
-class SequenceVectorEnv(VectorEnv):
+class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
     """B sequences in lock-step, natively batched; the stream of ``SyncVectorEnv`` of singles.
 
     Sub-env i has its own generator (``np_random[i]``), seeded like the i-th env of a
@@ -204,7 +206,7 @@ class SequenceVectorEnv(VectorEnv):
     def __init__(
         self,
         num_envs: int,
-        source: SequenceSource,
+        source: SourceT,
         *,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
@@ -238,25 +240,29 @@ class SequenceVectorEnv(VectorEnv):
             return self._source.task_spec()
         return self._source.task_spec(self._stepper.batch.sequence_length)
 
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:
+    # A tuple per sub-env where VectorEnv declares one value, as Gymnasium's SyncVectorEnv does.
+    @property  # type: ignore[misc]
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
         """The generator of each sub-env (created from a random seed on first use)."""
-        if None in self._generators:
-            for i in range(self.num_envs):
-                self._generator(i)
-        return tuple(self._generators)
+        return tuple(self._generator(i) for i in range(self.num_envs))
 
     @property
-    def np_random_seed(self) -> tuple[int, ...]:
+    def np_random_seed(self) -> tuple[int, ...]:  # type: ignore[override]
         """The seed of each sub-env's generator."""
-        for i in range(self.num_envs):
-            self._generator(i)
-        return tuple(self._seeds)
+        return tuple(self._seed(i) for i in range(self.num_envs))
 
     def _generator(self, i: int) -> np.random.Generator:
-        if self._generators[i] is None:
-            self._generators[i], self._seeds[i] = seeding.np_random()
-        return self._generators[i]
+        generator = self._generators[i]
+        if generator is None:
+            generator, self._seeds[i] = seeding.np_random()
+            self._generators[i] = generator
+        return generator
+
+    def _seed(self, i: int) -> int:
+        self._generator(i)
+        seed = self._seeds[i]
+        assert seed is not None  # set together with the generator
+        return seed
 
     def _sub_env_seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
         if seed is None:
@@ -273,12 +279,13 @@ class SequenceVectorEnv(VectorEnv):
             f"seed must be None, an int or a list of num_envs ints/None, got {seed!r}"
         )
 
-    def _start_batch(self) -> None:
+    def _start_batch(self) -> SequenceStepper:
         draw = self._source.draw
         draws = [draw(rng) for rng in self.np_random]
         batch = self._source.build(draws)
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
         self._autoreset_pending = False
+        return self._stepper
 
     def reset(
         self,
@@ -298,8 +305,7 @@ class SequenceVectorEnv(VectorEnv):
         for i, sub_env_seed in enumerate(seeds):
             if sub_env_seed is not None:
                 self._generators[i], self._seeds[i] = seeding.np_random(sub_env_seed)
-        self._start_batch()
-        return self._stepper.observation(), {}
+        return self._start_batch().observation(), {}
 
     def step(
         self, actions: np.ndarray
@@ -315,13 +321,12 @@ class SequenceVectorEnv(VectorEnv):
         predictions = as_prediction(actions, (self.num_envs, self._source.output_size), "actions")
         no = np.zeros(self.num_envs, dtype=bool)
         if self._autoreset_pending:
-            self._start_batch()
-            return self._stepper.observation(), np.zeros(self.num_envs), no, no.copy(), {}
+            observations = self._start_batch().observation()
+            return observations, np.zeros(self.num_envs), no, no.copy(), {}
         observations, rewards, terminated, info = self._stepper.step(predictions)
         infos = self._batched_info(info)
         if terminated and self.stream:
-            self._start_batch()
-            observations, terminated = self._stepper.observation(), False
+            observations, terminated = self._start_batch().observation(), False
         elif terminated and self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset_pending = True
         elif terminated and self.autoreset_mode == AutoresetMode.SAME_STEP:
@@ -329,8 +334,7 @@ class SequenceVectorEnv(VectorEnv):
             for i in range(self.num_envs):  # once per sequence, not per step
                 final_observations[i] = observations[i]
             infos = self._batched_info({"final_obs": final_observations, "final_info": infos})
-            self._start_batch()
-            observations = self._stepper.observation()
+            observations = self._start_batch().observation()
         return observations, rewards, np.full(self.num_envs, terminated), no, infos
 
     def _batched_info(self, info: dict[str, Any]) -> dict[str, Any]:

@@ -115,7 +115,7 @@ class SequenceSource(ABC):
         check_option_names(options, self.reset_option_names)
 
     def step_info(
-        self, t: int, predictions: np.ndarray, batch: SequenceBatch
+        self, t: int, predictions: np.ndarray, batch: SequenceBatch  # noqa: ARG002 (a hook)
     ) -> dict[str, np.ndarray]:
         """Task-specific info entries for step ``t``, each an array ``(B, ...)``; none by default.
 
@@ -123,7 +123,9 @@ class SequenceSource(ABC):
         """
         return {}
 
-    def end_of_batch_info(self, mean_loss: float) -> dict[str, bool | int | float]:
+    def end_of_batch_info(
+        self, mean_loss: float  # noqa: ARG002 (a hook: the copy-repeat curriculum reads it)
+    ) -> dict[str, bool | int | float]:
         """Called once when a batch ends, with the mean loss per scored (step, sequence) in nats.
 
         Returns info entries for the terminal step (python scalars); none by default.

@@ -57,7 +57,7 @@ def digits_sequences(split: str, test_fraction: float, split_seed: int) -> Image
     )
 
 
-class SequentialDigitsEnv(SequenceEnv):
+class SequentialDigitsEnv(SequenceEnv[ImageSequences]):
     """scikit-learn's 8x8 digits fed row by row: a small, download-free sequential MNIST.
 
     ## Description
@@ -144,7 +144,7 @@ class SequentialDigitsEnv(SequenceEnv):
         return self._source.dataset()
 
 
-class SequentialDigitsVectorEnv(SequenceVectorEnv):
+class SequentialDigitsVectorEnv(SequenceVectorEnv[ImageSequences]):
     """Sequential digits, B sequences in lock-step; see :class:`SequentialDigitsEnv`.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),

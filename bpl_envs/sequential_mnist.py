@@ -103,8 +103,9 @@ def load_mnist_idx(root: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
     """
     root = Path(root).expanduser()
     names = MNIST_FILES[check_split(split)]
-    found = [_find(root, name) for name in names]
-    if any(path is None for path in found):
+    found_or_none = [_find(root, name) for name in names]
+    found = [path for path in found_or_none if path is not None]
+    if len(found) < len(names):
         looked_for = [str(root / f"{name}{suffix}") for name in names for suffix in ("", ".gz")]
         where = "" if root.is_dir() else f" (the folder {root} does not exist)"
         raise FileNotFoundError(
@@ -203,7 +204,7 @@ def mnist_sequences(
     )
 
 
-class SequentialMNISTEnv(SequenceEnv):
+class SequentialMNISTEnv(SequenceEnv[ImageSequences]):
     """MNIST fed row by row (28 steps of 28 pixels) or pixel by pixel (784 steps of 1 pixel).
 
     ## Description
@@ -316,7 +317,7 @@ class SequentialMNISTEnv(SequenceEnv):
         return self._source.dataset()
 
 
-class SequentialMNISTVectorEnv(SequenceVectorEnv):
+class SequentialMNISTVectorEnv(SequenceVectorEnv[ImageSequences]):
     """Sequential MNIST, B sequences in lock-step; see :class:`SequentialMNISTEnv`.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),

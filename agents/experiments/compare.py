@@ -100,21 +100,22 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         best_alpha = int(np.argmin(finite))
         per_rate = np.array([[alignment[(lam, rate, s)] for s in seeds] for rate in rates])
         best_rate = int(np.argmax(per_rate.mean(1)))
-        row = {
+        td_best_rms = mean_std(rms_per_seed[:, i, best_alpha])
+        bp_best_alignment = mean_std(per_rate[best_rate])
+        rows.append({
             "lam": lam,
             "td_best_alpha": float(alphas[best_alpha]),
-            "td_best_rms": mean_std(rms_per_seed[:, i, best_alpha]),
+            "td_best_rms": td_best_rms,
             "bp_best_lr_synth": rates[best_rate],
-            "bp_best_alignment": mean_std(per_rate[best_rate]),
-        }
-        rows.append(row)
+            "bp_best_alignment": bp_best_alignment,
+        })
         alignment_curves[f"{lam:g}"] = {
             "mean": per_rate.mean(1),
             "std": per_rate.std(1, ddof=1) if len(seeds) > 1 else None,
         }
         table_rows.append([
-            f"{lam:g}", f"{alphas[best_alpha]:.2f}", format_mean_std(row["td_best_rms"]),
-            f"{rates[best_rate]:.0e}", format_mean_std(row["bp_best_alignment"]),
+            f"{lam:g}", f"{alphas[best_alpha]:.2f}", format_mean_std(td_best_rms),
+            f"{rates[best_rate]:.0e}", format_mean_std(bp_best_alignment),
         ])
     header = ["λ", "TD(λ) best α", "TD(λ) RMS", "BP(λ) best lr_synth", "BP(λ) alignment"]
     table = (

@@ -57,8 +57,9 @@ def hyperparameters_of(cls: type) -> dict[str, Hyperparameter]:
 
     Annotations are resolved (``from __future__ import annotations`` makes them strings).
     """
-    signature = inspect.signature(cls.__init__)
-    hints = typing.get_type_hints(cls.__init__)
+    constructor = cls.__init__  # type: ignore[misc]  # the class's own, not an instance's
+    signature = inspect.signature(constructor)
+    hints = typing.get_type_hints(constructor)
     return {
         name: Hyperparameter(name, hints.get(name, Any), parameter.default)
         for name, parameter in signature.parameters.items()

@@ -179,30 +179,31 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
          "seed": walk_seed(seed, int(settings["runs"]))}
         for trace in trace_kinds for seed in seeds
     ]
-    curves = run_cells(sweep, cells, workers=workers, progress=progress,
+    sweeps = run_cells(sweep, cells, workers=workers, progress=progress,
                        desc="random walk: (trace, seed)")
     per_seed = {  # trace -> (seeds, lambdas, alphas)
-        trace: np.stack(curves[k * len(seeds):(k + 1) * len(seeds)])
+        trace: np.stack(sweeps[k * len(seeds):(k + 1) * len(seeds)])
         for k, trace in enumerate(trace_kinds)
     }
 
-    rows, table_rows = [], []
+    rows: list[dict[str, Any]] = []
+    table_rows: list[list[str]] = []
     for i, lam in enumerate(lambdas):
-        cells = [f"{lam:g}"]
+        table_cells = [f"{lam:g}"]
         for trace in trace_kinds:
-            curves = per_seed[trace][:, i]  # (seeds, alphas)
+            rms = per_seed[trace][:, i]  # (seeds, alphas)
             with np.errstate(invalid="ignore"):
-                best = _best(curves.mean(0))
-            row = {
+                best = _best(rms.mean(0))
+            best_rms = mean_std(rms[:, best])
+            rows.append({
                 "trace": trace,
                 "lam": lam,
                 "best_alpha": float(alphas[best]),
-                "best_rms": mean_std(curves[:, best]),
-                "rms_at_alpha_0": mean_std(curves[:, 0]),
-            }
-            rows.append(row)
-            cells += [f"{alphas[best]:.2f}", format_mean_std(row["best_rms"])]
-        table_rows.append(cells)
+                "best_rms": best_rms,
+                "rms_at_alpha_0": mean_std(rms[:, 0]),
+            })
+            table_cells += [f"{alphas[best]:.2f}", format_mean_std(best_rms)]
+        table_rows.append(table_cells)
     header = ["λ"] + [
         f"{TRACE_TITLES[trace]}: {what}" for trace in trace_kinds for what in ("best α", "RMS")
     ]

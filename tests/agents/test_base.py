@@ -15,12 +15,12 @@ class CoinFlips(gym.Env):
     observation_space = gym.spaces.Discrete(2)
     action_space = gym.spaces.Discrete(1)
 
-    def reset(self, *, seed=None, options=None):
+    def reset(self, *, seed=None, options=None):  # noqa: ARG002 (Gymnasium signature)
         super().reset(seed=seed)
         self.t = 0
         return int(self.np_random.integers(2)), {}
 
-    def step(self, action):
+    def step(self, action):  # noqa: ARG002 (a single-action env: the action changes nothing)
         self.t += 1
         return int(self.np_random.integers(2)), 0.0, self.t == 3, False, {}
 

@@ -133,7 +133,7 @@ class Oracle(torch.nn.Module):
         super().__init__()
         self.future, self.calls = future, 0
 
-    def forward(self, state):
+    def forward(self, state):  # noqa: ARG002 (replays fixed values whatever the state)
         self.calls += 1
         return self.future[self.calls - 1]
 
@@ -295,7 +295,7 @@ class ReplayOne(gym.Env):
         self.observation_space = self.replay.single_observation_space
         self.action_space = self.replay.single_action_space
 
-    def reset(self, *, seed=None, options=None):
+    def reset(self, *, seed=None, options=None):  # noqa: ARG002 (Gymnasium signature)
         super().reset(seed=seed)
         obs, info = self.replay.reset()
         return obs[0], info

@@ -20,7 +20,7 @@ class RunningSum:
         self.loss = get_loss(loss)
         self.batches = []
 
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):  # noqa: ARG002
         state = np.zeros_like(observation) if state is None else state
         self.batches.append(len(observation))
         new_state = state + observation

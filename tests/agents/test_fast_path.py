@@ -102,7 +102,7 @@ def test_a_non_finite_forward_view_update_stops_learning():
     learner = BPLambda(replay_env(), hidden_size=H, synth_update="forward_view",
                        clip_synth_update=False, seed=0)
 
-    def overflowing_vjp(cache, u):  # only the end-of-sequence recursion uses vjp on this path
+    def overflowing_vjp(_cache, u):  # only the end-of-sequence recursion uses vjp on this path
         return torch.full_like(u, float("inf"))
 
     learner.core.vjp = overflowing_vjp

@@ -94,7 +94,7 @@ def test_data_are_loaded_once_per_process():
     ("kwargs", "error", "message"),
     [
         ({"split": "validation"}, ValueError, r"split must be 'train' or 'test', got 'validation'"),
-        ({"test_fraction": 1.0}, ValueError, r"test_fraction must be a number in \(0, 1\), got 1.0"),
+        ({"test_fraction": 1.0}, ValueError, r"test_fraction must be a number in \(0, 1\), got 1"),
         ({"test_fraction": "0.2"}, TypeError, r"test_fraction must be a number in \(0, 1\)"),
         ({"test_fraction": 1e-4}, ValueError, r"test_fraction=0.0001 leaves an empty split"),
         ({"split_seed": -3}, ValueError, r"split_seed must be an int >= 0, got -3"),
