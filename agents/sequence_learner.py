@@ -20,9 +20,9 @@ Subclasses implement ``_learn_step``; the other hooks have defaults that most le
 gradients; ``_forward`` advances the core by ``core.step``, keeping ``self._state``,
 ``self._cache`` and ``self._hidden``; ``_end_sequences`` applies the accumulated update in
 ``update="sequence"`` mode). Everything else lives here once. The loss gradient handed to
-``_learn_step`` is that of the batch-mean loss (ALGORITHM.md §5): ``loss.gradient(ŷ, y) / B`` on
-scored steps and zero elsewhere, computed with the same :mod:`bpl_envs.losses` function whose
-value the env paid as reward.
+``_learn_step`` is that of the batch-mean loss (docs/algorithm.md#optimiser-and-scaling-details):
+``loss.gradient(ŷ, y) / B`` on scored steps and zero elsewhere, computed with the same
+:mod:`bpl_envs.losses` function whose value the env paid as reward.
 """
 
 from __future__ import annotations

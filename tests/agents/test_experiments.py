@@ -1,5 +1,5 @@
 """The experiments behind `bpl reproduce`, `bpl compare` and `bpl sweep`, on tiny budgets, and
-the packaged presets against the paper's settings (ALGORITHM.md §5)."""
+the packaged presets against the paper's settings (docs/algorithm.md#the-reference-experiments)."""
 
 import copy
 import gzip
@@ -326,7 +326,7 @@ def test_reproduce_copy_repeat_follows_the_curriculum(tmp_path):
     result = _reproduce(tmp_path, "reproduce", "copy-repeat", "--config",
                         _tiny("copy_repeat", tmp_path, change), "--seeds", "1")
     for row in result["results"]:
-        assert row["length_curve"] == [5, 7, 9]  # T of each batch (ALGORITHM.md §5)
+        assert row["length_curve"] == [5, 7, 9]  # T of each batch (docs/algorithm.md#copy-repeat)
         assert row["length_reached"]["values"] == [12] and row["stages_passed"]["values"] == [3]
         assert 0 < row["final_loss_bits"]["values"][0] < 50.0  # the batch at T = 9 advanced
     table = (tmp_path / "out" / "results.md").read_text()
