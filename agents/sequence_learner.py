@@ -411,7 +411,16 @@ class SequenceLearner(BaseLearner):
 
     @classmethod
     def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
-        return cls(TaskSpec(**rebuild["task"]) if env is None else env, **hyperparameters)
+        saved = TaskSpec(**rebuild["task"])
+        learner = cls(saved if env is None else env, **hyperparameters)
+        differ = [f"{field} {getattr(saved, field)!r} (checkpoint) vs "
+                  f"{getattr(learner.task, field)!r} (env)"
+                  for field in ("input_size", "output_size", "loss")
+                  if getattr(saved, field) != getattr(learner.task, field)]
+        if differ:
+            raise ValueError(f"the env given to {cls.__name__}.load does not fit the checkpoint: "
+                             + "; ".join(differ))
+        return learner
 
     def _get_state(self) -> dict[str, Any]:
         return {

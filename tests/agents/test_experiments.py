@@ -30,7 +30,9 @@ from agents.experiments.output import (
     markdown_table,
     mean_std,
     prepare_output_dir,
+    write_text,
 )
+from agents.experiments.output_folder import MANIFEST
 from agents.experiments.random_walk import sweep
 from agents.experiments.sweep import expand_grid
 from agents.experiments.toy import toy_cells
@@ -165,10 +167,11 @@ def test_mean_std_is_the_sample_statistics():
 def test_output_folders_are_replaced_only_with_force(tmp_path):
     out = tmp_path / "out"
     prepare_output_dir(out, force=False)
-    (out / "old").write_text("x")
+    write_text(out / "old.md", "x")
     with pytest.raises(OutputExistsError, match="--force"):
         prepare_output_dir(out, force=False)
-    assert prepare_output_dir(out, force=True) == out and list(out.iterdir()) == []
+    assert prepare_output_dir(out, force=True) == out
+    assert [p.name for p in out.iterdir()] == [MANIFEST]
 
 
 # ----------------------------------------------------------------- reproduce, tiny budgets
