@@ -458,7 +458,11 @@ class RNNCore(RecurrentCore):
         return (torch.tanh(a) if self.activation == "tanh" else a), ()
 
     def _make_cache(
-        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]  # noqa: ARG002
+        self,
+        x: Tensor,
+        s: Tensor,
+        s_next: Tensor,
+        activations: tuple[Tensor, ...],  # noqa: ARG002 (the RNN's cache needs none)
     ) -> RNNStepCache:
         slope = 1.0 - s_next.square() if self.activation == "tanh" else torch.ones_like(s_next)
         return RNNStepCache(x=x, h_prev=s, slope=slope)
@@ -517,7 +521,11 @@ class LSTMCore(RecurrentCore):
         return torch.cat((h_next, c_next), dim=1), activations
 
     def _make_cache(
-        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]  # noqa: ARG002
+        self,
+        x: Tensor,
+        s: Tensor,
+        s_next: Tensor,  # noqa: ARG002 (the LSTM's cache is built from the activations)
+        activations: tuple[Tensor, ...],
     ) -> LSTMStepCache:
         c, input_gate, forget_gate, candidate, output_gate, tanh_c_next = activations
         gate_slopes = torch.cat(

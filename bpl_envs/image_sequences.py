@@ -76,8 +76,7 @@ class ImageSequences(SequenceSource):
         return scaled.reshape(len(indices), self._length, self.input_size)
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
-        """The whole split in order: inputs float32 ``(n, T, token_size)``, labels int64 ``(n,)``.
-        """
+        """The whole split in order: float32 inputs ``(n, T, token_size)``, int64 labels (n,)."""
         return self.tokens(np.arange(self.num_images)), self._labels.copy()
 
     def draw(self, rng: np.random.Generator) -> int:

@@ -22,7 +22,10 @@ from gymnasium.error import ResetNeeded
 from bpl_envs.losses import get_loss
 from bpl_envs.task_spec import TaskSpec
 
-__all__ = ["SequenceBatch", "SequenceSource", "SequenceStepper", "check_option_names"]
+__all__ = ["SequenceBatch", "SequenceSource", "SequenceStepper", "StepInfo", "check_option_names"]
+
+StepInfo = dict[str, np.ndarray]
+"""Info entries of one step, each an array ``(B, ...)``."""
 
 
 @dataclass(frozen=True)
@@ -114,18 +117,15 @@ class SequenceSource(ABC):
         """
         check_option_names(options, self.reset_option_names)
 
-    def step_info(
-        self, t: int, predictions: np.ndarray, batch: SequenceBatch  # noqa: ARG002 (a hook)
-    ) -> dict[str, np.ndarray]:
-        """Task-specific info entries for step ``t``, each an array ``(B, ...)``; none by default.
+    def step_info(self, t: int, predictions: np.ndarray, batch: SequenceBatch) -> StepInfo:  # noqa: ARG002
+        """Task-specific info entries for step ``t``, each an array ``(B, ...)``; none by default
+        (a hook: tasks that add entries use the arguments).
 
         ``predictions`` is the float64 ``(B, output_size)`` block received at step t.
         """
         return {}
 
-    def end_of_batch_info(
-        self, mean_loss: float  # noqa: ARG002 (a hook: the copy-repeat curriculum reads it)
-    ) -> dict[str, bool | int | float]:
+    def end_of_batch_info(self, mean_loss: float) -> dict[str, bool | int | float]:  # noqa: ARG002
         """Called once when a batch ends, with the mean loss per scored (step, sequence) in nats.
 
         Returns info entries for the terminal step (python scalars); none by default.

@@ -312,8 +312,7 @@ class SequentialMNISTEnv(SequenceEnv[ImageSequences]):
         super().__init__(source, render_mode=render_mode, stream=stream)
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
-        """The whole split in order: inputs float32 ``(n, T, input_size)``, labels int64 ``(n,)``.
-        """
+        """The whole split in order: float32 inputs ``(n, T, input_size)``, int64 labels (n,)."""
         return self._source.dataset()
 
 
@@ -347,6 +346,5 @@ class SequentialMNISTVectorEnv(SequenceVectorEnv[ImageSequences]):
         )
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
-        """The whole split in order: inputs float32 ``(n, T, input_size)``, labels int64 ``(n,)``.
-        """
+        """The whole split in order: float32 inputs ``(n, T, input_size)``, int64 labels (n,)."""
         return self._source.dataset()
