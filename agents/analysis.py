@@ -77,8 +77,7 @@ def future_gradients(
             total = total + (loss.value(prediction, targets[t]) * scored[t]).sum()
         future = list(torch.autograd.grad(total, fed, allow_unused=True)) if fed else []
     future = [
-        torch.zeros_like(s) if g is None else g
-        for g, s in zip(future, states[:-1], strict=True)
+        torch.zeros_like(s) if g is None else g for g, s in zip(future, states[:-1], strict=True)
     ]
     future.append(torch.zeros_like(states[-1]))
     return torch.stack(states).detach(), torch.stack(future).detach()
@@ -112,8 +111,11 @@ def collect_sequences(learner: SequenceLearner, env, n_sequences: int, seed: int
         collected += env.num_envs
 
     def cat(i):
-        return torch.as_tensor(np.concatenate([b[i] for b in batches], axis=1),
-                               dtype=learner.dtype, device=learner.device)
+        return torch.as_tensor(
+            np.concatenate([b[i] for b in batches], axis=1),
+            dtype=learner.dtype,
+            device=learner.device,
+        )
 
     return cat(0), cat(1), cat(2).to(learner.dtype)
 
@@ -140,7 +142,12 @@ def alignment(
         raise TypeError(f"{type(learner).__name__} has no synthesiser to measure")
     inputs, targets, scored = collect_sequences(learner, env, n_sequences, seed)
     states, future = future_gradients(
-        learner.core, learner.readout, learner.loss, inputs, targets, scored,
+        learner.core,
+        learner.readout,
+        learner.loss,
+        inputs,
+        targets,
+        scored,
         getattr(learner, "gamma", 1.0),
     )
     with torch.no_grad():

@@ -40,8 +40,17 @@ EnvLike = gym.Env | gym.vector.VectorEnv
 LearnerT = TypeVar("LearnerT", bound="BaseLearner")
 
 CHECKPOINT_FORMAT = 1
-_CHECKPOINT_KEYS = ("format", "class", "hyperparameters", "rebuild", "state", "num_timesteps",
-                    "num_episodes", "next_reset_seed", "env_random_state")
+_CHECKPOINT_KEYS = (
+    "format",
+    "class",
+    "hyperparameters",
+    "rebuild",
+    "state",
+    "num_timesteps",
+    "num_episodes",
+    "next_reset_seed",
+    "env_random_state",
+)
 
 
 class CheckpointError(ValueError):
@@ -135,14 +144,20 @@ def _read_checkpoint(path: pathlib.Path | IO[bytes], class_name: str) -> dict[st
             f"{str(error).splitlines()[0] if str(error) else 'no details'})"
         ) from error
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in _CHECKPOINT_KEYS):
-        raise CheckpointError(f"{where} holds a {type(checkpoint).__name__}, not a bp-lambda "
-                              f"learner checkpoint (a dict with keys {list(_CHECKPOINT_KEYS)})")
+        raise CheckpointError(
+            f"{where} holds a {type(checkpoint).__name__}, not a bp-lambda "
+            f"learner checkpoint (a dict with keys {list(_CHECKPOINT_KEYS)})"
+        )
     if checkpoint["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{where} has checkpoint format {checkpoint['format']!r}; this "
-                              f"version of bp-lambda reads format {CHECKPOINT_FORMAT}")
+        raise CheckpointError(
+            f"{where} has checkpoint format {checkpoint['format']!r}; this "
+            f"version of bp-lambda reads format {CHECKPOINT_FORMAT}"
+        )
     if checkpoint["class"] != class_name:
-        raise CheckpointError(f"{where} is a {checkpoint['class']!r} checkpoint, not a "
-                              f"{class_name} one: load it with {checkpoint['class']}.load")
+        raise CheckpointError(
+            f"{where} is a {checkpoint['class']!r} checkpoint, not a "
+            f"{class_name} one: load it with {checkpoint['class']}.load"
+        )
     return checkpoint
 
 
@@ -288,9 +303,7 @@ class BaseLearner(ABC):
         self._callback.on_training_end()
         return self
 
-    def _make_callback(
-        self, callback: BaseCallback | list[BaseCallback] | None
-    ) -> BaseCallback:
+    def _make_callback(self, callback: BaseCallback | list[BaseCallback] | None) -> BaseCallback:
         if isinstance(callback, list):
             callback = CallbackList(callback)
         elif callback is None:

@@ -186,8 +186,9 @@ class BPLambda(SequenceLearner):
             shapes, dtype=self.dtype, device=self.device
         )
         self._scratch = traces.decay_scratch(self._trace_buffer)
-        self._increment_buffer = torch.empty(self._trace_buffer.shape[2], dtype=self.dtype,
-                                             device=self.device)
+        self._increment_buffer = torch.empty(
+            self._trace_buffer.shape[2], dtype=self.dtype, device=self.device
+        )
         widths = [math.prod(shape[2:]) for shape in shapes]
         self._increment_views = [
             block.view(shape[2:])
@@ -238,8 +239,12 @@ class BPLambda(SequenceLearner):
         if not self._traces_are_zero:  # (with e_{t-2} = 0 there is nothing to decay)
             jacobian_tm1 = self.core.jacobian_operator(cache_tm1)  # the STORED J_{t-1}
             traces.decay_trace_(
-                self._trace_buffer, self.gamma * self.lam, jacobian_tm1, scratch=self._scratch,
-                delta_t=delta, increment=self._increment_buffer,
+                self._trace_buffer,
+                self.gamma * self.lam,
+                jacobian_tm1,
+                scratch=self._scratch,
+                delta_t=delta,
+                increment=self._increment_buffer,
             )
         self.synthesiser.add_parameter_jacobians_(self._traces, s_tm1)
         self._traces_are_zero = False
@@ -253,8 +258,9 @@ class BPLambda(SequenceLearner):
             self._trainable_parameters("synthesiser"), increments, strict=True
         ):
             if self.clip_synth_update:  # (inc / B) / max(|inc / B|, 1) = inc / max(|inc|, B)
-                grad_of(parameter).addcdiv_(increment, increment.norm().clamp(min=batch_size),
-                                            value=-1.0)
+                grad_of(parameter).addcdiv_(
+                    increment, increment.norm().clamp(min=batch_size), value=-1.0
+                )
             else:
                 grad_of(parameter).sub_(increment.div_(batch_size))
 
@@ -266,7 +272,10 @@ class BPLambda(SequenceLearner):
             return None
         states, caches, immediate, predicted = zip(*self._sequence, strict=True)
         targets = traces.lambda_returns(
-            torch.stack(immediate[1:]), self.gamma, torch.stack(predicted[1:]), self.lam,
+            torch.stack(immediate[1:]),
+            self.gamma,
+            torch.stack(predicted[1:]),
+            self.lam,
             lambda t, u: self.core.vjp(caches[t + 1], u),
         )  # targets[t] is G^lambda for the state of token t
         cotangents = targets - torch.stack(predicted[:-1])

@@ -54,10 +54,14 @@ def _list(args, parser: argparse.ArgumentParser) -> int:
 
     section("Environments (gym ids; `import bpl_envs` registers them):", bpl_envs.ENV_IDS)
     section("Learners (bpl train ENV_ID --learner NAME):", learner_names())
-    section("Experiments (bpl reproduce NAME; compare is also `bpl compare`):",
-            {name: e.description for name, e in EXPERIMENTS.items()})
-    section("Benchmarks (bpl benchmark NAME, from a source checkout):",
-            {name: description for name, (_, description) in BENCHMARKS.items()})
+    section(
+        "Experiments (bpl reproduce NAME; compare is also `bpl compare`):",
+        {name: e.description for name, e in EXPERIMENTS.items()},
+    )
+    section(
+        "Benchmarks (bpl benchmark NAME, from a source checkout):",
+        {name: description for name, (_, description) in BENCHMARKS.items()},
+    )
     print("Presets (--config NAME): " + ", ".join(preset_names()))
     if args.learner is not None:
         try:
@@ -73,8 +77,9 @@ def _list(args, parser: argparse.ArgumentParser) -> int:
 
 
 # -------------------------------------------------------------------------------- train
-def _split_hyperparameters(tokens: Sequence[str], known: set[str], parser) -> tuple[
-        list[str], dict[str, str]]:
+def _split_hyperparameters(
+    tokens: Sequence[str], known: set[str], parser
+) -> tuple[list[str], dict[str, str]]:
     """Take the ``--name value`` / ``--name=value`` pairs that are not ``bpl train`` options out
     of ``tokens`` (before argparse, whose optional ENV_ID would swallow their values).
 
@@ -121,19 +126,29 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.resume is not None:
-        fixed = {"ENV_ID": args.env, "--learner": args.learner, "--config": args.config,
-                 "--num-envs": args.num_envs, "--seed": args.seed, "--out": args.out,
-                 "--save-every": args.save_every, "--log-interval": args.log_interval}
+        fixed = {
+            "ENV_ID": args.env,
+            "--learner": args.learner,
+            "--config": args.config,
+            "--num-envs": args.num_envs,
+            "--seed": args.seed,
+            "--out": args.out,
+            "--save-every": args.save_every,
+            "--log-interval": args.log_interval,
+        }
         clashes = [flag for flag, value in fixed.items() if value is not None]
         clashes += ["--env-arg"] * bool(args.env_arg) + ["--force"] * args.force
         clashes += [f"--{name}" for name in hyperparameters]
         if clashes:
-            parser.error(f"--resume continues the run as recorded in its run.json; it cannot "
-                         f"be combined with {clashes} (only --steps/--updates, to change the "
-                         "budget)")
+            parser.error(
+                f"--resume continues the run as recorded in its run.json; it cannot "
+                f"be combined with {clashes} (only --steps/--updates, to change the "
+                "budget)"
+            )
         try:
-            metrics = resume(args.resume, steps=args.steps, updates=args.updates,
-                             progress=not args.no_progress)
+            metrics = resume(
+                args.resume, steps=args.steps, updates=args.updates, progress=not args.no_progress
+            )
         except KeyboardInterrupt:
             return _interrupted(args.resume)
         except USER_ERRORS as error:
@@ -145,8 +160,10 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
         if args.config is not None:
             base, unused = RunConfig.from_file(args.config)
             if unused:
-                print(f"bpl train: {args.config}: training the run it describes (its "
-                      f"{', '.join(unused)} section is for `bpl reproduce`)")
+                print(
+                    f"bpl train: {args.config}: training the run it describes (its "
+                    f"{', '.join(unused)} section is for `bpl reproduce`)"
+                )
             data = base.to_dict()
         else:
             data = {}
@@ -156,8 +173,9 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
             parser.error("give an ENV_ID (see `bpl list`) or --config FILE")
         data.setdefault("learner", "bp_lambda")
         if args.learner is not None and args.learner != data["learner"]:
-            data["hyperparameters"] = _keep_accepted(data.get("hyperparameters", {}),
-                                                     args.learner, args.config)
+            data["hyperparameters"] = _keep_accepted(
+                data.get("hyperparameters", {}), args.learner, args.config
+            )
             data["learner"] = args.learner
         if args.steps is not None or args.updates is not None:
             data["steps"], data["updates"] = args.steps, args.updates
@@ -166,8 +184,7 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
         for key in ("num_envs", "seed", "save_every", "log_interval"):
             if getattr(args, key) is not None:
                 data[key] = getattr(args, key)
-        data["env_kwargs"] = {**data.get("env_kwargs", {}),
-                              **_parse_env_args(args.env_arg, parser)}
+        data["env_kwargs"] = {**data.get("env_kwargs", {}), **_parse_env_args(args.env_arg, parser)}
         data["hyperparameters"] = {**data.get("hyperparameters", {}), **hyperparameters}
         config = RunConfig.from_mapping(data, where="bpl train")
         out = out or _default_run_dir(config)
@@ -194,19 +211,26 @@ def _default_run_dir(config) -> str:
 
 
 def _interrupted(out) -> int:
-    print(f"\nbpl train: interrupted. The state at the end of the last complete batch is in "
-          f"{out}/checkpoint.pt and the logs are closed; continue with: bpl train --resume "
-          f"{out}", file=sys.stderr)
+    print(
+        f"\nbpl train: interrupted. The state at the end of the last complete batch is in "
+        f"{out}/checkpoint.pt and the logs are closed; continue with: bpl train --resume "
+        f"{out}",
+        file=sys.stderr,
+    )
     return 130
 
 
 def _report_run(out, metrics: dict[str, Any]) -> int:
     final = ", ".join(f"{k} {v:.4g}" for k, v in metrics["final"].items())
-    print(f"bpl train: {metrics['status']} after {metrics['num_timesteps']} steps "
-          f"({metrics['num_episodes']} batches, {metrics['elapsed_s']:.0f} s); final "
-          f"(last 10% of batches): {final or 'nothing logged'}")
-    print(f"bpl train: results in {out}/ (progress.csv, TensorBoard events, checkpoint.pt, "
-          "learning_curve.png, metrics.json)")
+    print(
+        f"bpl train: {metrics['status']} after {metrics['num_timesteps']} steps "
+        f"({metrics['num_episodes']} batches, {metrics['elapsed_s']:.0f} s); final "
+        f"(last 10% of batches): {final or 'nothing logged'}"
+    )
+    print(
+        f"bpl train: results in {out}/ (progress.csv, TensorBoard events, checkpoint.pt, "
+        "learning_curve.png, metrics.json)"
+    )
     return 0
 
 
@@ -218,19 +242,29 @@ def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
     folder = "seqmnist" if options["mnist_root"] else name
     out = args.out or str(pathlib.Path("results") / (folder + ("_quick" if args.quick else "")))
     try:
-        result = reproduce(name, out=out, quick=args.quick, seeds=args.seeds, config=args.config,
-                           force=args.force, progress=not args.no_progress,
-                           workers=args.workers, **options)
+        result = reproduce(
+            name,
+            out=out,
+            quick=args.quick,
+            seeds=args.seeds,
+            config=args.config,
+            force=args.force,
+            progress=not args.no_progress,
+            workers=args.workers,
+            **options,
+        )
     except KeyboardInterrupt:
-        print(f"\nbpl: interrupted before the results were written to {out}/",
-              file=sys.stderr)
+        print(f"\nbpl: interrupted before the results were written to {out}/", file=sys.stderr)
         return 130
     except (*USER_ERRORS, OutputExistsError) as error:
         parser.error(str(error))
     print(result["table"])
-    print(f"bpl {'compare' if name == 'compare' else 'reproduce ' + name}: "
-          f"{result['elapsed_s']:.0f} s; results in {out}/ (results.md, results.json, "
-          + ", ".join(result["figures"]) + ")")
+    print(
+        f"bpl {'compare' if name == 'compare' else 'reproduce ' + name}: "
+        f"{result['elapsed_s']:.0f} s; results in {out}/ (results.md, results.json, "
+        + ", ".join(result["figures"])
+        + ")"
+    )
     return 0
 
 
@@ -238,17 +272,27 @@ def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
 def _sweep(args, parser: argparse.ArgumentParser) -> int:
     out = args.out or str(pathlib.Path("sweeps") / pathlib.Path(args.config).stem)
     try:
-        summary = run_sweep(args.config, out, backend=args.backend, workers=args.workers,
-                            force=args.force, progress=not args.no_progress)
+        summary = run_sweep(
+            args.config,
+            out,
+            backend=args.backend,
+            workers=args.workers,
+            force=args.force,
+            progress=not args.no_progress,
+        )
     except KeyboardInterrupt:
-        print(f"\nbpl sweep: interrupted; the runs that finished are in {out}/, without a "
-              "summary", file=sys.stderr)
+        print(
+            f"\nbpl sweep: interrupted; the runs that finished are in {out}/, without a summary",
+            file=sys.stderr,
+        )
         return 130
     except (*USER_ERRORS, OutputExistsError, ImportError) as error:
         parser.error(str(error))
     print(summary["table"])
-    print(f"bpl sweep: {len(summary['runs'])} runs in {summary['elapsed_s']:.0f} s; results in "
-          f"{out}/ (summary.md, summary.json, one folder per run)")
+    print(
+        f"bpl sweep: {len(summary['runs'])} runs in {summary['elapsed_s']:.0f} s; results in "
+        f"{out}/ (summary.md, summary.json, one folder per run)"
+    )
     return 0
 
 
@@ -279,11 +323,14 @@ def _benchmark(name: str, script_args: list[str], parser: argparse.ArgumentParse
     """Run ``benchmarks/<script>`` of the checkout in a fresh interpreter; return its status."""
     script = BENCHMARK_DIR / BENCHMARKS[name][0]
     if not script.is_file():
-        parser.error(f"{script} not found: the benchmark scripts are not installed with the "
-                     "package; run `bpl benchmark` from an editable install of a source "
-                     "checkout (`make install`)")
-    return subprocess.run([sys.executable, str(script), *script_args],
-                          cwd=BENCHMARK_DIR.parent, check=False).returncode
+        parser.error(
+            f"{script} not found: the benchmark scripts are not installed with the "
+            "package; run `bpl benchmark` from an editable install of a source "
+            "checkout (`make install`)"
+        )
+    return subprocess.run(
+        [sys.executable, str(script), *script_args], cwd=BENCHMARK_DIR.parent, check=False
+    ).returncode
 
 
 if __name__ == "__main__":

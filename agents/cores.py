@@ -211,9 +211,10 @@ class _LSTMJacobianOperator(JacobianOperator):
         block = self._build_hidden_columns()  # fresh: scaled in place, no second copy
         self._block = block if scale == 1.0 else block.mul_(scale)
         carry_c = self._forget * scale
-        self._carry_c, self._carry_h = carry_c[:, :, None], (carry_c * self._cell_to_hidden)[
-            :, :, None
-        ]
+        self._carry_c, self._carry_h = (
+            carry_c[:, :, None],
+            (carry_c * self._cell_to_hidden)[:, :, None],
+        )
 
     def _apply(self, e: Tensor, out: Tensor, rows: slice) -> Tensor:
         H = self.shape[1] // 2

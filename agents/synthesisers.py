@@ -159,7 +159,8 @@ class Synthesiser(nn.Module, ABC):
         ):
             got = (
                 f"{tuple(cotangent.shape)}, {cotangent.dtype}"
-                if isinstance(cotangent, Tensor) else type(cotangent).__name__
+                if isinstance(cotangent, Tensor)
+                else type(cotangent).__name__
             )
             raise ValueError(
                 f"cotangent must be a tensor of shape ({s.shape[0]}, {self.output_size}) and "
@@ -224,9 +225,7 @@ class LinearSynthesiser(Synthesiser):
     def _predict(self, s: Tensor) -> Tensor:
         return self.output(s)
 
-    def _add_parameter_jacobians_(
-        self, traces: Sequence[Tensor], s: Tensor, scale: float
-    ) -> None:
+    def _add_parameter_jacobians_(self, traces: Sequence[Tensor], s: Tensor, scale: float) -> None:
         _add_linear_layer_jacobians_(traces[0], traces[1], s, scale)
 
     def _parameter_vjp(
@@ -259,8 +258,7 @@ class MLPSynthesiser(Synthesiser):
     ) -> None:
         if trace_parameters not in TRACE_PARAMETER_MODES:
             raise ValueError(
-                f"trace_parameters must be one of {TRACE_PARAMETER_MODES}, "
-                f"got {trace_parameters!r}"
+                f"trace_parameters must be one of {TRACE_PARAMETER_MODES}, got {trace_parameters!r}"
             )
         super().__init__(state_size, output_size)
         self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
@@ -282,9 +280,7 @@ class MLPSynthesiser(Synthesiser):
     def _predict(self, s: Tensor) -> Tensor:
         return self.output(torch.relu(self.hidden(s)))
 
-    def _add_parameter_jacobians_(
-        self, traces: Sequence[Tensor], s: Tensor, scale: float
-    ) -> None:
+    def _add_parameter_jacobians_(self, traces: Sequence[Tensor], s: Tensor, scale: float) -> None:
         preactivation = self.hidden(s)  # (B, n)
         features = torch.relu(preactivation)
         if self.trace_mode == "all":

@@ -30,6 +30,7 @@ TRACES = ("accumulate", "replacing", "dutch", "true_online")
 
 FeatureMap = Callable[[Any], Any]
 
+
 class TDLambda(BaseLearner):
     """Linear TD(λ) prediction of state values ``V(s) = w·x(s)`` on a Markov reward process.
 
@@ -121,8 +122,9 @@ class TDLambda(BaseLearner):
                 raise ValueError(f"a Discrete observation space must start at 0, got {space}")
             n_observations = int(space.n)
             if self._feature_map is not None:
-                self._table = self._as_table([self._feature_map(np.int64(s))
-                                              for s in range(n_observations)])
+                self._table = self._as_table(
+                    [self._feature_map(np.int64(s)) for s in range(n_observations)]
+                )
                 self._feature_map = None
             if self._table is not None and self._table.shape[0] != n_observations:
                 raise ValueError(
@@ -141,7 +143,8 @@ class TDLambda(BaseLearner):
             if not bool(((self._table == 0) | (self._table == 1)).all()):
                 raise ValueError("trace='replacing' needs binary features (0/1 entries)")
         if self.weights is not None and (n_observations, n_features) != (
-            self.n_observations, self.n_features
+            self.n_observations,
+            self.n_features,
         ):
             raise ValueError(
                 f"the env has {n_observations} observations and {n_features} features but this "
@@ -162,8 +165,9 @@ class TDLambda(BaseLearner):
             return x
         if self._feature_map is None:
             raise RuntimeError("no feature map: the observation space is not Discrete")
-        x = torch.as_tensor(np.asarray(self._feature_map(obs), dtype=np.float64),
-                            device=self.device)
+        x = torch.as_tensor(
+            np.asarray(self._feature_map(obs), dtype=np.float64), device=self.device
+        )
         if x.dim() != 1 or (self.n_features is not None and x.shape[0] != self.n_features):
             raise ValueError(
                 f"the feature map must return a 1-D vector of {self.n_features or 'n'} features, "
@@ -217,7 +221,9 @@ class TDLambda(BaseLearner):
             v, v_next = x @ w[0], x_next @ w[0]
             delta = traces.td_error(
                 torch.tensor([float(reward)], dtype=torch.float64, device=self.device),
-                v_next, v, 0.0 if terminated else self.gamma,
+                v_next,
+                v,
+                0.0 if terminated else self.gamma,
             )
             if self.trace == "accumulate":
                 z = traces.accumulating_trace(z, x, trace_discount)
@@ -254,8 +260,13 @@ class TDLambda(BaseLearner):
     # ------------------------------------------------------------------------ checkpoints
     def _hyperparameters(self) -> dict[str, Any]:
         return {
-            "lam": self.lam, "alpha": self.alpha, "gamma": self.gamma, "trace": self.trace,
-            "seed": self.seed, "verbose": self.verbose, "device": str(self.device),
+            "lam": self.lam,
+            "alpha": self.alpha,
+            "gamma": self.gamma,
+            "trace": self.trace,
+            "seed": self.seed,
+            "verbose": self.verbose,
+            "device": str(self.device),
             "features": None if self._table is None else self._table.cpu(),
         }
 
@@ -272,8 +283,9 @@ class TDLambda(BaseLearner):
     def _set_state(self, state: dict[str, Any]) -> None:
         weights = state["weights"]
         if weights.shape != (self.n_features,):
-            raise ValueError(f"weights of shape {tuple(weights.shape)} do not fit "
-                             f"{self.n_features} features")
+            raise ValueError(
+                f"weights of shape {tuple(weights.shape)} do not fit {self.n_features} features"
+            )
         self.weights = weights.to(dtype=torch.float64, device=self.device).clone()
 
     @classmethod
@@ -294,8 +306,10 @@ class TDLambda(BaseLearner):
                     "cannot hold: load it with TDLambda.load(path, env, features=the_same_map)"
                 )
         elif features is not None:
-            raise ValueError("features= is only for checkpoints made with a callable feature "
-                             "map on a non-Discrete observation space; this one holds its own")
+            raise ValueError(
+                "features= is only for checkpoints made with a callable feature "
+                "map on a non-Discrete observation space; this one holds its own"
+            )
         learner = cls(env, **hyperparameters)
         if env is None:
             learner.n_observations = rebuild["n_observations"]
@@ -306,11 +320,14 @@ class TDLambda(BaseLearner):
 def _discrete_index(obs: Any, n: int) -> Any:
     """``obs`` as an index (or int array of indices) into ``range(n)``, checked."""
     index = np.asarray(obs)
-    if not np.issubdtype(index.dtype, np.integer) or index.size == 0 or (
-        index.min() < 0 or index.max() >= n
+    if (
+        not np.issubdtype(index.dtype, np.integer)
+        or index.size == 0
+        or (index.min() < 0 or index.max() >= n)
     ):
-        raise ValueError(f"observation must be an int in [0, {n}) (or an array of them), got "
-                         f"{obs!r}")
+        raise ValueError(
+            f"observation must be an int in [0, {n}) (or an array of them), got {obs!r}"
+        )
     return int(index) if index.ndim == 0 else index
 
 

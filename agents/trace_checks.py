@@ -37,8 +37,9 @@ def check_tensor(name: str, x: object, ranks: tuple[int, ...] | None = None) -> 
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
     if ranks is not None and x.dim() not in ranks:
-        raise ValueError(f"{name} must have rank {' or '.join(map(str, ranks))}, got shape "
-                         f"{tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have rank {' or '.join(map(str, ranks))}, got shape {tuple(x.shape)}"
+        )
     return x
 
 

@@ -54,7 +54,6 @@ class BlockOperator(Protocol):
         ...
 
 
-
 TraceTransition = Transition | BlockOperator
 """What :func:`decay_trace_` accepts as ``M_t``: a ``Transition`` or a :class:`BlockOperator`."""
 
@@ -98,14 +97,18 @@ def _is_block_operator(transition: object) -> TypeGuard[BlockOperator]:
 def _tile_numel(columns: torch.Tensor, scratch: torch.Tensor | None) -> int:
     """Elements per tile for a trace viewed as ``columns`` (B, d, P): the scratch's size."""
     if scratch is None:
-        cap = DECAY_SCRATCH_NUMEL if columns.device.type == "cpu" else (
-            DECAY_SCRATCH_NUMEL_ACCELERATOR
+        cap = (
+            DECAY_SCRATCH_NUMEL
+            if columns.device.type == "cpu"
+            else (DECAY_SCRATCH_NUMEL_ACCELERATOR)
         )
         return min(cap, columns.numel())
     d = columns.shape[1]
     if (
-        not isinstance(scratch, torch.Tensor) or scratch.dtype != columns.dtype
-        or scratch.device != columns.device or not scratch.is_contiguous()
+        not isinstance(scratch, torch.Tensor)
+        or scratch.dtype != columns.dtype
+        or scratch.device != columns.device
+        or not scratch.is_contiguous()
         or scratch.numel() < d
     ):
         raise ValueError(
@@ -206,8 +209,7 @@ def allocate_traces(
     widths = [math.prod(shape[2:]) for shape in shapes]
     buffer = torch.zeros(*shapes[0][:2], sum(widths), dtype=dtype, device=device)
     views = [
-        block.view(shape)
-        for block, shape in zip(buffer.split(widths, dim=2), shapes, strict=True)
+        block.view(shape) for block, shape in zip(buffer.split(widths, dim=2), shapes, strict=True)
     ]
     return buffer, views
 

@@ -77,6 +77,7 @@ def _row_times(name: str, u: torch.Tensor, transition: Transition) -> torch.Tens
         return torch.bmm(u.unsqueeze(1), transition).squeeze(1)
     return call_operator(name, transition, u)
 
+
 # ----------------------------------------------------------------------------- TD errors
 
 
@@ -111,8 +112,9 @@ def td_error(
             f"{tuple(v_tm1.shape)}"
         )
     discount = per_batch("discount_t", discount_t, v_t)
-    target = (torch.add(r_t, v_t, alpha=discount) if isinstance(discount, float)
-              else r_t + discount * v_t)
+    target = (
+        torch.add(r_t, v_t, alpha=discount) if isinstance(discount, float) else r_t + discount * v_t
+    )
     return _row_times("transition_t", target, transition_t) - v_tm1
 
 
@@ -153,7 +155,8 @@ def accumulating_trace(
     if isinstance(transition_t, torch.Tensor):
         batch, d = e_tm1.shape[:2]
         flat = torch.baddbmm(
-            grad_t.reshape(batch, d, -1), scaled_matrices(transition_t, discount),
+            grad_t.reshape(batch, d, -1),
+            scaled_matrices(transition_t, discount),
             e_tm1.reshape(batch, d, -1),
         )
         return flat.view(e_tm1.shape)

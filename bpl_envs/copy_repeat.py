@@ -272,8 +272,6 @@ class CopyRepeatSequences(SequenceSource):
         return "\n".join(lines)
 
 
-
-
 class CopyRepeatEnv(SequenceEnv[CopyRepeatSequences]):
     """Copy-repeat, one token per step (Graves et al. 2014).
 
@@ -375,7 +373,7 @@ class CopyRepeatEnv(SequenceEnv[CopyRepeatSequences]):
     ## Version History
 
     * v0: Initial version.
-"""
+    """
 
     def __init__(
         self,

@@ -143,11 +143,15 @@ class Loss:
 LOSSES: dict[str, Loss] = {
     "mse": Loss("mse", mse, mse_grad, "mean squared error over the output dimension"),
     "bce": Loss(
-        "bce", bce_with_logits, bce_with_logits_grad,
+        "bce",
+        bce_with_logits,
+        bce_with_logits_grad,
         "binary cross-entropy with logits, mean over output bits (nats)",
     ),
     "ce": Loss(
-        "ce", softmax_cross_entropy, softmax_cross_entropy_grad,
+        "ce",
+        softmax_cross_entropy,
+        softmax_cross_entropy_grad,
         "softmax cross-entropy with logits against a one-hot target (nats)",
     ),
 }

@@ -138,9 +138,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
 
     metadata = {"render_modes": RENDER_MODES, "render_fps": RENDER_FPS}
 
-    def __init__(
-        self, source: SourceT, render_mode: str | None = None, stream: bool = False
-    ):
+    def __init__(self, source: SourceT, render_mode: str | None = None, stream: bool = False):
         self.render_mode = _check_render_mode(render_mode)
         self.stream = check_bool("stream", stream)
         self._source = source
@@ -275,9 +273,7 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
                     f"seed as a list must have num_envs={self.num_envs} entries, got {len(seed)}"
                 )
             return list(seed)
-        raise TypeError(
-            f"seed must be None, an int or a list of num_envs ints/None, got {seed!r}"
-        )
+        raise TypeError(f"seed must be None, an int or a list of num_envs ints/None, got {seed!r}")
 
     def _start_batch(self) -> SequenceStepper:
         draw = self._source.draw

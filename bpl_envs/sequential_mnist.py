@@ -123,9 +123,7 @@ def _load_mnist_files(stats: tuple[tuple[str, int, int], ...]) -> tuple[np.ndarr
     images_path, labels_path = (Path(path) for path, _, _ in stats)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(
-            f"{images_path}: expected images of shape (n, 28, 28), got {images.shape}"
-        )
+        raise ValueError(f"{images_path}: expected images of shape (n, 28, 28), got {images.shape}")
     if labels.ndim != 1:
         raise ValueError(f"{labels_path}: expected labels of shape (n,), got {labels.shape}")
     if len(images) != len(labels):
@@ -173,9 +171,7 @@ def mnist_sequences(
     permute = check_bool("permute", permute)
     permutation_seed = check_int("permutation_seed", permutation_seed, minimum=0)
     if not permute and permutation_seed != 0:
-        raise ValueError(
-            f"permutation_seed={permutation_seed} is used only with permute=True"
-        )
+        raise ValueError(f"permutation_seed={permutation_seed} is used only with permute=True")
     test_fraction = check_open_fraction("test_fraction", test_fraction)
     split_seed = check_int("split_seed", split_seed, minimum=0)
     if root is None:

@@ -18,7 +18,12 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "MANAGED", "Hyperparameter", "convert", "hyperparameters_of", "resolve", "union_members",
+    "MANAGED",
+    "Hyperparameter",
+    "convert",
+    "hyperparameters_of",
+    "resolve",
+    "union_members",
 ]
 
 MANAGED = frozenset({"self", "env", "seed", "verbose", "n_envs"})
@@ -125,9 +130,9 @@ def convert(name: str, value: Any, annotation: Any, owner: str = "") -> Any:
         return yaml.safe_load(value) if isinstance(value, str) else value
     members = union_members(annotation)
     where = f" of {owner}" if owner else ""
-    if type(None) in members and (value is None or (
-        isinstance(value, str) and value.strip().lower() in _NONE
-    )):
+    if type(None) in members and (
+        value is None or (isinstance(value, str) and value.strip().lower() in _NONE)
+    ):
         return None
     simple = [m for m in members if m in (bool, int, float, str)]
     if not simple:

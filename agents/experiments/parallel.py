@@ -79,8 +79,9 @@ def run_cells(
                 bar.update(1)
             return in_order
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(cells)), mp_context=context,
-                                 initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(cells)), mp_context=context, initializer=_init_worker
+        ) as pool:
             futures = {pool.submit(function, **cell): i for i, cell in enumerate(cells)}
             results: list[Any] = [None] * len(cells)
             try:

@@ -136,7 +136,7 @@ def test_check_int_refuses_floats_strings_and_bools_with_a_type_error(value):
 def test_check_int_ranges_include_both_ends():
     assert check_int("k", 0, minimum=0, maximum=9) == 0
     assert check_int("k", 9, minimum=0, maximum=9) == 9
-    assert check_int("k", -10**12) == -10**12
+    assert check_int("k", -(10**12)) == -(10**12)
     assert check_int("k", 5, maximum=5) == 5
     with pytest.raises(ValueError, match=r"^k must be an int in \[0, 9\], got 10$"):
         check_int("k", 10, minimum=0, maximum=9)

@@ -107,8 +107,11 @@ def test_reset_options_change_the_lengths_of_this_and_later_sequences():
 
 def test_bad_reset_options_are_rejected_and_leave_the_lengths_unchanged():
     env = CopyRepeatEnv(pattern_length=2, max_repeats=4)
-    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['length'\].*"
-                       r"\['pattern_length', 'repeats'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown reset option\(s\) \['length'\].*"
+        r"\['pattern_length', 'repeats'\]",
+    ):
         env.reset(options={"length": 3})
     with pytest.raises(ValueError, match=r"repeats must be an int in \[1, 4\], got 5"):
         env.reset(options={"pattern_length": 3, "repeats": 5})
@@ -176,12 +179,18 @@ def test_curriculum_advances_only_strictly_below_the_threshold():
     assert [u.loss_bits for u in curriculum.history] == [0.2, 0.7, 0.1999]
     restored = pickle.loads(pickle.dumps(curriculum))
     assert (restored.pattern_length, restored.repeats, restored.history) == (
-        4, 3, curriculum.history,
+        4,
+        3,
+        curriculum.history,
     )
     from_state = CopyRepeatCurriculum()
     from_state.load_state_dict(curriculum.state_dict())
-    assert (from_state.pattern_length, from_state.repeats, from_state.threshold_bits,
-            from_state.history) == (4, 3, 0.2, curriculum.history)
+    assert (
+        from_state.pattern_length,
+        from_state.repeats,
+        from_state.threshold_bits,
+        from_state.history,
+    ) == (4, 3, 0.2, curriculum.history)
 
 
 @pytest.mark.parametrize(

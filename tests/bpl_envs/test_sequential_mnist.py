@@ -159,9 +159,7 @@ def test_pixel_by_pixel_and_permuted_orders(mnist_root):
     )
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{}, {"split": "test", "pixel_by_pixel": True, "permute": True}]
-)
+@pytest.mark.parametrize("kwargs", [{}, {"split": "test", "pixel_by_pixel": True, "permute": True}])
 def test_env_on_idx_files_passes_gymnasium_and_sb3_checkers(mnist_root, kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
