@@ -14,18 +14,31 @@ accepted wherever the matching Python type is (``np.float32(0.5)``, ``np.int64(3
 Intervals are named by their ends: :func:`check_in_closed_interval` includes both ends,
 :func:`check_in_open_interval` excludes both; :func:`check_fraction` is ``[0, 1]`` and
 :func:`check_open_fraction` is ``(0, 1)``.
+
+Beyond scalars: :func:`check_choice` (one of a few strings), :func:`check_seed` (a seed for
+numpy, Gymnasium and torch), :func:`check_device` (a torch device this machine has),
+:func:`check_prediction` (an env action: a finite floating array of an exact shape) and
+:func:`check_data_array` (a user's data: a finite real array of a given rank).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
+    "MAX_SEED",
     "check_bool",
+    "check_choice",
+    "check_data_array",
+    "check_device",
     "check_finite",
     "check_fraction",
     "check_in_closed_interval",
@@ -33,9 +46,16 @@ __all__ = [
     "check_int",
     "check_non_negative",
     "check_open_fraction",
+    "check_optional_choice",
     "check_optional_int",
     "check_positive",
+    "check_prediction",
+    "check_seed",
+    "check_vector_seed",
 ]
+
+MAX_SEED = 2**64 - 1
+"""The largest seed every generator here takes (torch's ``manual_seed`` stops at 2**64 - 1)."""
 
 
 def _type_error(name: str, value: Any, allowed: str) -> TypeError:
@@ -93,7 +113,10 @@ def check_optional_int(
     allowed = f"None or {_int_range(minimum, maximum)}"
     if _is_bool(value) or not isinstance(value, numbers.Integral):
         raise _type_error(name, value, allowed)
-    return check_int(name, value, minimum=minimum, maximum=maximum)
+    try:
+        return check_int(name, value, minimum=minimum, maximum=maximum)
+    except ValueError:
+        raise _value_error(name, value, allowed) from None
 
 
 def _real(name: str, value: Any, allowed: str) -> float:
@@ -159,3 +182,167 @@ def check_fraction(name: str, value: Any) -> float:
 def check_open_fraction(name: str, value: Any) -> float:
     """Return ``value`` as a float in the open interval ``(0, 1)`` (e.g. a test fraction)."""
     return check_in_open_interval(name, value, 0.0, 1.0)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Return ``value`` as a plain str if it is one of ``choices`` (TypeError for a non-string)."""
+    return _choice(name, value, choices, f"one of {list(choices)}")
+
+
+def check_optional_choice(name: str, value: Any, choices: Sequence[str]) -> str | None:
+    """``None``, or :func:`check_choice` of ``value`` (errors then say that None is allowed)."""
+    return (
+        None if value is None else _choice(name, value, choices, f"None or one of {list(choices)}")
+    )
+
+
+def _choice(name: str, value: Any, choices: Sequence[str], allowed: str) -> str:
+    if not isinstance(value, str):
+        raise _type_error(name, value, allowed)
+    if value not in choices:
+        raise _value_error(name, value, allowed)
+    return str(value)
+
+
+def check_seed(name: str, value: Any) -> int | None:
+    """``None`` or an int in ``[0, MAX_SEED]`` (NumPy ints too): what numpy, Gymnasium and torch
+    all accept as a seed. Returns a plain int."""
+    return check_optional_int(name, value, minimum=0, maximum=MAX_SEED)
+
+
+def check_vector_seed(seed: Any, num_envs: int) -> list[int | None]:
+    """The seed of each sub-env of a vector env's ``reset(seed=...)``, as ``SyncVectorEnv`` seeds
+    them: ``None`` for all (keep the generators), an int s gives ``s + i`` to sub-env i, a list
+    gives each its own (``None`` entries keep that generator). Seeds are ints >= 0 (NumPy ints
+    too).
+
+    Raises:
+        TypeError: a seed that is not an int (a float, a bool, a string...).
+        ValueError: a negative seed, or a list of another length than ``num_envs``.
+    """
+    if isinstance(seed, Sequence) and not isinstance(seed, str):
+        if len(seed) != num_envs:
+            raise ValueError(
+                f"seed as a list must have num_envs={num_envs} entries, got {len(seed)}"
+            )
+        return [check_seed(f"seed[{i}]", value) for i, value in enumerate(seed)]
+    if not isinstance(seed, int | np.integer) and seed is not None:
+        raise TypeError(
+            f"seed must be None, an int >= 0 or a list of num_envs={num_envs} such seeds (or "
+            f"None), got {seed!r} ({type(seed).__name__})"
+        )
+    first = check_seed("seed", seed)
+    return [None if first is None else first + i for i in range(num_envs)]
+
+
+def check_device(name: str, value: Any) -> torch.device:
+    """Return ``value`` as a ``torch.device`` that exists on this machine.
+
+    Accepts a string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) or a ``torch.device``.
+    A device this machine does not have (``"cuda"`` without a GPU or without a CUDA build of
+    torch, an index past the last GPU) raises a ValueError that says so, before anything is
+    allocated.
+    """
+    import torch
+
+    allowed = "'cpu', 'cuda', 'cuda:<index>', 'mps' or a torch.device"
+    if not isinstance(value, str | torch.device):
+        raise _type_error(name, value, allowed)
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise _value_error(name, value, allowed) from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "without CUDA" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+            raise ValueError(
+                f"{name}={str(value)!r}: CUDA is not available on this machine (torch "
+                f"{torch.__version__}, built {build}; torch.cuda.is_available() is False); "
+                f"use {name}='cpu'"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"{name}={str(value)!r}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+        return device
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{name}={str(value)!r}: MPS is not available on this machine")
+        return device
+    raise _value_error(name, value, allowed)
+
+
+def _as_array(name: str, value: Any) -> np.ndarray:
+    """``np.asarray(value)`` with our message for what numpy cannot turn into an array."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged nesting, or an object numpy refuses
+        raise ValueError(
+            f"{name} must be an array of numbers of one shape (nested lists of equal lengths), "
+            f"got a {type(value).__name__} numpy cannot read as one ({error})"
+        ) from None
+
+
+def check_prediction(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Validate a prediction (an env action) and return it as float64, unchanged in value and shape.
+
+    Args:
+        name: what to call the argument in error messages.
+        value: array-like of a floating dtype with shape exactly ``shape``.
+        shape: the required shape, ``(output_size,)`` or ``(num_envs, output_size)``.
+
+    Raises:
+        TypeError: the dtype is not floating (ints and bools are not predictions).
+        ValueError: the shape differs from ``shape``, an entry is NaN or infinite, or the value
+            is not an array of one shape (ragged lists).
+    """
+    array = _as_array(name, value)
+    if array.dtype.kind != "f":
+        raise TypeError(
+            f"{name} must be a floating array (the prediction: logits or values), got dtype "
+            f"{array.dtype}"
+        )
+    if array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise ValueError(
+            f"{name} must be finite, got {array.size - int(finite.sum())} NaN or inf entries"
+        )
+    return array.astype(np.float64)
+
+
+def check_data_array(name: str, value: Any, ndim: int) -> np.ndarray:
+    """Return a user's data array as float32 ``ndim``-D, non-empty and finite.
+
+    Real numbers of any dtype (bool, int, float) are accepted; complex numbers, strings and
+    objects are not. Values too large for float32 count as infinite.
+
+    Raises:
+        TypeError: the dtype is not real (complex, str, object).
+        ValueError: ragged nesting, another rank, an empty dimension, or NaN/inf entries (the
+            message gives their number and the index of the first).
+    """
+    array = _as_array(name, value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers (bool, int or float), got dtype {array.dtype}"
+        )
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    with np.errstate(over="ignore"):
+        converted = array.astype(np.float32)
+    finite = np.isfinite(converted)
+    if not finite.all():
+        first = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(
+            f"{name} must be finite (in float32), got {converted.size - int(finite.sum())} NaN "
+            f"or inf entries, the first at index {first}: {array[first]!r}"
+        )
+    return converted

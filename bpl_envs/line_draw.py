@@ -37,6 +37,8 @@ def line_draw_cue(cue_bits: int, cue_seed: int) -> np.ndarray:
 def _check_end_point(end_point: Any) -> tuple[float, float]:
     if (
         not isinstance(end_point, Sequence | np.ndarray)
+        or isinstance(end_point, str)
+        or (isinstance(end_point, np.ndarray) and end_point.ndim != 1)
         or len(end_point) != 2
         or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in end_point)
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -11,7 +12,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_int, check_optional_choice, check_seed, check_vector_seed
 
 __all__ = ["RandomWalkEnv", "RandomWalkVectorEnv", "random_walk_true_values"]
 
@@ -26,8 +27,19 @@ def _check_n_states(n_states: Any) -> int:
 
 
 def _check_render_mode(render_mode: Any) -> None:
-    if render_mode is not None and render_mode not in _RENDER_MODES:
-        raise ValueError(f"render_mode must be None or one of {_RENDER_MODES}, got {render_mode!r}")
+    check_optional_choice("render_mode", render_mode, _RENDER_MODES)
+
+
+def _check_no_options(options: Any, allowed: str) -> dict[str, Any]:
+    """``options`` as a dict: None or a mapping (the caller refuses the keys it does not take)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(
+            f"options must be None or a dict ({allowed}), got {options!r} "
+            f"({type(options).__name__})"
+        )
+    return dict(options)
 
 
 def random_walk_true_values(n_states: int) -> np.ndarray:
@@ -153,9 +165,9 @@ class RandomWalkEnv(gym.Env[np.int64, np.int64]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.int64, dict[str, Any]]:
         """Start a new episode in the centre. ``options`` must be ``None`` or empty."""
-        super().reset(seed=seed)
-        if options:
+        if _check_no_options(options, "RandomWalkEnv takes no options"):
             raise ValueError(f"options takes no keys for RandomWalkEnv, got {options!r}")
+        super().reset(seed=check_seed("seed", seed))
         self._state = self._start
         self._terminated = False
         return np.int64(self._state), {}
@@ -279,8 +291,8 @@ class RandomWalkVectorEnv(VectorEnv):
         ``seed``: ``None`` (keep the Generators), an int (sub-env ``i`` gets ``seed + i``) or a
         list of ``num_envs`` ints or ``None``.
         """
-        seeds = self._seed_list(seed)
-        options = dict(options or {})
+        seeds = check_vector_seed(seed, self.num_envs)
+        options = _check_no_options(options, "with only the key 'reset_mask'")
         mask = self._reset_mask(options.pop("reset_mask", None))
         if options:
             raise ValueError(
@@ -355,17 +367,6 @@ class RandomWalkVectorEnv(VectorEnv):
         if self._states is None:
             raise RuntimeError("call reset() before render()")
         return tuple(_render_ansi(self.n_states, int(state)) for state in self._states)
-
-    def _seed_list(self, seed: Any) -> list[int | None]:
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            return [int(seed) + i for i in range(self.num_envs)]
-        if isinstance(seed, (list, tuple)) and len(seed) == self.num_envs:
-            return list(seed)
-        raise ValueError(
-            f"seed must be None, an int or a list of {self.num_envs} ints or None, got {seed!r}"
-        )
 
     def _reset_mask(self, mask: Any) -> np.ndarray:
         if mask is None:

@@ -32,7 +32,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from bpl_envs.checks import check_bool, check_int
+from bpl_envs.checks import (
+    check_bool,
+    check_int,
+    check_optional_choice,
+    check_prediction,
+    check_seed,
+    check_vector_seed,
+)
 from bpl_envs.sequence_source import (
     SequenceBatch,
     SequenceSource,
@@ -47,7 +54,6 @@ __all__ = [
     "SequenceSource",
     "SequenceStepper",
     "SequenceVectorEnv",
-    "as_prediction",
     "check_option_names",
     "prediction_space",
 ]
@@ -68,43 +74,13 @@ def prediction_space(output_size: int) -> spaces.Box:
     return spaces.Box(-1.0, 1.0, (output_size,), np.float32)
 
 
-def as_prediction(action: Any, shape: tuple[int, ...], name: str = "action") -> np.ndarray:
-    """Validate a prediction and return it as float64, unchanged in value and shape.
-
-    Args:
-        action: array-like of a floating dtype with shape exactly ``shape``.
-        shape: the required shape, ``(output_size,)`` or ``(num_envs, output_size)``.
-        name: what to call the argument in error messages.
-
-    Raises:
-        TypeError: the dtype is not floating (ints and bools are not predictions).
-        ValueError: the shape differs from ``shape`` or an entry is NaN or infinite.
-    """
-    array = np.asarray(action)
-    if array.dtype.kind != "f":
-        raise TypeError(
-            f"{name} must be a floating array (the prediction: logits or values), got dtype "
-            f"{array.dtype}"
-        )
-    if array.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
-    finite = np.isfinite(array)
-    if not finite.all():
-        raise ValueError(
-            f"{name} must be finite, got {array.size - int(finite.sum())} NaN or inf entries"
-        )
-    return array.astype(np.float64)
-
-
 # ---------------------------------------------------------------------------------------------
 # The two front ends
 # ---------------------------------------------------------------------------------------------
 
 
 def _check_render_mode(render_mode: str | None) -> str | None:
-    if render_mode is not None and render_mode not in RENDER_MODES:
-        raise ValueError(f"render_mode must be None or one of {RENDER_MODES}, got {render_mode!r}")
-    return render_mode
+    return check_optional_choice("render_mode", render_mode, RENDER_MODES)
 
 
 def _stepper_to_render(
@@ -158,7 +134,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a new sequence; returns its first token ``(input_size,)`` and an empty info."""
         self._source.set_options({} if options is None else options)
-        super().reset(seed=seed)
+        super().reset(seed=check_seed("seed", seed))
         return self._start_sequence().observation()[0], {}
 
     def _start_sequence(self) -> SequenceStepper:
@@ -170,7 +146,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
         """Score the prediction ``action`` for the current token and move to the next one."""
         if self._stepper is None:
             raise ResetNeeded("call reset() before step()")
-        prediction = as_prediction(action, (self._source.output_size,))
+        prediction = check_prediction("action", action, (self._source.output_size,))
         observations, rewards, terminated, info = self._stepper.step(prediction[None])
         info = {key: _python_scalar(value) for key, value in info.items()}
         if terminated and self.stream:
@@ -263,17 +239,7 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
         return seed
 
     def _sub_env_seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, int) and not isinstance(seed, bool):
-            return [seed + i for i in range(self.num_envs)]
-        if isinstance(seed, Sequence) and not isinstance(seed, str):
-            if len(seed) != self.num_envs:
-                raise ValueError(
-                    f"seed as a list must have num_envs={self.num_envs} entries, got {len(seed)}"
-                )
-            return list(seed)
-        raise TypeError(f"seed must be None, an int or a list of num_envs ints/None, got {seed!r}")
+        return check_vector_seed(seed, self.num_envs)
 
     def _start_batch(self) -> SequenceStepper:
         draw = self._source.draw
@@ -314,7 +280,9 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
         """
         if self._stepper is None:
             raise ResetNeeded("call reset() before step()")
-        predictions = as_prediction(actions, (self.num_envs, self._source.output_size), "actions")
+        predictions = check_prediction(
+            "actions", actions, (self.num_envs, self._source.output_size)
+        )
         no = np.zeros(self.num_envs, dtype=bool)
         if self._autoreset_pending:
             observations = self._start_batch().observation()

@@ -166,6 +166,11 @@ def mnist_sequences(
     split_seed: int,
 ) -> ImageSequences:
     """The :class:`ImageSequences` of one split of MNIST, validated and loaded."""
+    if root is not None and not isinstance(root, str | os.PathLike):
+        raise TypeError(
+            f"root must be None (the bundled subset) or the folder of the MNIST IDX files (a str "
+            f"or a path), got {root!r} ({type(root).__name__})"
+        )
     split = check_split(split)
     pixel_by_pixel = check_bool("pixel_by_pixel", pixel_by_pixel)
     permute = check_bool("permute", permute)

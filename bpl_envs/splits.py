@@ -6,14 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from bpl_envs.checks import check_choice
+
 __all__ = ["check_split", "stratified_split"]
 
 
 def check_split(split: Any) -> str:
-    """Return ``split`` if it is ``"train"`` or ``"test"``, else raise a ValueError."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return split
+    """Return ``split`` if it is ``"train"`` or ``"test"`` (TypeError for a non-string, else
+    ValueError)."""
+    return check_choice("split", split, ("train", "test"))
 
 
 def stratified_split(

@@ -153,7 +153,7 @@ def test_check_optional_int_allows_none_and_says_so():
         check_optional_int("seed", "7", minimum=0)
     with pytest.raises(TypeError, match=r"^seed must be None or an int, got True \(bool\)$"):
         check_optional_int("seed", True)
-    with pytest.raises(ValueError, match=r"^seed must be an int >= 0, got -1$"):
+    with pytest.raises(ValueError, match=r"^seed must be None or an int >= 0, got -1$"):
         check_optional_int("seed", -1, minimum=0)
 
 

@@ -11,9 +11,9 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode
 
 import bpl_envs  # noqa: F401  (registers the ids)
+from bpl_envs.checks import check_prediction
 from bpl_envs.copy_repeat import CopyRepeatEnv, CopyRepeatVectorEnv
 from bpl_envs.line_draw import LineDrawEnv
-from bpl_envs.sequence import as_prediction
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,7 @@ def test_bad_actions_are_rejected_with_a_clear_error(action, error, message):
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_any_floating_dtype_is_scored_as_is_in_float64(dtype):
     logits = np.array([3.5, -40.0, 0.125, 7.0, -1.0, 2.0, 0.0, -0.5, 12.0], dtype=dtype)
-    assert as_prediction(logits, (9,)).dtype == np.float64
+    assert check_prediction("action", logits, (9,)).dtype == np.float64
     env = CopyRepeatEnv()
     env.reset(seed=0)
     for _ in range(4):
@@ -130,7 +130,7 @@ def test_vector_env_exposes_one_generator_and_seed_per_sub_env():
     ("call", "error", "message"),
     [
         (lambda env: env.reset(seed=[1, 2]), ValueError, r"num_envs=3 entries, got 2"),
-        (lambda env: env.reset(seed=1.5), TypeError, r"seed must be None, an int or a list"),
+        (lambda env: env.reset(seed=1.5), TypeError, r"seed must be None, an int >= 0 or a list"),
         (
             lambda env: env.reset(options={"reset_mask": np.array([True, False, True])}),
             ValueError,

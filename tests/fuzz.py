@@ -1,0 +1,240 @@
+"""Shared pieces of the property-based tests of the public surface (hypothesis).
+
+Each argument of an env, a learner or a config file is described by an :class:`Arg`: a
+strategy that draws values of every kind (valid ones near the edges of what is allowed, and
+wrong types: strings, None, bools where numbers are expected, NaN, inf, numpy scalars, lists,
+dicts...) and an oracle that says, independently of the library's own checks, whether a value
+is allowed and what it means (the plain Python value it must be stored as).
+
+The properties then check the contract of the public surface: a valid value works and is stored
+as its plain meaning; an invalid one raises TypeError or ValueError whose message names the
+argument, never an error from deep inside numpy, torch or Gymnasium.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+INVALID = object()
+"""What an oracle returns for a value that must be refused."""
+
+MAYBE = object()
+"""What an oracle returns where either outcome is right (e.g. a fraction so small that a data
+split may come out empty): the call may work or refuse, but a refusal must name the argument."""
+
+NUMPY_FLOATS = (np.float16, np.float32, np.float64)
+NUMPY_INTS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+
+garbage = st.one_of(
+    st.none(),
+    st.text(max_size=6),
+    st.sampled_from(["", "1", "0.5", "1e-4", "nan", "true", "None", "cpu", "tanh"]),
+    st.lists(st.integers(-2, 2), max_size=3),
+    st.tuples(st.floats(-1, 1)),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.complex_numbers(max_magnitude=3),
+    st.builds(object),
+    st.builds(lambda x: np.array([x]), st.floats(0, 1)),
+    st.builds(np.array, st.floats(0, 1)),  # a 0-d array is not a scalar argument
+)
+"""Values that are never a valid scalar argument."""
+
+bools = st.one_of(st.booleans(), st.builds(np.bool_, st.booleans()))
+
+huge_ints = st.one_of(st.integers(2**31, 2**70), st.integers(-(2**70), -(2**31)))
+
+
+def ints(low: int, high: int) -> st.SearchStrategy[Any]:
+    """Integers around [low, high], as Python and NumPy ints."""
+    values = st.integers(low, high)
+    as_numpy = st.tuples(values, st.sampled_from(NUMPY_INTS)).filter(
+        lambda p: np.iinfo(p[1]).min <= p[0] <= np.iinfo(p[1]).max
+    )
+    return st.one_of(values, as_numpy.map(lambda p: p[1](p[0])))
+
+
+def floats(low: float, high: float) -> st.SearchStrategy[Any]:
+    """Floats around [low, high] plus NaN and ±inf, as Python and NumPy floats."""
+    values = st.one_of(
+        st.floats(low, high),
+        st.sampled_from([low, high, math.nan, math.inf, -math.inf, 1e308, -1e-300]),
+    )
+    return st.one_of(values, st.tuples(values, st.sampled_from(NUMPY_FLOATS)).map(_numpy_float))
+
+
+def _numpy_float(pair: tuple[float, type]) -> Any:
+    """``dtype(value)``; values beyond the dtype's range become ±inf (also a case to test)."""
+    value, dtype = pair
+    with np.errstate(over="ignore"):
+        return dtype(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: how to draw its values and what each value means.
+
+    Attributes:
+        strategy: draws candidate values (valid and not).
+        meaning: value -> the plain value it must be stored as, or INVALID, or MAYBE.
+    """
+
+    strategy: st.SearchStrategy[Any]
+    meaning: Callable[[Any], Any]
+
+
+def int_arg(low: int, high: int | None = None, *, draw_up_to: int | None = None) -> Arg:
+    """An int in [low, high] (high None: unbounded); Python or NumPy ints, never bools/floats."""
+    top = high if high is not None else (draw_up_to if draw_up_to is not None else low + 20)
+
+    def meaning(value: Any) -> Any:
+        if not _is_int(value) or value < low or (high is not None and value > high):
+            return INVALID
+        return int(value)
+
+    strategy = st.one_of(
+        ints(low - 2, min(top + 2, low + 40)), floats(low - 1.0, top + 1.0), bools, garbage
+    )
+    return Arg(strategy, meaning)
+
+
+def optional_int_arg(low: int, high: int | None = None) -> Arg:
+    base = int_arg(low, high)
+    return Arg(
+        st.one_of(st.none(), base.strategy),
+        lambda value: None if value is None else base.meaning(value),
+    )
+
+
+def real_arg(
+    low: float, high: float, *, closed: tuple[bool, bool] = (True, True), draw: tuple = ()
+) -> Arg:
+    """A finite real number in [low, high] (or open at an end); ints and NumPy numbers too."""
+    draw_low, draw_high = draw or (low, high)
+
+    def meaning(value: Any) -> Any:
+        if not _is_real(value):
+            return INVALID
+        number = float(value)
+        if not math.isfinite(number):
+            return INVALID
+        above = number >= low if closed[0] else number > low
+        below = number <= high if closed[1] else number < high
+        return number if above and below else INVALID
+
+    spread = max(1.0, draw_high - draw_low)
+    strategy = st.one_of(
+        floats(draw_low - 0.5 * spread, draw_high + 0.5 * spread),
+        ints(int(draw_low) - 2, int(min(draw_high, 1e6)) + 2),
+        bools,
+        garbage,
+    )
+    return Arg(strategy, meaning)
+
+
+def bool_arg() -> Arg:
+    return Arg(
+        st.one_of(bools, ints(0, 1), floats(0, 1), garbage),
+        lambda value: bool(value) if isinstance(value, bool | np.bool_) else INVALID,
+    )
+
+
+def choice_arg(choices: Sequence[str], extra: Sequence[Any] = ()) -> Arg:
+    """One of ``choices`` (a string); anything else, including near misses, is invalid."""
+    near_misses = [c.upper() for c in choices] + [c + " " for c in choices] + ["", "x"]
+    strategy = st.one_of(st.sampled_from([*choices, *extra]), st.sampled_from(near_misses), garbage)
+    return Arg(
+        strategy,
+        lambda value: str(value) if isinstance(value, str) and value in choices else INVALID,
+    )
+
+
+def optional_choice_arg(choices: Sequence[str]) -> Arg:
+    base = choice_arg(choices)
+    return Arg(
+        st.one_of(st.none(), base.strategy),
+        lambda value: None if value is None else base.meaning(value),
+    )
+
+
+def names_argument(error: BaseException, names: Sequence[str]) -> bool:
+    """Whether the message of ``error`` names one of ``names`` as a word."""
+    message = str(error)
+    return any(re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", message) for name in names)
+
+
+Cross = Callable[[dict[str, Any]], Sequence[str]]
+"""Constraints between arguments: the valid meanings -> names of arguments that do not fit
+together (empty when they do)."""
+
+
+def call_with_contract(
+    call: Callable[..., Any],
+    args: dict[str, Arg],
+    given: dict[str, Any],
+    cross: Cross = lambda meanings: (),  # noqa: ARG005
+    also_allowed: tuple[type[BaseException], ...] = (),
+) -> tuple[Any, dict[str, Any]]:
+    """Call ``call(**given)`` and check the contract of its arguments.
+
+    All valid (and fitting together): the call must work. Some invalid: it must raise TypeError
+    or ValueError naming one of the invalid ones. Values whose meaning is MAYBE may be accepted
+    or refused (naming them).
+
+    Returns:
+        (what the call returned, or None if it raised as it should; name -> plain meaning).
+    """
+    meanings, invalid, maybe = {}, [], []
+    for name, value in given.items():
+        meaning = args[name].meaning(value)
+        if meaning is INVALID:
+            invalid.append(name)
+        elif meaning is MAYBE:
+            maybe.append(name)
+        else:
+            meanings[name] = meaning
+    invalid += [name for name in cross(meanings) if name not in invalid]
+    try:
+        result = call(**given)
+    except (TypeError, ValueError, *also_allowed) as error:
+        if not invalid and not maybe:
+            raise AssertionError(f"valid arguments {describe(given)} refused: {error!r}") from error
+        if isinstance(error, TypeError | ValueError):
+            assert names_argument(error, invalid + maybe), (
+                f"{describe(given)}: the error does not name {invalid + maybe}: {error!r}"
+            )
+        return None, meanings
+    assert not invalid, f"{describe(given)} accepted, but {invalid} must be refused"
+    return result, meanings
+
+
+def subsets_of(args: dict[str, Arg], *, max_size: int = 3) -> st.SearchStrategy[dict[str, Any]]:
+    """A few of ``args`` (1..max_size names), each with a drawn value."""
+
+    @st.composite
+    def draw(data: st.DrawFn) -> dict[str, Any]:
+        names = data(
+            st.lists(st.sampled_from(sorted(args)), min_size=1, max_size=max_size, unique=True)
+        )
+        return {name: data(args[name].strategy) for name in names}
+
+    return draw()
+
+
+def describe(given: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r} ({type(v).__name__})" for k, v in given.items()) or "(none)"
