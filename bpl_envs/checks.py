@@ -17,7 +17,8 @@ Intervals are named by their ends: :func:`check_in_closed_interval` includes bot
 
 Beyond scalars: :func:`check_choice` (one of a few strings), :func:`check_seed` (a seed for
 numpy, Gymnasium and torch), :func:`check_device` (a torch device this machine has),
-:func:`check_prediction` (an env action: a finite floating array of an exact shape) and
+:func:`check_prediction` (an env action: a finite floating array of an exact shape),
+:func:`check_scored_loss` (the loss of an action, refused if it overflows float64) and
 :func:`check_data_array` (a user's data: a finite real array of a given rank).
 """
 
@@ -32,6 +33,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+    from bpl_envs.losses import Loss
 
 __all__ = [
     "MAX_SEED",
@@ -50,6 +53,7 @@ __all__ = [
     "check_optional_int",
     "check_positive",
     "check_prediction",
+    "check_scored_loss",
     "check_seed",
     "check_vector_seed",
 ]
@@ -314,6 +318,37 @@ def check_prediction(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarra
             f"{name} must be finite, got {array.size - int(finite.sum())} NaN or inf entries"
         )
     return array.astype(np.float64)
+
+
+def check_scored_loss(
+    name: str, predictions: np.ndarray, targets: np.ndarray, loss: Loss
+) -> np.ndarray:
+    """The per-step loss ``loss.value(predictions, targets)`` in float64, refused if not finite.
+
+    Finite predictions and targets of magnitude up to 1e150 always give a finite loss; beyond
+    that a squared error or a sum can overflow float64, and an infinite (or NaN) reward would
+    be a wrong result, so the step raises instead.
+
+    Args:
+        name: what to call the predictions in the message (``"action"``, ``"actions"``).
+        predictions: float64 ``(..., output_size)``, finite (:func:`check_prediction`).
+        targets: ``(..., output_size)``, the same shape.
+        loss: the task's :class:`~bpl_envs.losses.Loss`.
+
+    Raises:
+        ValueError: the loss is not finite; the message gives the largest entry.
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = np.asarray(loss.value(predictions, targets), dtype=np.float64)
+    if not np.isfinite(value).all():
+        largest = float(np.abs(predictions).max())
+        raise ValueError(
+            f"{name} with entries up to {largest:.3g} in magnitude overflow the {loss.name!r} "
+            "loss in float64 (it is not a finite number); predictions within ±1e150 are always "
+            "scored"
+        )
+    return value
 
 
 def check_data_array(name: str, value: Any, ndim: int) -> np.ndarray:

@@ -34,6 +34,10 @@ def line_draw_cue(cue_bits: int, cue_seed: int) -> np.ndarray:
     return cue.astype(np.float32)
 
 
+END_POINT_BOUND = 1e150
+"""The largest coordinate of ``end_point``: beyond it the MSE of a target could overflow."""
+
+
 def _check_end_point(end_point: Any) -> tuple[float, float]:
     if (
         not isinstance(end_point, Sequence | np.ndarray)
@@ -43,8 +47,12 @@ def _check_end_point(end_point: Any) -> tuple[float, float]:
         or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in end_point)
     ):
         raise TypeError(f"end_point must be a pair of floats (x, y), got {end_point!r}")
-    if not all(math.isfinite(v) for v in end_point):
-        raise ValueError(f"end_point must be finite, got {end_point!r}")
+    if not all(math.isfinite(v) and abs(v) <= END_POINT_BOUND for v in end_point):
+        raise ValueError(
+            f"end_point must be finite with coordinates in [-{END_POINT_BOUND:g}, "
+            f"{END_POINT_BOUND:g}] (so that a squared error stays finite in float64), "
+            f"got {end_point!r}"
+        )
     return float(end_point[0]), float(end_point[1])
 
 

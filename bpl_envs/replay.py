@@ -9,11 +9,72 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from bpl_envs.checks import check_int
-from bpl_envs.losses import get_loss
+from bpl_envs.checks import (
+    check_choice,
+    check_data_array,
+    check_optional_int,
+    check_prediction,
+    check_scored_loss,
+    check_seed,
+)
+from bpl_envs.losses import LOSSES, get_loss
+from bpl_envs.sequence_source import check_option_names
 from bpl_envs.task_spec import TaskSpec
 
 __all__ = ["SequenceReplayVectorEnv"]
+
+_PROBABILITY_TOLERANCE = 1e-4
+"""How far from 1 a "ce" target's sum may be (float32 rounding of probability vectors)."""
+
+
+def _check_scored(scored: Any, n_sequences: int, steps: int) -> np.ndarray:
+    """``scored`` as a bool array ``(T,)`` or ``(N, T)``: bools, or ints that are 0 or 1."""
+    if scored is None:
+        return np.ones(steps, bool)
+    try:
+        array = np.asarray(scored)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"scored must be a bool array of one shape, got {scored!r}") from error
+    if array.dtype.kind == "b":
+        pass
+    elif array.dtype.kind in "iu" and np.isin(array, (0, 1)).all():
+        array = array.astype(bool)
+    else:
+        raise TypeError(
+            f"scored must hold bools (or 0/1 ints) marking the scored steps, got dtype "
+            f"{array.dtype}"
+            + (" with values other than 0 and 1" if array.dtype.kind in "iu" else "")
+        )
+    if array.shape not in ((steps,), (n_sequences, steps)):
+        raise ValueError(
+            f"scored must have shape ({steps},) or ({n_sequences}, {steps}), got {array.shape}"
+        )
+    return array
+
+
+def _check_targets_fit_the_loss(targets: np.ndarray, scored: np.ndarray, loss: str) -> None:
+    """BCE targets are probabilities in [0, 1]; CE targets are probability vectors (>= 0,
+    summing to 1) on the scored steps: the loss's gradient assumes it, so another target would
+    give a learner a wrong gradient without any error."""
+    on_scored = targets[scored]  # (number of scored (sequence, step) pairs, output_size)
+    if loss == "bce" and ((on_scored < 0) | (on_scored > 1)).any():
+        raise ValueError(
+            "targets must lie in [0, 1] on the scored steps for loss='bce' (probabilities of "
+            f"each bit), got values from {on_scored.min():g} to {on_scored.max():g}"
+        )
+    if loss == "ce":
+        sums = on_scored.sum(axis=-1, dtype=np.float64)
+        off = np.abs(sums - 1.0) > _PROBABILITY_TOLERANCE
+        if (on_scored < 0).any() or off.any():
+            raise ValueError(
+                "targets must be probability vectors (one-hot labels or any entries >= 0 "
+                "summing to 1) on the scored steps for loss='ce', got "
+                + (
+                    f"a negative entry ({on_scored.min():g})"
+                    if (on_scored < 0).any()
+                    else f"a target summing to {sums[off][0]:g}"
+                )
+            )
 
 
 class SequenceReplayVectorEnv(gym.vector.VectorEnv):
@@ -46,35 +107,32 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
         num_envs: int | None = None,
         order: str = "sequential",
     ) -> None:
-        inputs = np.asarray(inputs, dtype=np.float32)
-        targets = np.asarray(targets, dtype=np.float32)
-        if inputs.ndim != 3 or targets.ndim != 3 or inputs.shape[:2] != targets.shape[:2]:
+        inputs = check_data_array("inputs", inputs, ndim=3)
+        targets = check_data_array("targets", targets, ndim=3)
+        if inputs.shape[:2] != targets.shape[:2]:
             raise ValueError(
                 "inputs and targets must have shapes (N, T, input_size) and (N, T, output_size) "
                 f"with the same N and T, got {inputs.shape} and {targets.shape}"
             )
         n_sequences, steps = inputs.shape[:2]
-        scored = np.ones(steps, bool) if scored is None else np.asarray(scored, dtype=bool)
-        if scored.shape not in ((steps,), (n_sequences, steps)):
-            raise ValueError(
-                f"scored must have shape ({steps},) or {inputs.shape[:2]}, got {scored.shape}"
-            )
+        loss = check_choice("loss", loss, sorted(LOSSES))
+        scored = _check_scored(scored, n_sequences, steps)
+        _check_targets_fit_the_loss(targets, np.broadcast_to(scored, inputs.shape[:2]), loss)
+        num_envs = check_optional_int("num_envs", num_envs, minimum=1, maximum=n_sequences)
         num_envs = n_sequences if num_envs is None else num_envs
-        num_envs = check_int("num_envs", num_envs, minimum=1, maximum=n_sequences)
         if n_sequences % num_envs:
             raise ValueError(
                 f"num_envs must be an int in [1, {n_sequences}] that divides the "
                 f"{n_sequences} sequences (each pass serves all of them), got "
                 f"{num_envs!r}"
             )
-        if order not in ("sequential", "random"):
-            raise ValueError(f"order must be 'sequential' or 'random', got {order!r}")
+        order = check_choice("order", order, ("sequential", "random"))
         self.inputs, self.targets, self.order = inputs, targets, order
         self.scored = np.broadcast_to(scored, inputs.shape[:2])
         self.num_envs = num_envs
         self.task = TaskSpec(inputs.shape[2], targets.shape[2], loss, "all", steps)
         self._loss = get_loss(loss)
-        bound = float(np.abs(inputs).max()) if inputs.size else 1.0
+        bound = float(np.abs(inputs).max())
         self.single_observation_space = gym.spaces.Box(
             -bound, bound, (inputs.shape[2],), np.float32
         )
@@ -95,8 +153,8 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if options:
-            raise ValueError(f"SequenceReplayVectorEnv takes no reset options, got {options}")
+        check_option_names({} if options is None else options, ())
+        seed = check_seed("seed", seed)
         if seed is not None:
             self._order_rng = np.random.default_rng(seed)
             self._cursor = len(self._order)  # start a fresh pass
@@ -117,14 +175,13 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._batch is None or self._t >= self.inputs.shape[1]:
             raise RuntimeError("call reset() before stepping (and after the last token)")
-        actions = np.asarray(actions)
-        if actions.shape != self.action_space.shape:
-            raise ValueError(
-                f"actions must have shape {self.action_space.shape}, got {actions.shape}"
-            )
+        predictions = check_prediction("actions", actions, (self.num_envs, self.task.output_size))
         t, batch = self._t, self._batch
         target, scored = self.targets[batch, t], self.scored[batch, t]
-        loss = np.where(scored, self._loss.value(actions.astype(np.float64), target), 0.0)
+        loss = np.zeros(self.num_envs)
+        if scored.any():
+            value = check_scored_loss("actions", predictions, target, self._loss)
+            loss = np.where(scored, value, 0.0)
         self._t += 1
         final = self._t == self.inputs.shape[1]
         obs = np.zeros_like(self.inputs[batch, 0]) if final else self.inputs[batch, self._t].copy()

@@ -147,7 +147,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
         if self._stepper is None:
             raise ResetNeeded("call reset() before step()")
         prediction = check_prediction("action", action, (self._source.output_size,))
-        observations, rewards, terminated, info = self._stepper.step(prediction[None])
+        observations, rewards, terminated, info = self._stepper.step(prediction[None], "action")
         info = {key: _python_scalar(value) for key, value in info.items()}
         if terminated and self.stream:
             observations, terminated = self._start_sequence().observation(), False

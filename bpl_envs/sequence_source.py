@@ -19,6 +19,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from bpl_envs.checks import check_scored_loss
 from bpl_envs.losses import get_loss
 from bpl_envs.task_spec import TaskSpec
 
@@ -159,7 +160,7 @@ class SequenceStepper:
         self.source = source
         self.batch = batch
         self.t = 0
-        self._loss = get_loss(source.loss).value
+        self._loss = get_loss(source.loss)
         self._loss_sum = 0.0
         self._loss_count = 0
         shape = (batch.sequence_length, batch.batch_size, source.output_size)
@@ -175,9 +176,11 @@ class SequenceStepper:
         return self.batch.inputs[self.t].copy()
 
     def step(
-        self, predictions: np.ndarray
+        self, predictions: np.ndarray, name: str = "actions"
     ) -> tuple[np.ndarray, np.ndarray, bool, dict[str, np.ndarray]]:
         """Score ``predictions`` (float64 ``(B, output_size)``) for the current token.
+
+        ``name`` is what an error calls the predictions (an overflowing loss raises ValueError).
 
         Returns:
             ``(next_observations (B, input_size) float32, rewards (B,) float64, terminated,
@@ -192,8 +195,7 @@ class SequenceStepper:
         t, batch = self.t, self.batch
         scored = bool(batch.scored[t])
         if scored:
-            targets = batch.targets[t].astype(np.float64)
-            loss = np.asarray(self._loss(predictions, targets), dtype=np.float64)
+            loss = check_scored_loss(name, predictions, batch.targets[t], self._loss)
             rewards = -loss
             self._loss_sum += float(loss.sum())
             self._loss_count += loss.size

@@ -48,18 +48,21 @@ def _curriculum_arg() -> Arg:
             return value
         return INVALID
 
-    strategy = st.one_of(st.none(), st.builds(CopyRepeatCurriculum), garbage)
-    return Arg(strategy, meaning)
+    return Arg(st.one_of(st.none(), st.builds(CopyRepeatCurriculum)), garbage, meaning)
 
 
 def _end_point_arg() -> Arg:
     coordinate = st.one_of(
         floats(-3, 3), ints(-3, 3), st.booleans(), st.none(), st.text(max_size=1)
     )
-    strategy = st.one_of(
+    likely = st.one_of(
+        st.tuples(floats(-3, 3), floats(-3, 3)),
+        st.builds(np.array, st.lists(st.floats(-3, 3), min_size=2, max_size=2)),
+    )
+    unlikely = st.one_of(
         st.tuples(coordinate, coordinate),
         st.lists(coordinate, min_size=0, max_size=3),
-        st.builds(np.array, st.lists(st.floats(-3, 3), min_size=2, max_size=2)),
+        st.tuples(st.just(1e151), st.just(0.0)),
         garbage,
     )
 
@@ -73,11 +76,11 @@ def _end_point_arg() -> Arg:
             for v in value
         ):
             return INVALID
-        if not all(math.isfinite(float(v)) for v in value):
-            return INVALID
+        if not all(math.isfinite(float(v)) and abs(float(v)) <= 1e150 for v in value):
+            return INVALID  # (a larger coordinate could overflow a squared error)
         return (float(value[0]), float(value[1]))
 
-    return Arg(strategy, meaning)
+    return Arg(likely, unlikely, meaning)
 
 
 def _fraction_arg(smallest_class: int) -> Arg:
@@ -92,7 +95,7 @@ def _fraction_arg(smallest_class: int) -> Arg:
             return number
         return MAYBE
 
-    return Arg(st.one_of(base.strategy, st.floats(1e-6, 1e-2)), meaning)
+    return Arg(base.likely, st.one_of(base.unlikely, st.floats(1e-6, 1e-2)), meaning)
 
 
 def _root_arg() -> Arg:
@@ -101,8 +104,7 @@ def _root_arg() -> Arg:
             return None
         return MAYBE if isinstance(value, str) else INVALID  # a path: the files may be missing
 
-    strategy = st.one_of(st.none(), st.just("/nonexistent/mnist"), st.integers(), garbage)
-    return Arg(strategy, meaning)
+    return Arg(st.none(), st.one_of(st.just("/nonexistent/mnist"), st.integers(), garbage), meaning)
 
 
 def _odd_int_arg() -> Arg:
@@ -112,7 +114,7 @@ def _odd_int_arg() -> Arg:
         number = base.meaning(value)
         return number if number is INVALID or number % 2 == 1 else INVALID
 
-    return Arg(base.strategy, meaning)
+    return Arg(base.likely, base.unlikely, meaning)
 
 
 RENDER = optional_choice_arg(["ansi"])
@@ -162,7 +164,8 @@ AUTORESET_VALUES = [*AutoresetMode, *(mode.value for mode in AutoresetMode)]
 VECTOR_ARGS: dict[str, Arg] = {
     "num_envs": int_arg(1, draw_up_to=3),
     "autoreset_mode": Arg(
-        st.one_of(st.sampled_from(AUTORESET_VALUES), st.sampled_from(["NEXT_STEP", "x"]), garbage),
+        st.sampled_from(AUTORESET_VALUES),
+        st.one_of(st.sampled_from(["NEXT_STEP", "x"]), garbage),
         lambda value: (
             AutoresetMode(value)
             if isinstance(value, AutoresetMode | str) and value in AUTORESET_VALUES
@@ -300,7 +303,7 @@ def _vector_seed_meaning(value: Any, num_envs: int) -> Any:
 def _options(draw: st.DrawFn, env_id: str) -> Any:
     allowed = RESET_OPTIONS.get(env_id, {})
     names = st.sampled_from([*allowed, "bogus", "seed"])
-    values = st.one_of(*(arg.strategy for arg in allowed.values()), garbage) if allowed else garbage
+    values = st.one_of(*(arg.strategy for arg in allowed.values())) if allowed else garbage
     return draw(
         st.one_of(
             st.none(),

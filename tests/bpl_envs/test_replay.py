@@ -78,10 +78,10 @@ def test_sequential_order_wraps_around_and_random_order_is_a_seeded_permutation_
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_envs": 0}, "num_envs must be an int in"),
-        ({"num_envs": N + 1}, "num_envs must be an int in"),
+        ({"num_envs": 0}, r"num_envs must be None or an int in \[1, 6\], got 0"),
+        ({"num_envs": N + 1}, r"num_envs must be None or an int in \[1, 6\], got 7"),
         ({"num_envs": 4}, "that divides the 6 sequences"),
-        ({"order": "shuffled"}, "order must be 'sequential' or 'random'"),
+        ({"order": "shuffled"}, r"order must be one of \['sequential', 'random'\]"),
         ({"scored": np.ones(T + 1, bool)}, "scored must have shape"),
     ],
 )
