@@ -47,7 +47,7 @@ def _check_end_point(end_point: Any) -> tuple[float, float]:
         or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in end_point)
     ):
         raise TypeError(f"end_point must be a pair of floats (x, y), got {end_point!r}")
-    if not all(math.isfinite(v) and abs(v) <= END_POINT_BOUND for v in end_point):
+    if not all(math.isfinite(float(v)) and abs(float(v)) <= END_POINT_BOUND for v in end_point):
         raise ValueError(
             f"end_point must be finite with coordinates in [-{END_POINT_BOUND:g}, "
             f"{END_POINT_BOUND:g}] (so that a squared error stays finite in float64), "
