@@ -30,7 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Conve
 from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger
 from tqdm.auto import tqdm
 
-from bpl_envs.checks import check_int, check_optional_int
+from bpl_envs.checks import check_int, check_seed
 
 __all__ = ["BaseLearner", "CheckpointError", "EnvLike", "make_env"]
 
@@ -183,15 +183,12 @@ class BaseLearner(ABC):
     def __init__(
         self, env: str | EnvLike | None, *, seed: int | None = None, verbose: int = 0
     ) -> None:
-        seed = check_optional_int("seed", seed)
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        self.seed = seed
-        self.verbose = verbose
+        self.seed = check_seed("seed", seed)
+        self.verbose = check_int("verbose", verbose, minimum=0, maximum=2)
         self.num_timesteps = 0
         self.num_episodes = 0
         self._logger = _default_logger(verbose)
-        self._next_reset_seed: int | None = seed
+        self._next_reset_seed: int | None = self.seed
         self.env: Any = None  # an EnvLike once set; Any: subclasses know which kind they hold
         if env is not None:
             self.set_env(env)

@@ -33,8 +33,14 @@ import torch
 from agents import traces
 from agents.cores import StepCache
 from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
-from agents.synthesisers import make_synthesiser
-from bpl_envs.checks import check_bool, check_fraction, check_non_negative
+from agents.synthesisers import TRACE_PARAMETER_MODES, make_synthesiser
+from bpl_envs.checks import (
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_non_negative,
+    check_optional_int,
+)
 
 __all__ = ["SYNTH_UPDATES", "BPLambda"]
 
@@ -107,8 +113,7 @@ class BPLambda(SequenceLearner):
         self.sg_weight = check_non_negative("sg_weight", sg_weight)
         self.lr_synth = check_non_negative("lr_synth", lr_synth)
         clip_synth_update = check_bool("clip_synth_update", clip_synth_update)
-        if synth_update not in SYNTH_UPDATES:
-            raise ValueError(f"synth_update must be one of {SYNTH_UPDATES}, got {synth_update!r}")
+        synth_update = check_choice("synth_update", synth_update, SYNTH_UPDATES)
         if synth_update == "forward_view" and update != "sequence":
             raise ValueError(
                 f"synth_update='forward_view' needs update='sequence' (the forward view sums a "
@@ -122,8 +127,10 @@ class BPLambda(SequenceLearner):
                 "never forms; pass clip_synth_update=False, or use synth_update='trace'"
             )
         self.synth_update = synth_update
-        self.synth_hidden = synth_hidden
-        self.synth_trace_parameters = synth_trace_parameters
+        self.synth_hidden = check_optional_int("synth_hidden", synth_hidden, minimum=1)
+        self.synth_trace_parameters = check_choice(
+            "synth_trace_parameters", synth_trace_parameters, TRACE_PARAMETER_MODES
+        )
         self.clip_synth_update = clip_synth_update
         super().__init__(
             env,

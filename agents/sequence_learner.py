@@ -37,8 +37,14 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from agents.base import BaseLearner, make_env
-from agents.cores import make_core
-from bpl_envs.checks import check_int, check_non_negative
+from agents.cores import CORE_KINDS, RNN_ACTIVATIONS, make_core
+from bpl_envs.checks import (
+    check_choice,
+    check_data_array,
+    check_device,
+    check_int,
+    check_non_negative,
+)
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
 
@@ -132,21 +138,25 @@ class SequenceLearner(BaseLearner):
         seed: int | None = None,
         verbose: int = 0,
     ) -> None:
-        if update not in UPDATE_MODES:
-            raise ValueError(f"update must be one of {UPDATE_MODES}, got {update!r}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        hidden_size = check_int("hidden_size", hidden_size, minimum=1)
-        self.core_kind, self.hidden_size, self.activation = core, hidden_size, activation
+        self.core_kind = check_choice("core", core, CORE_KINDS)
+        self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
+        self.activation = check_choice("activation", activation, RNN_ACTIVATIONS)
+        if self.core_kind != "rnn" and self.activation != "tanh":
+            raise ValueError(
+                f"activation={activation!r} is only for core='rnn'; core={core!r} takes "
+                "activation='tanh' (its gates are fixed)"
+            )
         self.lr_core = check_non_negative("lr_core", lr_core)
         self.lr_readout = check_non_negative("lr_readout", lr_readout)
-        self.update, self.n_envs, self.dtype_name = update, n_envs, dtype
-        self.dtype, self.device = DTYPES[dtype], torch.device(device)
+        self.update = check_choice("update", update, UPDATE_MODES)
+        self.n_envs = check_int("n_envs", n_envs, minimum=1)
+        self.dtype_name = check_choice("dtype", dtype, sorted(DTYPES))
+        self.dtype, self.device = DTYPES[self.dtype_name], check_device("device", device)
         vector_env = None
         if isinstance(env, TaskSpec):
             self.task = env
         else:
-            vector_env = _as_vector_env(make_env(env, n_envs))
+            vector_env = _as_vector_env(make_env(env, self.n_envs))
             self.task = task_spec_of(vector_env)
         self.loss = get_loss(self.task.loss)
         super().__init__(vector_env, seed=seed, verbose=verbose)
@@ -154,8 +164,10 @@ class SequenceLearner(BaseLearner):
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            self.core = make_core(core, self.task.input_size, hidden_size, activation=activation)
-            self.readout = torch.nn.Linear(hidden_size, self.task.output_size)
+            self.core = make_core(
+                self.core_kind, self.task.input_size, self.hidden_size, self.activation
+            )
+            self.readout = torch.nn.Linear(self.hidden_size, self.task.output_size)
             self._build_extra_modules()
         for module in self._modules().values():
             module.to(device=self.device, dtype=self.dtype)
@@ -376,16 +388,19 @@ class SequenceLearner(BaseLearner):
         Returns:
             (prediction (B, output_size) or (output_size,), new state (B, state_size)).
         """
-        obs = np.asarray(observation, dtype=np.float32)
+        obs = check_data_array("observation", observation, ndim=(1, 2))
         single = obs.ndim == 1
         obs = obs[None] if single else obs
-        if obs.ndim != 2 or obs.shape[1] != self.task.input_size:
+        if obs.shape[1] != self.task.input_size:
             raise ValueError(
                 f"observation must have shape ({self.task.input_size},) or "
                 f"(B, {self.task.input_size}), got {np.shape(observation)}"
             )
         batch = obs.shape[0]
-        state = self.initial_state(batch) if state is None else np.array(state, np.float32)
+        if state is None:
+            state = self.initial_state(batch)
+        else:
+            state = check_data_array("state", state, ndim=2).copy()
         if state.shape != (batch, self.core.state_size):
             raise ValueError(
                 f"state must have shape ({batch}, {self.core.state_size}), got {state.shape}"

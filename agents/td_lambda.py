@@ -21,7 +21,13 @@ import torch
 
 from agents import traces
 from agents.base import BaseLearner, EnvLike, make_env
-from bpl_envs.checks import check_fraction, check_non_negative
+from bpl_envs.checks import (
+    check_choice,
+    check_data_array,
+    check_device,
+    check_fraction,
+    check_non_negative,
+)
 
 __all__ = ["TRACES", "TDLambda"]
 
@@ -75,10 +81,8 @@ class TDLambda(BaseLearner):
         self.lam = check_fraction("lam", lam)
         self.alpha = check_non_negative("alpha", alpha)
         self.gamma = check_fraction("gamma", gamma)
-        if not isinstance(trace, str) or trace not in TRACES:
-            raise ValueError(f"trace must be one of {list(TRACES)}, got {trace!r}")
-        self.trace = trace
-        self.device = torch.device(device)
+        self.trace = check_choice("trace", trace, TRACES)
+        self.device = check_device("device", device)
         self._feature_map = features if callable(features) else None
         self._table = None if features is None or callable(features) else self._as_table(features)
         self.n_observations: int | None = None
@@ -107,13 +111,17 @@ class TDLambda(BaseLearner):
         self.env = env
 
     def _as_table(self, features: Any) -> torch.Tensor:
-        table = torch.as_tensor(np.asarray(features, dtype=np.float64), device=self.device)
-        if table.dim() != 2 or not bool(torch.isfinite(table).all()):
-            raise ValueError(
-                "features must be None, a callable or a finite 2-D array (n_observations, "
-                f"n_features), got shape {tuple(table.shape)}"
-            )
-        return table
+        """A feature table ``(n_observations, n_features)`` as float64 on the learner's device."""
+        if isinstance(features, torch.Tensor):
+            features = features.detach().cpu().numpy()
+        try:
+            check_data_array("features", features, ndim=2)
+        except (TypeError, ValueError) as error:
+            raise type(error)(
+                f"{error} (features must be None, a callable or a finite 2-D array "
+                "(n_observations, n_features))"
+            ) from None
+        return torch.as_tensor(np.asarray(features, dtype=np.float64), device=self.device)
 
     def _configure(self, space: gym.Space) -> None:
         """Set the feature map for ``space`` and allocate (or check) the weights."""

@@ -351,8 +351,8 @@ def check_scored_loss(
     return value
 
 
-def check_data_array(name: str, value: Any, ndim: int) -> np.ndarray:
-    """Return a user's data array as float32 ``ndim``-D, non-empty and finite.
+def check_data_array(name: str, value: Any, ndim: int | tuple[int, ...]) -> np.ndarray:
+    """Return a user's data array as float32 ``ndim``-D (one of ``ndim``), non-empty, finite.
 
     Real numbers of any dtype (bool, int, float) are accepted; complex numbers, strings and
     objects are not. Values too large for float32 count as infinite.
@@ -367,8 +367,10 @@ def check_data_array(name: str, value: Any, ndim: int) -> np.ndarray:
         raise TypeError(
             f"{name} must hold real numbers (bool, int or float), got dtype {array.dtype}"
         )
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array, got shape {array.shape}")
+    ranks = (ndim,) if isinstance(ndim, int) else ndim
+    if array.ndim not in ranks:
+        rank = " or ".join(f"{r}-D" for r in ranks)
+        raise ValueError(f"{name} must be a {rank} array, got shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {array.shape}")
     with np.errstate(over="ignore"):

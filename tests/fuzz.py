@@ -56,10 +56,14 @@ huge_ints = st.one_of(st.integers(2**31, 2**70), st.integers(-(2**70), -(2**31))
 def ints(low: int, high: int) -> st.SearchStrategy[Any]:
     """Integers around [low, high], as Python and NumPy ints."""
     values = st.integers(low, high)
-    as_numpy = st.tuples(values, st.sampled_from(NUMPY_INTS)).filter(
-        lambda p: np.iinfo(p[1]).min <= p[0] <= np.iinfo(p[1]).max
-    )
-    return st.one_of(values, as_numpy.map(lambda p: p[1](p[0])))
+    return st.one_of(values, st.tuples(values, st.sampled_from(NUMPY_INTS)).map(_numpy_int))
+
+
+def _numpy_int(pair: tuple[int, type]) -> Any:
+    """``dtype(value)``, or the Python int where the dtype cannot hold it (-1 as uint8)."""
+    value, dtype = pair
+    info = np.iinfo(dtype)
+    return dtype(value) if info.min <= value <= info.max else value
 
 
 def floats(low: float, high: float) -> st.SearchStrategy[Any]:

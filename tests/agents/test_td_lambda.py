@@ -256,7 +256,7 @@ def test_sb3_checkpoint_callback_works(tmp_path):
         ({"gamma": 1.01}, ValueError, "gamma must be a number in"),
         ({"alpha": -0.5}, ValueError, "alpha must be a finite number >= 0, got -0.5"),
         ({"trace": "eligibility"}, ValueError, "trace must be one of .*'true_online'.*eligibility"),
-        ({"trace": ["accumulate"]}, ValueError, "trace must be one of"),
+        ({"trace": ["accumulate"]}, TypeError, "trace must be one of"),
         ({"features": np.zeros((3, 2))}, ValueError, "features has 3 rows but the observation"),
         ({"features": np.zeros(7)}, ValueError, "2-D array"),
         ({"trace": "replacing", "features": np.full((7, 2), 0.5)}, ValueError, "binary"),
