@@ -29,7 +29,7 @@ import yaml
 import bpl_envs
 from agents.cli_parser import BENCHMARKS, build_parser
 from agents.experiments import EXPERIMENTS, reproduce
-from agents.experiments.config import preset_names
+from agents.experiments.config import preset_names, read_yaml
 from agents.experiments.hyperparameters import hyperparameters_of
 from agents.experiments.output import OutputExistsError
 from agents.experiments.sweep import run_sweep
@@ -116,7 +116,7 @@ def _parse_env_args(items: Sequence[str], parser) -> dict[str, Any]:
         if not has_value or not key:
             parser.error(f"--env-arg expects KEY=VALUE, got {item!r}")
         try:
-            env_kwargs[key.replace("-", "_")] = yaml.safe_load(text) if text else ""
+            env_kwargs[key.replace("-", "_")] = read_yaml(text) if text else ""
         except yaml.YAMLError as error:
             parser.error(f"--env-arg {key}: {text!r} is not a YAML value ({error})")
     return env_kwargs

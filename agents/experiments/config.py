@@ -4,20 +4,76 @@ A config is a YAML mapping read with ``yaml.safe_load`` (no arbitrary objects). 
 presets live in ``agents/configs/`` and are referred to by name (``toy``, ``toy_quick``,
 ``copy_repeat``, ...); anything else is a path to a ``.yaml`` file.
 
-YAML 1.1 (PyYAML) reads ``1e-4`` as a string and only ``1.0e-4`` as a number; the values of a
-config are therefore converted to the type the consumer expects (see
-:func:`agents.experiments.hyperparameters.convert`), so both spellings work.
+Numbers follow YAML 1.2 (:func:`read_yaml`), not PyYAML's YAML 1.1: ``1e-4``, ``1E+3`` and
+``.5`` are floats (YAML 1.1 reads ``1e-4`` as a string), ``010`` is ten (YAML 1.1: octal
+eight), ``0o10`` is eight, ``0x10`` sixteen, ``1_000`` a thousand (as in Python) and ``1:30`` is
+text (YAML 1.1: the sexagesimal number 90). Booleans are ``true``/``false`` (and YAML 1.1's
+``yes``/``no``/``on``/``off``), ``null`` or ``~`` is None. Each value must then have the type
+its consumer expects, where a string that spells a value of that type counts as one (the
+command line gives every value as text; see
+:func:`agents.experiments.hyperparameters.convert`): a value of another type is refused with
+an error naming its key.
 """
 
 from __future__ import annotations
 
 import pathlib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 
-__all__ = ["CONFIG_DIR", "check_keys", "load_config", "preset_names"]
+__all__ = ["CONFIG_DIR", "check_keys", "load_config", "preset_names", "read_yaml"]
+
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+class _Yaml12NumbersLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no arbitrary objects) with YAML 1.2's rules for numbers."""
+
+
+_Yaml12NumbersLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12NumbersLoader.add_implicit_resolver(
+    _INT_TAG,
+    re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_Yaml12NumbersLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """A YAML 1.2 int: decimal (leading zeros included), ``0o`` octal or ``0x`` hexadecimal."""
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    digits = text.lstrip("+-")
+    sign = -1 if text.startswith("-") else 1
+    return sign * int(digits, 0 if digits.startswith(("0o", "0x")) else 10)
+
+
+_Yaml12NumbersLoader.add_constructor(_INT_TAG, _construct_int)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML text safely (no arbitrary objects), with YAML 1.2's rules for numbers.
+
+    ``1e-4`` is the float 1e-4 (PyYAML alone reads it as a string), ``010`` is ten, ``0o10``
+    eight, ``0x10`` sixteen, ``1_000`` a thousand; ``1:30`` is text.
+
+    Raises:
+        yaml.YAMLError: the text is not valid YAML.
+    """
+    return yaml.load(text, Loader=_Yaml12NumbersLoader)  # noqa: S506 (a SafeLoader subclass)
+
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 """The folder of the packaged presets (shipped with the wheel)."""
@@ -46,7 +102,7 @@ def load_config(name_or_path: str | pathlib.Path) -> dict[str, Any]:
             )
         path = preset
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ValueError(f"{path} is not valid YAML: {error}") from error
     if not isinstance(data, dict):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from agents.experiments.config import read_yaml
 
 __all__ = [
     "MANAGED",
@@ -127,7 +127,7 @@ def convert(name: str, value: Any, annotation: Any, owner: str = "") -> Any:
         TypeError: the annotation cannot be given as text (e.g. a callable).
     """
     if annotation is Any:  # not annotated: read text as YAML (numbers, booleans, null)
-        return yaml.safe_load(value) if isinstance(value, str) else value
+        return read_yaml(value) if isinstance(value, str) else value
     members = union_members(annotation)
     where = f" of {owner}" if owner else ""
     if type(None) in members and (

@@ -103,7 +103,12 @@ def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) ->
     try:
         number = hp.convert(name, value, int)
     except ValueError:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}") from None
+        hint = (
+            f" (write it as {int(value)})"
+            if isinstance(value, float) and value.is_integer()
+            else ""
+        )
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}{hint}") from None
     if number < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return number
