@@ -31,14 +31,22 @@ from agents.cli_parser import BENCHMARKS, build_parser
 from agents.experiments import EXPERIMENTS, reproduce
 from agents.experiments.config import preset_names, read_yaml
 from agents.experiments.hyperparameters import hyperparameters_of
-from agents.experiments.output import OutputExistsError
+from agents.experiments.output import OutputExistsError, OutputNotWritableError
 from agents.experiments.sweep import run_sweep
 from agents.experiments.training import RunConfig, learner_class, learner_names, resume, train
 
 __all__ = ["main"]
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError)
-"""What a mistyped command raises: reported as a usage error (exit status 2), no traceback."""
+USER_ERRORS = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    NotADirectoryError,
+    OutputExistsError,
+    OutputNotWritableError,
+)
+"""What a mistyped command raises (a bad value, a missing file, an output folder that cannot be
+used): reported as a usage error (exit status 2), no traceback."""
 
 BENCHMARK_DIR = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -191,7 +199,7 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
         metrics = train(config, out, force=args.force, progress=not args.no_progress)
     except KeyboardInterrupt:
         return _interrupted(out)
-    except (*USER_ERRORS, OutputExistsError) as error:
+    except USER_ERRORS as error:
         parser.error(str(error))
     return _report_run(out, metrics)
 
@@ -256,7 +264,7 @@ def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
     except KeyboardInterrupt:
         print(f"\nbpl: interrupted before the results were written to {out}/", file=sys.stderr)
         return 130
-    except (*USER_ERRORS, OutputExistsError) as error:
+    except USER_ERRORS as error:
         parser.error(str(error))
     print(result["table"])
     print(
@@ -286,7 +294,7 @@ def _sweep(args, parser: argparse.ArgumentParser) -> int:
             file=sys.stderr,
         )
         return 130
-    except (*USER_ERRORS, OutputExistsError, ImportError) as error:
+    except (*USER_ERRORS, ImportError) as error:
         parser.error(str(error))
     print(summary["table"])
     print(

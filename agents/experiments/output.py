@@ -17,10 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from agents.experiments.output_folder import OutputExistsError, atomic_write, prepare_output_dir
+from agents.experiments.output_folder import (
+    OutputExistsError,
+    OutputNotWritableError,
+    atomic_write,
+    prepare_output_dir,
+)
 
 __all__ = [
     "OutputExistsError",
+    "OutputNotWritableError",
     "markdown_table",
     "format_mean_std",
     "mean_std",

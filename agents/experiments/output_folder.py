@@ -26,6 +26,7 @@ from typing import IO
 __all__ = [
     "MANIFEST",
     "OutputExistsError",
+    "OutputNotWritableError",
     "atomic_write",
     "prepare_output_dir",
     "record_output",
@@ -42,6 +43,36 @@ _TEMPORARY_SUFFIX = ".tmp"
 class OutputExistsError(FileExistsError):
     """The output folder cannot be used: it holds results and ``force`` was not given, or
     ``force`` was given for a folder bp-lambda does not recognise as its own output."""
+
+
+class OutputNotWritableError(PermissionError):
+    """The output folder, or the folder it would be created in, cannot be written: raised by
+    :func:`prepare_output_dir` before anything is computed or deleted."""
+
+
+def check_writable(path: pathlib.Path) -> None:
+    """Refuse an output folder that cannot be created or written, before anything is done.
+
+    Checks the nearest folder that exists (``path`` itself, or the parent it will be created
+    in; missing parents are created later) with ``os.access``. The superuser passes this check
+    everywhere; :func:`prepare_output_dir` also turns an error of the actual creation into
+    :class:`OutputNotWritableError`.
+
+    Raises:
+        OutputNotWritableError: that folder is not writable (or not searchable).
+        NotADirectoryError: a file stands where a folder of the path should be.
+    """
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"--out {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == path else f"its parent {existing}"
+        raise OutputNotWritableError(
+            f"--out {path}: {where} is not writable (permission denied); nothing was run or "
+            "deleted: choose a folder you can write to"
+        )
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> pathlib.Path:
@@ -178,11 +209,14 @@ def prepare_output_dir(path: str | os.PathLike, force: bool) -> pathlib.Path:
     Raises:
         OutputExistsError: ``path`` holds files and ``force`` is False, or ``force`` cannot
             be applied to it (the message says why).
-        NotADirectoryError: ``path`` exists and is not a folder.
+        OutputNotWritableError: ``path`` (or the folder it would be created in) cannot be
+            written; checked before anything is deleted.
+        NotADirectoryError: ``path`` (or a folder above it) exists and is not a folder.
     """
     path = pathlib.Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"--out {path} is a file, not a folder")
+    check_writable(path)
     if path.is_dir() and any(path.iterdir()):
         ours = _manifest_entries(path) is not None
         if not force:
@@ -213,6 +247,12 @@ def prepare_output_dir(path: str | os.PathLike, force: bool) -> pathlib.Path:
                 f"{len(kept)} item(s) bp-lambda did not write: {names}",
                 stacklevel=2,
             )
-    path.mkdir(parents=True, exist_ok=True)
-    _write_manifest(path, [])
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        _write_manifest(path, [])
+    except OSError as error:  # e.g. a read-only file system, which os.access does not see
+        raise OutputNotWritableError(
+            f"--out {path}: cannot create the folder or write in it ({error.strerror or error}); "
+            "choose a folder you can write to"
+        ) from error
     return path
