@@ -213,6 +213,14 @@ class SequenceSource(ABC):
     def build(self, draws: Sequence[Any]) -> SequenceBatch:
         """Build the batch of ``len(draws)`` sequences, vectorised, from their draws."""
 
+    def next_draw(self, previous: Any, rng: np.random.Generator) -> Any:
+        """The draw of the sequence that follows ``previous`` on a stream (``stream=True``).
+
+        By default sequences are independent: a fresh :meth:`draw`. A task that reads one long
+        series (a text, a time series) overrides this to continue where ``previous`` ended.
+        """
+        return self.draw(rng)
+
     @abstractmethod
     def render(
         self, batch: SequenceBatch, index: int, t: int, predictions: np.ndarray | None
@@ -403,6 +411,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
         self.observation_space = source.observation_space
         self.action_space = prediction_space(source.output_size)
         self._stepper: SequenceStepper | None = None
+        self._draw: Any = None  # the current sequence's draw (stream=True continues it)
 
     @property
     def task(self) -> TaskSpec:
@@ -420,8 +429,12 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
         self._start_sequence()
         return self._stepper.observation()[0], {}
 
-    def _start_sequence(self) -> None:
-        batch = self._source.build([self._source.draw(self.np_random)])
+    def _start_sequence(self, continue_stream: bool = False) -> None:
+        if continue_stream:
+            self._draw = self._source.next_draw(self._draw, self.np_random)
+        else:
+            self._draw = self._source.draw(self.np_random)
+        batch = self._source.build([self._draw])
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -432,7 +445,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
         observations, rewards, terminated, info = self._stepper.step(prediction[None])
         info = {key: _python_scalar(value) for key, value in info.items()}
         if terminated and self.stream:
-            self._start_sequence()
+            self._start_sequence(continue_stream=True)
             observations, terminated = self._stepper.observation(), False
         return observations[0], float(rewards[0]), terminated, False, info
 
@@ -488,6 +501,7 @@ class SequenceVectorEnv(VectorEnv):
         self._generators: list[np.random.Generator | None] = [None] * self.num_envs
         self._seeds: list[int | None] = [None] * self.num_envs
         self._stepper: SequenceStepper | None = None
+        self._draws: list[Any] = []  # each sub-env's current draw (stream=True continues)
         self._autoreset_pending = False
 
     @property
@@ -532,9 +546,15 @@ class SequenceVectorEnv(VectorEnv):
             f"seed must be None, an int or a list of num_envs ints/None, got {seed!r}"
         )
 
-    def _start_batch(self) -> None:
-        draw = self._source.draw
-        draws = [draw(rng) for rng in self.np_random]
+    def _start_batch(self, continue_stream: bool = False) -> None:
+        generators = self.np_random
+        if continue_stream:
+            next_draw = self._source.next_draw
+            draws = [next_draw(*pair) for pair in zip(self._draws, generators, strict=True)]
+        else:
+            draw = self._source.draw
+            draws = [draw(rng) for rng in generators]
+        self._draws = draws
         batch = self._source.build(draws)
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
         self._autoreset_pending = False
@@ -579,7 +599,7 @@ class SequenceVectorEnv(VectorEnv):
         observations, rewards, terminated, info = self._stepper.step(predictions)
         infos = self._batched_info(info)
         if terminated and self.stream:
-            self._start_batch()
+            self._start_batch(continue_stream=True)
             observations, terminated = self._stepper.observation(), False
         elif terminated and self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset_pending = True
