@@ -13,6 +13,7 @@ Importing this package registers every task under the ``bpl`` namespace, each wi
 from gymnasium.envs.registration import register, registry
 
 from bpl_envs.losses import LOSSES, Loss, get_loss
+from bpl_envs.supervised import SupervisedTaskWrapper
 from bpl_envs.task_spec import TaskSpec
 from bpl_envs.vocabulary import CharVocabulary
 
@@ -21,6 +22,7 @@ __all__ = [
     "LOSSES",
     "CharVocabulary",
     "Loss",
+    "SupervisedTaskWrapper",
     "TaskSpec",
     "get_loss",
 ]
