@@ -12,7 +12,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from bpl_envs.checks import check_int
-from bpl_envs.losses import NATS_PER_BIT, softmax_cross_entropy
+from bpl_envs.losses import NATS_PER_BIT
 from bpl_envs.sequence import (
     SequenceBatch,
     SequenceEnv,
@@ -164,12 +164,9 @@ class CharLMSequences(SequenceSource):
     def build(self, draws: Sequence[int]) -> SequenceBatch:
         return self._batch(np.asarray(draws, dtype=np.int64))
 
-    def step_info(
-        self, t: int, predictions: np.ndarray, batch: SequenceBatch
-    ) -> dict[str, np.ndarray]:
+    def loss_info(self, loss: np.ndarray) -> dict[str, np.ndarray]:
         """``bits_per_char`` ``(B,)``: this character's loss in bits (nats / ln 2)."""
-        targets = batch.targets[t].astype(np.float64)
-        return {"bits_per_char": softmax_cross_entropy(predictions, targets) / NATS_PER_BIT}
+        return {"bits_per_char": loss / NATS_PER_BIT}
 
     def windows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The whole split cut into consecutive windows of T inputs (N = (n - 1) // T of them).

@@ -256,6 +256,11 @@ class SequenceSource(ABC):
         """
         return {}
 
+    def loss_info(self, loss: np.ndarray) -> dict[str, np.ndarray]:
+        """Info entries derived from the step's loss (float64 ``(B,)`` in nats, 0 on unscored
+        steps), e.g. the loss in other units; none by default."""
+        return {}
+
     def end_of_batch_info(self, mean_loss: float) -> dict[str, bool | int | float]:
         """Called once when a batch ends, with the mean loss per scored (step, sequence) in nats.
 
@@ -339,6 +344,7 @@ class SequenceStepper:
             "loss": loss,
             "sequence_end": np.full(batch.batch_size, t == batch.sequence_length - 1),
             **self.source.step_info(t, predictions, batch),
+            **self.source.loss_info(loss),
         }
         self.t += 1
         if not self.done:
