@@ -625,9 +625,10 @@ def comparison_runs(config: Mapping[str, Any]) -> dict[str, RunConfig]:
     """The runs an experiment compares: label -> :class:`RunConfig`, each validated.
 
     ``config`` is an experiment preset: its top level is the base run, and
-    ``experiment.learners`` maps a label to ``{learner: NAME, hyperparameters: {...}}``. Each
-    learner gets the base run's hyper-parameters that its constructor takes (BPTT has no λ),
-    then its own, which must all be valid for it.
+    ``experiment.learners`` maps a label to ``{learner: NAME, hyperparameters: {...}}`` and,
+    optionally, ``env_kwargs: {...}`` merged into the base run's (e.g. ``{stream: true}``).
+    Each learner gets the base run's hyper-parameters that its constructor takes (BPTT has no
+    λ), then its own, which must all be valid for it.
     """
     base = RunConfig.from_mapping({k: v for k, v in config.items() if k != "experiment"})
     runs = {}
@@ -635,13 +636,14 @@ def comparison_runs(config: Mapping[str, Any]) -> dict[str, RunConfig]:
         where = f"experiment.learners.{label}"
         if not isinstance(entry, Mapping):
             raise ValueError(f"{where} must be a mapping with a `learner:` key, got {entry!r}")
-        check_keys(where, entry, ("learner", "hyperparameters"), required=("learner",))
+        check_keys(where, entry, ("learner", "hyperparameters", "env_kwargs"),
+                   required=("learner",))
         accepted = hp.hyperparameters_of(learner_class(entry["learner"]))
         shared = {k: v for k, v in base.hyperparameters.items() if k in accepted}
         own = dict(entry.get("hyperparameters") or {})
-        runs[str(label)] = dataclasses.replace(
-            base, learner=entry["learner"], hyperparameters={**shared, **own}
-        ).resolved()
+        run = base.derive(learner=entry["learner"], env_kwargs=entry.get("env_kwargs"))
+        env_arguments(run.env, run.env_kwargs)
+        runs[str(label)] = dataclasses.replace(run, hyperparameters={**shared, **own}).resolved()
     return runs
 
 
