@@ -92,7 +92,7 @@ class SupervisedTaskWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     Raises:
         TypeError: a wrong argument type (naming it).
-        ValueError: an unknown loss or scored rule, a size that cannot be inferred, or no
+        ValueError: an unknown loss, a size or action mapping that cannot be inferred, or no
             sequence length known.
         KeyError: at ``step``, the wrapped env's info lacks ``target_key`` (or the scored key).
     """

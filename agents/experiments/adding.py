@@ -31,7 +31,7 @@ TEST_SEED = 20_240_001
 """Seed of the test sequences (far from the training seeds 0, 1, ...)."""
 TEST_SEQUENCES = 1000
 """Number of test sequences (the standard error of the chance-level MSE over them is 0.006)."""
-MSE = Metric("MSE", 1.0, 4)
+MSE = Metric("MSE", 1.0, 4, log_scale=True)
 
 
 def held_out_set(run_config: RunConfig):

@@ -53,6 +53,7 @@ from agents.experiments.training import (
 __all__ = [
     "Metric",
     "held_out_env_kwargs",
+    "plot_held_out",
     "run_held_out",
     "train_and_score",
 ]
@@ -64,11 +65,13 @@ HeldOutSet = tuple[np.ndarray, np.ndarray, np.ndarray]
 @dataclasses.dataclass(frozen=True)
 class Metric:
     """How an experiment reports a loss in nats: ``name`` (``"MSE"``), multiplied by ``scale``
-    (``1 / ln 2`` for bits), printed with ``digits`` decimals."""
+    (``1 / ln 2`` for bits), printed with ``digits`` decimals, plotted on a log axis if
+    ``log_scale``."""
 
     name: str
     scale: float
     digits: int
+    log_scale: bool = False
 
 
 def held_out_env_kwargs(run_config: RunConfig) -> dict[str, Any]:
@@ -171,6 +174,22 @@ def run_held_out(
         )
     )
 
+    figure = plot_held_out(
+        rows, f"{base.env}: held-out {metric.name}", metric, reference_line, out / figure_name
+    )
+    return table, {"references": references, "results": rows}, [figure]
+
+
+def plot_held_out(
+    rows: list[dict[str, Any]],
+    title: str,
+    metric: Metric,
+    reference_line: tuple[str, float],
+    path: pathlib.Path,
+) -> pathlib.Path:
+    """The held-out metric per learner (bars) next to the training curves (moving average over
+    5 % of the updates), both with the reference level dashed; ``rows`` as in results.json."""
+    reference_label, reference_value = reference_line
     fig, axes = new_figure(1, 2, figsize=(11, 3.8))
     bars, curves_axis = axes[0]
     colours = [f"C{i}" for i in range(len(rows))]
@@ -185,9 +204,8 @@ def run_held_out(
     bars.set_xticks(
         range(len(rows)), [r["label"] for r in rows], rotation=30, ha="right", fontsize=8
     )
-    bars.set(ylabel=f"test {metric.name}", title=f"{base.env}: held-out {metric.name}")
+    bars.set(ylabel=f"test {metric.name}", title=title)
     bars.legend(fontsize=7)
-    bars.grid(axis="y", alpha=0.3)
     for colour, row in zip(colours, rows, strict=True):
         curve = np.asarray(row["train_curve"])
         window = max(1, curve.size // 20)
@@ -199,7 +217,9 @@ def run_held_out(
         ylabel=f"train {metric.name}",
         title="training (moving average)",
     )
-    curves_axis.grid(alpha=0.3)
     curves_axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    figure = save_figure(fig, out / figure_name)
-    return table, {"references": references, "results": rows}, [figure]
+    for axis in (bars, curves_axis):
+        if metric.log_scale:
+            axis.set_yscale("log")
+        axis.grid(axis="y", alpha=0.3, which="both" if metric.log_scale else "major")
+    return save_figure(fig, path)

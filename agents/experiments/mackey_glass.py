@@ -26,7 +26,7 @@ from agents.experiments.training import RunConfig, comparison_runs
 
 __all__ = ["check", "held_out_set", "mackey_glass_cell", "references", "run"]
 
-MSE = Metric("MSE", 1.0, 5)
+MSE = Metric("MSE", 1.0, 5, log_scale=True)
 
 
 def held_out_set(run_config: RunConfig):
