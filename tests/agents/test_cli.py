@@ -73,8 +73,9 @@ def test_benchmark_runs_the_script_with_its_arguments_and_returns_its_status(tmp
     report = json.loads(out.read_text())
     fast_enough = all(row["speedup"] >= report["required_speedup"] for row in report["results"])
     assert status == (0 if fast_enough else 1)  # the script fails below its required speed-up
-    assert [row["env_id"] for row in report["results"]] == ["bpl/CopyRepeat-v0",
-                                                            "bpl/SequentialDigits-v0"]
+    assert [row["env_id"] for row in report["results"]] == [
+        "bpl/CopyRepeat-v0", "bpl/SequentialDigits-v0", "bpl/AddingProblem-v0", "bpl/CharLM-v0",
+        "bpl/MackeyGlass-v0"]
     for row in report["results"]:
         assert row["num_envs"] == 2
         assert row["speedup"] == pytest.approx(row["native_tokens_per_s"]
