@@ -82,7 +82,7 @@ class AddingProblemSequences(SequenceSource):
         inputs = np.ascontiguousarray(batch.inputs.swapaxes(0, 1))
         return inputs, np.ascontiguousarray(batch.targets.swapaxes(0, 1)), batch.scored.copy()
 
-    def end_of_batch_info(self, mean_loss: float) -> dict[str, float]:
+    def end_of_batch_info(self, mean_loss: float) -> dict[str, float]:  # noqa: ARG002
         """``chance_mse``: the expected MSE of predicting 1.0, 1/6 (reported with the loss)."""
         return {"chance_mse": ADDING_CHANCE_MSE}
 

@@ -11,16 +11,10 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_int, check_open_fraction
 from bpl_envs.losses import NATS_PER_BIT
-from bpl_envs.sequence import (
-    SequenceBatch,
-    SequenceEnv,
-    SequenceSource,
-    SequenceVectorEnv,
-    check_fraction,
-    check_split,
-)
+from bpl_envs.sequence import SequenceBatch, SequenceEnv, SequenceSource, SequenceVectorEnv
+from bpl_envs.splits import check_split
 from bpl_envs.vocabulary import CharVocabulary
 
 __all__ = [
@@ -46,7 +40,10 @@ def python_docs_text() -> str:
 
 
 @lru_cache(maxsize=4)
-def _read_utf8(path: str, modified_ns: int, size: int) -> str:
+def _read_utf8(stamped_path: tuple[str, int, int]) -> str:
+    """The text of ``(path, modification time in ns, size)``: the stamp is part of the cache
+    key, so an edited file is read again."""
+    path = stamped_path[0]
     try:
         return pathlib.Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
@@ -66,7 +63,7 @@ def load_text(text_path: str | os.PathLike | None) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"text_path {str(text_path)!r} is not a file")
     stat = path.stat()
-    return _read_utf8(str(path), stat.st_mtime_ns, stat.st_size)
+    return _read_utf8((str(path), stat.st_mtime_ns, stat.st_size))
 
 
 def _split_text(text: str, test_fraction: float) -> tuple[str, str]:
@@ -80,10 +77,10 @@ def _encoded_splits(
     text: str, test_fraction: float, vocabulary: CharVocabulary
 ) -> tuple[np.ndarray, np.ndarray]:
     """The train and test splits as read-only int64 index arrays (cached per process)."""
-    splits = tuple(vocabulary.encode(part) for part in _split_text(text, test_fraction))
-    for codes in splits:
-        codes.setflags(write=False)
-    return splits
+    train, test = (vocabulary.encode(part) for part in _split_text(text, test_fraction))
+    train.setflags(write=False)
+    test.setflags(write=False)
+    return train, test
 
 
 def _check_vocabulary(vocabulary: CharVocabulary | None, min_count: int | None) -> None:
@@ -118,7 +115,7 @@ class CharLMSequences(SequenceSource):
     ):
         self._length = check_int("sequence_length", sequence_length, minimum=1)
         self.split = check_split(split)
-        test_fraction = check_fraction("test_fraction", test_fraction)
+        test_fraction = check_open_fraction("test_fraction", test_fraction)
         _check_vocabulary(vocabulary, min_count)
         text = load_text(text_path)
         if vocabulary is None:
@@ -150,7 +147,7 @@ class CharLMSequences(SequenceSource):
         """A window start drawn uniformly: ``rng.integers(n - T)`` for a split of n characters."""
         return int(rng.integers(len(self.codes) - self._length))
 
-    def next_draw(self, previous: int, rng: np.random.Generator) -> int:
+    def next_draw(self, previous: int, rng: np.random.Generator) -> int:  # noqa: ARG002
         """The window after ``previous`` (the split's start when it would run past the end)."""
         start = previous + self._length
         return 0 if start + self._length + 1 > len(self.codes) else start

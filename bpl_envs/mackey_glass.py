@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from bpl_envs.checks import check_int
-from bpl_envs.sequence import (
-    SequenceBatch,
-    SequenceEnv,
-    SequenceSource,
-    SequenceVectorEnv,
-    check_fraction,
-    check_split,
-)
+from bpl_envs.checks import check_int, check_non_negative, check_open_fraction, check_positive
+from bpl_envs.sequence import SequenceBatch, SequenceEnv, SequenceSource, SequenceVectorEnv
+from bpl_envs.splits import check_split
 
 __all__ = [
     "MACKEY_GLASS_SERIES_LENGTH",
@@ -43,14 +34,6 @@ NOISE_CLIP = 4.0
 SERIES_BOUNDS = (0.0, 1.5)
 """Every value of a series from a history in (0, 1.44] lies here (x' >= -gamma x keeps it
 positive; x' <= beta max_u u/(1+u^10) - gamma x keeps it below 1.45)."""
-
-
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive float, got {value!r} ({type(value).__name__})")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite float, got {value!r}")
-    return float(value)
 
 
 def _steps_per(name: str, duration: float, dt: float) -> int:
@@ -95,14 +78,14 @@ def mackey_glass(
         float64 ``(n_samples,)``: x(washout + i · sample_step), i = 0 .. n_samples - 1.
     """
     n_samples = check_int("n_samples", n_samples, minimum=1)
-    tau, beta, gamma = _positive("tau", tau), _positive("beta", beta), _positive("gamma", gamma)
-    exponent, x0, dt = _positive("exponent", exponent), _positive("x0", x0), _positive("dt", dt)
-    sample_step = _positive("sample_step", sample_step)
-    if isinstance(washout, bool) or not isinstance(washout, numbers.Real) or washout < 0:
-        raise ValueError(f"washout must be a float >= 0, got {washout!r}")
+    tau, beta = check_positive("tau", tau), check_positive("beta", beta)
+    gamma, exponent = check_positive("gamma", gamma), check_positive("exponent", exponent)
+    x0, dt = check_positive("x0", x0), check_positive("dt", dt)
+    sample_step = check_positive("sample_step", sample_step)
+    washout = check_non_negative("washout", washout)
     delay = _steps_per("tau", tau, dt)
     every = _steps_per("sample_step", sample_step, dt)
-    first = _steps_per("washout", float(washout), dt) if washout > 0 else 0
+    first = _steps_per("washout", washout, dt) if washout > 0 else 0
     total = first + (n_samples - 1) * every
 
     def derivative(x: float, delayed: float) -> float:
@@ -172,13 +155,9 @@ class MackeyGlassSequences(SequenceSource):
     ):
         self._length = check_int("sequence_length", sequence_length, minimum=1)
         self.tau = check_int("tau", tau, minimum=1)
-        if isinstance(noise_std, bool) or not isinstance(noise_std, numbers.Real):
-            raise TypeError(f"noise_std must be a float >= 0, got {noise_std!r}")
-        if not (math.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"noise_std must be a finite float >= 0, got {noise_std!r}")
-        self.noise_std = float(noise_std)
+        self.noise_std = check_non_negative("noise_std", noise_std)
         self.split = check_split(split)
-        test_fraction = check_fraction("test_fraction", test_fraction)
+        test_fraction = check_open_fraction("test_fraction", test_fraction)
         series = mackey_glass_series(self.tau)
         cut = round(len(series) * (1.0 - test_fraction))
         self.series = series[:cut] if split == "train" else series[cut:]
@@ -222,8 +201,8 @@ class MackeyGlassSequences(SequenceSource):
 
     def build(self, draws: Sequence[Window]) -> SequenceBatch:
         starts = np.array([window.start for window in draws], dtype=np.int64)
-        noise = None if self.noise_std == 0 else np.stack([window.noise for window in draws])
-        return self._batch(starts, noise)
+        noises = [window.noise for window in draws if window.noise is not None]
+        return self._batch(starts, np.stack(noises) if noises else None)
 
     def windows(self, noise_seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The whole split cut into consecutive windows of T inputs (N = (n - 1) // T of them).

@@ -225,7 +225,7 @@ class SupervisedTaskWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Pass ``to_action(prediction)`` to the wrapped env and score the prediction."""
-        prediction = as_prediction(action, self.action_space.shape)
+        prediction = as_prediction(action, (self.output_size,))
         observation, wrapped_reward, terminated, truncated, info = self.env.step(
             self.to_action(prediction)
         )

@@ -6,7 +6,7 @@ import collections
 import json
 import os
 import pathlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class CharVocabulary:
     """
 
     characters: str
+    _order: np.ndarray = field(init=False, repr=False, compare=False)
+    _sorted_codes: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.characters, str):

@@ -14,16 +14,15 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-import gymnasium as gym
-
 from agents.experiments.held_out import (
+    HeldOutSet,
     Metric,
-    held_out_env_kwargs,
     run_held_out,
+    task_env,
     train_and_score,
 )
 from agents.experiments.training import RunConfig, comparison_runs
-from bpl_envs.adding_problem import ADDING_CHANCE_MSE
+from bpl_envs.adding_problem import ADDING_CHANCE_MSE, AddingProblemEnv
 
 __all__ = ["TEST_SEED", "TEST_SEQUENCES", "adding_cell", "check", "held_out_set", "run"]
 
@@ -34,10 +33,9 @@ TEST_SEQUENCES = 1000
 MSE = Metric("MSE", 1.0, 4, log_scale=True)
 
 
-def held_out_set(run_config: RunConfig):
+def held_out_set(run_config: RunConfig) -> HeldOutSet:
     """:data:`TEST_SEQUENCES` sequences of the run's length from ``default_rng(TEST_SEED)``."""
-    env = gym.make(run_config.env, **held_out_env_kwargs(run_config))
-    return env.unwrapped.sample(TEST_SEQUENCES, TEST_SEED)
+    return task_env(run_config, AddingProblemEnv).sample(TEST_SEQUENCES, TEST_SEED)
 
 
 def adding_cell(config: dict[str, Any]) -> dict[str, Any]:
@@ -46,8 +44,9 @@ def adding_cell(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(config: dict[str, Any]) -> None:
-    """Validate the preset (every learner's run) before anything runs."""
-    comparison_runs(config)
+    """Validate the preset (every learner's run, on the adding problem) before anything runs."""
+    for run_config in comparison_runs(config).values():
+        task_env(run_config, AddingProblemEnv)
 
 
 def run(

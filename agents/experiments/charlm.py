@@ -14,25 +14,24 @@ import math
 import pathlib
 from typing import Any
 
-import gymnasium as gym
-
 from agents.experiments.held_out import (
+    HeldOutSet,
     Metric,
-    held_out_env_kwargs,
     run_held_out,
+    task_env,
     train_and_score,
 )
 from agents.experiments.training import RunConfig, comparison_runs
+from bpl_envs.char_lm import CharLMEnv
 
 __all__ = ["charlm_cell", "check", "held_out_set", "run"]
 
 BITS = Metric("bits per character", 1.0 / math.log(2.0), 3)
 
 
-def held_out_set(run_config: RunConfig):
+def held_out_set(run_config: RunConfig) -> HeldOutSet:
     """The run's text, test split, as consecutive windows of the run's length."""
-    env = gym.make(run_config.env, **{**held_out_env_kwargs(run_config), "split": "test"})
-    return env.unwrapped.windows()
+    return task_env(run_config, CharLMEnv, split="test").windows()
 
 
 def charlm_cell(config: dict[str, Any]) -> dict[str, Any]:
@@ -41,8 +40,9 @@ def charlm_cell(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(config: dict[str, Any]) -> None:
-    """Validate the preset (every learner's run) before anything runs."""
-    comparison_runs(config)
+    """Validate the preset (every learner's run, on the character LM) before anything runs."""
+    for run_config in comparison_runs(config).values():
+        task_env(run_config, CharLMEnv)
 
 
 def run(
@@ -50,7 +50,7 @@ def run(
 ):
     """Train and test every learner for every seed; return (table, json data, figures)."""
     base = next(iter(comparison_runs(config).values()))
-    entropy = gym.make(base.env, **held_out_env_kwargs(base)).unwrapped.unigram_entropy_bits
+    entropy = task_env(base, CharLMEnv).unigram_entropy_bits
     return run_held_out(
         config,
         out,

@@ -29,8 +29,9 @@ import math
 import pathlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import gymnasium as gym
 import numpy as np
 
 from agents.evaluation import evaluate_sequences
@@ -51,12 +52,15 @@ from agents.experiments.training import (
 )
 
 __all__ = [
+    "HeldOutSet",
     "Metric",
-    "held_out_env_kwargs",
     "plot_held_out",
     "run_held_out",
+    "task_env",
     "train_and_score",
 ]
+
+EnvT = TypeVar("EnvT", bound=gym.Env)
 
 HeldOutSet = tuple[np.ndarray, np.ndarray, np.ndarray]
 """``(inputs (N, T, n_in), targets (N, T, n_out), scored (T,))``."""
@@ -74,12 +78,22 @@ class Metric:
     log_scale: bool = False
 
 
-def held_out_env_kwargs(run_config: RunConfig) -> dict[str, Any]:
-    """The run's env arguments, checked and converted, without ``stream`` (a held-out set is
-    read as separate sequences)."""
+def task_env(run_config: RunConfig, env_class: type[EnvT], **overrides: Any) -> EnvT:
+    """The run's env made by ``gym.make`` (its arguments without ``stream``: a held-out set is
+    read as separate sequences; then ``overrides``), unwrapped.
+
+    Raises:
+        ValueError: the run's env is not an ``env_class`` (the experiment's task).
+    """
     kwargs = env_arguments(run_config.env, run_config.env_kwargs)
     kwargs.pop("stream", None)
-    return kwargs
+    env = gym.make(run_config.env, **{**kwargs, **overrides}).unwrapped
+    if not isinstance(env, env_class):
+        raise ValueError(
+            f"this experiment scores {env_class.__name__} runs, but the preset's env "
+            f"{run_config.env!r} is a {type(env).__name__}"
+        )
+    return env
 
 
 def train_and_score(

@@ -13,26 +13,26 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from agents.experiments.held_out import (
+    HeldOutSet,
     Metric,
-    held_out_env_kwargs,
     run_held_out,
+    task_env,
     train_and_score,
 )
 from agents.experiments.training import RunConfig, comparison_runs
+from bpl_envs.mackey_glass import MackeyGlassEnv
 
 __all__ = ["check", "held_out_set", "mackey_glass_cell", "references", "run"]
 
 MSE = Metric("MSE", 1.0, 5, log_scale=True)
 
 
-def held_out_set(run_config: RunConfig):
+def held_out_set(run_config: RunConfig) -> HeldOutSet:
     """The series' test split as consecutive windows of the run's length (noise seed 0)."""
-    env = gym.make(run_config.env, **{**held_out_env_kwargs(run_config), "split": "test"})
-    return env.unwrapped.windows()
+    return task_env(run_config, MackeyGlassEnv, split="test").windows()
 
 
 def references(run_config: RunConfig) -> dict[str, float]:
@@ -52,8 +52,9 @@ def mackey_glass_cell(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(config: dict[str, Any]) -> None:
-    """Validate the preset (every learner's run) before anything runs."""
-    comparison_runs(config)
+    """Validate the preset (every learner's run, on Mackey-Glass) before anything runs."""
+    for run_config in comparison_runs(config).values():
+        task_env(run_config, MackeyGlassEnv)
 
 
 def run(

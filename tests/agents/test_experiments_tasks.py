@@ -131,8 +131,11 @@ def test_quick_and_full_presets_compare_the_same_learners(name):
     assert quick["env"] == full["env"] and quick["hyperparameters"] == full["hyperparameters"]
     labels = [run.learner for run in comparison_runs(quick).values()]
     assert sorted(set(labels)) == ["bp_lambda", "bptt", "dni", "nosg", "tbptt"]
-    truncations = [run.hyperparameters["n"] for run in comparison_runs(quick).values()
-                   if run.learner == "tbptt"]
+    truncations = [
+        run.hyperparameters["n"]
+        for run in comparison_runs(quick).values()
+        if run.learner == "tbptt"
+    ]
     assert len(truncations) == 2
     stream = [run for run in comparison_runs(quick).values() if run.env_kwargs.get("stream")]
     assert len(stream) == 1 and stream[0].hyperparameters["update"] == "step"
@@ -152,3 +155,17 @@ def test_a_learner_entry_may_change_env_arguments_and_they_are_checked():
     learners["BPTT"] = {"learner": "bptt", "env": "bpl/CharLM-v0"}
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['env'\]"):
         comparison_runs(config)
+
+
+def test_an_experiment_refuses_a_preset_for_another_task(tmp_path, capsys):
+    config = copy.deepcopy(load_config("adding_quick"))
+    config["env"] = "bpl/LineDraw-v0"
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        main(["reproduce", "adding", "--config", str(path), "--out", str(out), "--no-progress"])
+    assert "scores AddingProblemEnv runs, but the preset's env 'bpl/LineDraw-v0'" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()

@@ -121,7 +121,7 @@ def test_render_shows_the_marked_values_and_the_latest_prediction():
     [
         ({"sequence_length": 1}, ValueError, "sequence_length must be an int >= 2, got 1"),
         ({"sequence_length": 50.0}, TypeError, "sequence_length must be an int"),
-        ({"stream": "yes"}, TypeError, "stream must be True or False"),
+        ({"stream": "yes"}, TypeError, "stream must be a bool, got .yes."),
     ],
 )
 def test_bad_arguments_are_refused_naming_them(kwargs, error, match):

@@ -185,7 +185,7 @@ def test_render_shows_the_window_and_the_guesses():
     [
         ({"sequence_length": 0}, ValueError, "sequence_length must be an int >= 1, got 0"),
         ({"split": "dev"}, ValueError, "split must be 'train' or 'test'"),
-        ({"test_fraction": 0}, ValueError, "test_fraction must be a float in"),
+        ({"test_fraction": 0}, ValueError, r"test_fraction must be a number in \(0, 1\), got 0"),
         ({"min_count": 0}, ValueError, "min_count must be an int >= 1, got 0"),
         ({"min_count": 2.5}, TypeError, "min_count must be an int"),
         ({"vocabulary": "abc"}, TypeError, "vocabulary must be a bpl_envs.CharVocabulary"),

@@ -58,7 +58,7 @@ class PerceptualDecision(gym.Env):
         return observation
 
     def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
+        super().reset(seed=seed, options=options)
         self._new_trial()
         return self._observation(), {}
 
@@ -149,7 +149,7 @@ def test_mse_targets_and_a_box_action_space_pass_through():
         action_space = gym.spaces.Box(-5.0, 5.0, (4,), np.float32)
 
         def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
+            super().reset(seed=seed, options=options)
             self.x = self.np_random.uniform(-1, 1, (2, 2))
             return self.x, {}
 
