@@ -226,3 +226,23 @@ def test_bad_actions_are_refused(action, error, match):
     env.reset(seed=0)
     with pytest.raises(error, match=match):
         env.step(action)
+
+
+def test_a_learner_checkpoint_and_a_saved_vocabulary_read_the_test_split(tmp_path):
+    """Train on the train split, save the learner and the vocabulary; a fresh process's test env
+    built with the loaded vocabulary has the learner's sizes, and the loaded learner scores it
+    exactly as the trained one does."""
+    from agents import BPTT
+    from agents.evaluation import evaluate_sequences
+
+    train = gym.make_vec("bpl/CharLM-v0", num_envs=2, sequence_length=6, min_count=20)
+    learner = BPTT(train, hidden_size=4, seed=0).learn(episodes=2)
+    learner.save(tmp_path / "learner.pt")
+    train.unwrapped.vocabulary.save(tmp_path / "vocabulary.json")
+    vocabulary = CharVocabulary.load(tmp_path / "vocabulary.json")
+    test = gym.make_vec(
+        "bpl/CharLM-v0", num_envs=2, sequence_length=6, split="test", vocabulary=vocabulary
+    )
+    loaded = BPTT.load(tmp_path / "learner.pt", env=test)
+    windows = test.unwrapped.windows()
+    assert evaluate_sequences(loaded, *windows) == evaluate_sequences(learner, *windows)
