@@ -33,6 +33,7 @@ from gymnasium.vector.utils import batch_space
 
 from bpl_envs.checks import check_int
 from bpl_envs.losses import get_loss
+from bpl_envs.rendering import sequence_image
 from bpl_envs.task_spec import TaskSpec
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
     "stratified_split",
 ]
 
-RENDER_MODES = ["ansi"]
+RENDER_MODES = ["ansi", "rgb_array"]
 RENDER_FPS = 4
 
 
@@ -222,6 +223,22 @@ class SequenceSource(ABC):
         ``predictions`` is float64 ``(T, B, output_size)`` (NaN where none was received yet).
         """
 
+    def render_image(
+        self, batch: SequenceBatch, index: int, t: int, predictions: np.ndarray | None
+    ) -> np.ndarray:
+        """The same as an RGB image, uint8 ``(H, W, 3)``: :func:`bpl_envs.rendering.sequence_image`
+        of sequence ``index`` (inputs, targets and predictions as heat maps over time)."""
+        return sequence_image(
+            batch.inputs[:, index],
+            batch.targets[:, index],
+            batch.scored,
+            None if predictions is None else predictions[:, index],
+            t,
+            self.loss,
+            self.observation_space.low,
+            self.observation_space.high,
+        )
+
     def task_spec(self, sequence_length: int | None = None) -> TaskSpec:
         """The :class:`TaskSpec` of sequences of ``sequence_length`` (default: the next ones)."""
         return TaskSpec(
@@ -341,8 +358,10 @@ class SequenceStepper:
         observation = np.zeros((batch.batch_size, self.source.input_size), np.float32)
         return observation, rewards, True, info
 
-    def render(self, index: int) -> str:
-        return self.source.render(self.batch, index, self.t, self.predictions)
+    def render(self, index: int, render_mode: str) -> str | np.ndarray:
+        """Sequence ``index`` as text (``"ansi"``) or as an RGB image (``"rgb_array"``)."""
+        draw = self.source.render if render_mode == "ansi" else self.source.render_image
+        return draw(self.batch, index, self.t, self.predictions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,7 +382,8 @@ def _stepper_to_render(
     mode; ResetNeeded before the first reset."""
     if render_mode is None:
         gym.logger.warn(
-            "render() was called without a render mode; create the env with render_mode='ansi'"
+            "render() was called without a render mode; create the env with render_mode='ansi' "
+            "or 'rgb_array'"
         )
         return None
     if stepper is None:
@@ -389,7 +409,8 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
     Subclasses pass their :class:`SequenceSource`; the task modules document the behaviour.
     With ``stream=True`` the env never terminates: the step that answers a sequence's last token
     draws the next sequence at once, returns its first token and marks the boundary with
-    ``info["sequence_end"]=True``.
+    ``info["sequence_end"]=True``. ``render_mode="ansi"`` renders the sequence as text,
+    ``"rgb_array"`` as a uint8 ``(H, W, 3)`` heat map (:mod:`bpl_envs.rendering`).
     """
 
     metadata = {"render_modes": RENDER_MODES, "render_fps": RENDER_FPS}
@@ -436,10 +457,11 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray]):
             observations, terminated = self._stepper.observation(), False
         return observations[0], float(rewards[0]), terminated, False, info
 
-    def render(self) -> str | None:
-        """With ``render_mode="ansi"``: text showing the current sequence."""
+    def render(self) -> str | np.ndarray | None:
+        """The current sequence, its targets and the predictions so far: text with
+        ``render_mode="ansi"``, a uint8 ``(H, W, 3)`` image with ``"rgb_array"``."""
         stepper = _stepper_to_render(self.render_mode, self._stepper)
-        return None if stepper is None else stepper.render(0)
+        return None if stepper is None else stepper.render(0, self.render_mode)
 
 
 class SequenceVectorEnv(VectorEnv):
@@ -600,10 +622,13 @@ class SequenceVectorEnv(VectorEnv):
             batched[f"_{key}"] = present.copy()
         return batched
 
-    def render(self) -> tuple[str, ...] | None:
-        """With ``render_mode="ansi"``: one text per sub-env showing its current sequence."""
+    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+        """One text (``"ansi"``) or uint8 ``(H, W, 3)`` image (``"rgb_array"``) per sub-env,
+        showing its current sequence, as ``SyncVectorEnv`` returns them."""
         stepper = _stepper_to_render(self.render_mode, self._stepper)
-        return None if stepper is None else tuple(stepper.render(i) for i in range(self.num_envs))
+        if stepper is None:
+            return None
+        return tuple(stepper.render(i, self.render_mode) for i in range(self.num_envs))
 
 
 # ---------------------------------------------------------------------------------------------
