@@ -63,6 +63,8 @@ BENCHMARKS = {
     "trace-update": ("trace_update.py",
                      "BP(λ)'s trace update against one torch.bmm of the same multiply-adds"),
     "memory": ("memory.py", "peak RSS against sequence length (T = 100, 1000, 10000)"),
+    "sb3-vec-env": ("sb3_vec_env.py",
+                    "SB3 VecEnv over the native vector envs against DummyVecEnv (tokens/s)"),
 }
 """``bpl benchmark NAME``: the script of the checkout's ``benchmarks/`` folder it runs."""
 
