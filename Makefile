@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-ray lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ demo: $(STAMP)
 	@echo "Results: results/toy_quick/ and results/compare_quick/ (results.md, results.json, PNG figures)"
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not ray"
+
+# The Ray backend on a real local Ray instance: installs the ray extra, then the tests marked ray
+# (`import ray` first, so that a failed install cannot turn into skipped tests).
+test-ray: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[ray]"
+	$(PY) -c "import ray"
+	$(PY) -m pytest -q -m ray
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bpl_envs agents tests examples benchmarks

@@ -186,6 +186,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                             "'bp-lambda[ray]')")
     sweep.add_argument("--workers", type=_positive_int, default=default_workers(), metavar="N",
                        help=f"parallel processes, local backend (default {default_workers()})")
+    sweep.add_argument("--ray-address", metavar="ADDRESS",
+                       help="ray backend: the cluster's HOST:PORT, ray://HOST:PORT or auto "
+                            "(default: $RAY_ADDRESS, else a new local instance)")
     sweep.add_argument("--out", metavar="DIR", help="output folder (default sweeps/CONFIG)")
     sweep.add_argument("--force", action="store_true", help="replace the content of --out")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -425,12 +428,13 @@ def _sweep(args, parser: argparse.ArgumentParser) -> int:
     out = args.out or str(pathlib.Path("sweeps") / pathlib.Path(args.config).stem)
     try:
         summary = run_sweep(args.config, out, backend=args.backend, workers=args.workers,
-                            force=args.force, progress=not args.no_progress)
+                            force=args.force, progress=not args.no_progress,
+                            ray_address=args.ray_address)
     except KeyboardInterrupt:
         print(f"\nbpl sweep: interrupted; the runs that finished are in {out}/, without a "
               "summary", file=sys.stderr)
         return 130
-    except (*USER_ERRORS, OutputExistsError, ImportError) as error:
+    except (*USER_ERRORS, OutputExistsError, ImportError, ConnectionError) as error:
         parser.error(str(error))
     print(summary["table"])
     print(f"bpl sweep: {len(summary['runs'])} runs in {summary['elapsed_s']:.0f} s; results in "
