@@ -1,5 +1,5 @@
 """The ``bpl`` command line: list, train, reproduce the paper, compare TD(λ) with BP(λ), sweep,
-benchmark.
+tune, benchmark.
 
     bpl list                                       envs, learners, experiments and presets
     bpl train bpl/SequentialDigits-v0 --learner bp_lambda --updates 500 --lam 0.5 --core lstm
@@ -7,6 +7,7 @@ benchmark.
     bpl reproduce toy --quick                      a paper experiment: table, JSON and figures
     bpl compare --quick                            TD(λ) and BP(λ) side by side
     bpl sweep my_grid.yaml --workers 2             a grid of runs, one process per run
+    bpl tune tune_digits --trials 12 --workers 2   an Optuna search; rerun it to resume
     bpl benchmark learners --configs a --threads 1 a benchmark script of the checkout
 
 ``python -m agents.cli`` works the same. Every sub-command has ``--help``. Mistyped names (env id,
@@ -193,6 +194,26 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     sweep.add_argument("--force", action="store_true", help="replace the content of --out")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    tune = add("tune", "an Optuna search over a learner's hyper-parameters from a YAML file, "
+                       "pruned per batch, stored so that it resumes", epilog=_tune_epilog())
+    tune.add_argument("config", metavar="CONFIG", help="the tune file (YAML) or a preset name")
+    tune.add_argument("--trials", type=_positive_int, required=True, metavar="N",
+                      help="finished trials the study should hold (a resumed study runs the "
+                           "missing ones)")
+    tune.add_argument("--backend", choices=BACKENDS, default="local",
+                      help="worker processes (default) or Ray tasks (pip install "
+                           "'bp-lambda[ray]'); workers share OUT/study.db")
+    tune.add_argument("--workers", type=_positive_int, default=1, metavar="K",
+                      help="trials run in parallel (default 1)")
+    tune.add_argument("--ray-address", metavar="ADDRESS",
+                      help="ray backend: the cluster's HOST:PORT, ray://HOST:PORT or auto "
+                           "(default: $RAY_ADDRESS, else a new local instance)")
+    tune.add_argument("--out", metavar="DIR", help="output folder (default tunes/CONFIG); one "
+                                                   "holding this search resumes it")
+    tune.add_argument("--force", action="store_true",
+                      help="start over: replace the content of --out")
+    tune.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     benchmark = add("benchmark", "run one of the benchmark scripts of a source checkout "
                                  "(benchmarks/; see benchmarks/README.md)",
                     epilog="benchmarks:\n" + "".join(
@@ -210,6 +231,12 @@ def _sweep_epilog() -> str:
     from agents.experiments.sweep import SWEEP_HELP
 
     return SWEEP_HELP
+
+
+def _tune_epilog() -> str:
+    from agents.experiments.tune import TUNE_HELP
+
+    return TUNE_HELP
 
 
 # --------------------------------------------------------------------------------- list
@@ -442,6 +469,34 @@ def _sweep(args, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- tune
+def _tune(args, parser: argparse.ArgumentParser) -> int:
+    from agents.experiments.output import OutputExistsError
+    from agents.experiments.tune import run_tune
+
+    out = args.out or str(pathlib.Path("tunes") / pathlib.Path(args.config).stem)
+    try:
+        results = run_tune(args.config, out, trials=args.trials, backend=args.backend,
+                           workers=args.workers, force=args.force, progress=not args.no_progress,
+                           ray_address=args.ray_address)
+    except KeyboardInterrupt:
+        print(f"\nbpl tune: interrupted; the finished trials are in {out}/study.db (results.md "
+              f"shows them). Resume with the same command: bpl tune {args.config} --trials "
+              f"{args.trials} --out {out}", file=sys.stderr)
+        return 130
+    except (*USER_ERRORS, OutputExistsError, ImportError, ConnectionError) as error:
+        parser.error(str(error))
+    print(results["table"])
+    counts = ", ".join(f"{n} {state}" for state, n in results["counts"].items() if n)
+    best = results["best"]
+    if best is not None:
+        print(f"bpl tune: best trial {best['number']}: {results['metric']} {best['value']:.4g} "
+              f"with {best['params']}")
+    print(f"bpl tune: {counts}; results in {out}/ (results.md, results.json, study.db, "
+          + ", ".join(results["figures"] or ["no figure before a trial completes"]) + ")")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bpl`` console script; returns the exit status."""
     parser, sub, train_flags = _parser()
@@ -461,6 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reproduce(args, "compare", sub["compare"])
     if args.command == "benchmark":
         return _benchmark(args.name, args.script_args, sub["benchmark"])
+    if args.command == "tune":
+        return _tune(args, sub["tune"])
     return _sweep(args, sub["sweep"])
 
 

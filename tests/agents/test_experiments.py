@@ -43,6 +43,7 @@ from agents.experiments.training import (
     env_arguments,
     read_progress,
 )
+from agents.experiments.tune import TuneConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SQRT_03 = math.sqrt(np.mean(((np.arange(1, 20) - 10) / 10) ** 2))  # zero values, 19 states
@@ -118,6 +119,9 @@ def test_every_preset_is_valid(name):
     config = load_config(name)
     if name.startswith("sweep_"):
         assert len(expand_grid(config, name)) > 1
+        return
+    if name.startswith("tune_"):
+        assert len(TuneConfig.from_mapping(config, name).ranges) > 1
         return
     if "env" in config:
         run = RunConfig.from_file(name)[0].resolved()

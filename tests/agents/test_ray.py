@@ -43,15 +43,26 @@ def test_an_address_where_no_cluster_listens_is_refused_by_name(tmp_path, capsys
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(GRID))
     with pytest.raises(SystemExit) as stop:
-        main(["sweep", str(grid), "--backend", "ray", "--ray-address", address,
-              "--out", str(tmp_path / "out"), "--no-progress"])
+        main(
+            [
+                "sweep",
+                str(grid),
+                "--backend",
+                "ray",
+                "--ray-address",
+                address,
+                "--out",
+                str(tmp_path / "out"),
+                "--no-progress",
+            ]
+        )
     assert stop.value.code == 2
     error = capsys.readouterr().err
     assert f"cannot reach the Ray cluster at '{address}'" in error and "ray start --head" in error
     assert not (tmp_path / "out").exists() and not ray.is_initialized()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
@@ -62,10 +73,14 @@ def test_a_sweep_on_ray_equals_the_local_backend_cell_for_cell(tmp_path, local_r
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(GRID))
     outs = {backend: tmp_path / backend for backend in ("ray", "local")}
-    assert main(["sweep", str(grid), "--backend", "ray", "--out", str(outs["ray"]),
-                 "--no-progress"]) == 0
-    assert main(["sweep", str(grid), "--workers", "2", "--out", str(outs["local"]),
-                 "--no-progress"]) == 0
+    assert (
+        main(["sweep", str(grid), "--backend", "ray", "--out", str(outs["ray"]), "--no-progress"])
+        == 0
+    )
+    assert (
+        main(["sweep", str(grid), "--workers", "2", "--out", str(outs["local"]), "--no-progress"])
+        == 0
+    )
     summaries = {b: json.loads((out / "summary.json").read_text()) for b, out in outs.items()}
     assert summaries["ray"]["backend"] == "ray" and summaries["local"]["backend"] == "local"
     ray_runs, local_runs = summaries["ray"]["runs"], summaries["local"]["runs"]
@@ -81,3 +96,44 @@ def test_a_sweep_on_ray_equals_the_local_backend_cell_for_cell(tmp_path, local_r
         for p, q in zip(a.core.parameters(), b.core.parameters(), strict=True):
             assert torch.equal(p, q)
     assert summaries["ray"]["table"] == summaries["local"]["table"]
+
+
+def test_a_tune_on_ray_runs_its_workers_as_ray_tasks_on_one_study(tmp_path, local_ray):
+    tune_file = tmp_path / "tune.yaml"
+    tune_file.write_text(
+        yaml.safe_dump(
+            {
+                "env": "bpl/LineDraw-v0",
+                "env_kwargs": {"sequence_length": 3},
+                "learner": "bp_lambda",
+                "num_envs": 2,
+                "updates": 3,
+                "hyperparameters": {"hidden_size": 3},
+                "search": {"lam": {"uniform": [0.0, 1.0]}},
+                "pruner": "none",
+            }
+        )
+    )
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "tune",
+                str(tune_file),
+                "--backend",
+                "ray",
+                "--workers",
+                "2",
+                "--trials",
+                "3",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert results["counts"]["complete"] == 3
+    assert len({row["params"]["lam"] for row in results["trials"]}) == 3
+    assert all(row["batches"] == 3 for row in results["trials"])
