@@ -6,6 +6,9 @@ rewards, dones and info dicts (with ``terminal_observation`` and ``TimeLimit.tru
 the same ``reset_infos``.
 """
 
+import pathlib
+import runpy
+import sys
 import warnings
 
 import gymnasium as gym
@@ -230,3 +233,25 @@ def test_the_single_env_stays_valid_for_sb3s_checker_with_rgb_array():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(gym.make("bpl/CopyRepeat-v0", render_mode="rgb_array").unwrapped)
+
+
+def test_the_rl_memory_benchmark_example_runs_and_writes_its_figure(tmp_path, monkeypatch, capsys):
+    example = pathlib.Path(__file__).parents[2] / "examples" / "rl_memory_benchmark.py"
+    figure = tmp_path / "curves.png"
+    arguments = [
+        "--steps",
+        "512",
+        "--eval-every",
+        "256",
+        "--num-envs",
+        "4",
+        "--eval-sequences",
+        "8",
+        "--out",
+        str(figure),
+    ]
+    monkeypatch.setattr(sys, "argv", [str(example), *arguments])
+    runpy.run_path(str(example), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert printed.count("held-out loss") == 4  # two evaluations per learner
+    assert figure.read_bytes().startswith(b"\x89PNG")
