@@ -158,7 +158,7 @@ def test_interrupted_search_resumes_without_losing_finished_trials(tmp_path, mon
 def test_ctrl_c_on_the_command_line_keeps_the_finished_trials(tmp_path):
     """A real SIGINT to `bpl tune` in the middle of a trial, then the same command resumes."""
     out = tmp_path / "out"
-    config = write(tmp_path, updates=40)
+    config = write(tmp_path, updates=20)
     command = [
         sys.executable,
         "-m",
