@@ -58,6 +58,7 @@ from agents.experiments.output import (
     write_json,
     write_text,
 )
+from agents.experiments.output_folder import atomic_write, record_output
 from agents.experiments.parallel import BACKENDS, connect_ray, run_cells
 from agents.experiments.search_space import (
     Range,
@@ -297,6 +298,8 @@ def _prepare_folder(out: pathlib.Path, data: Mapping[str, Any], force: bool) -> 
             )
         return
     prepare_output_dir(out, force)
+    for name in (STUDY_FILE, STUDY_FILE + "-journal"):  # SQLite writes them: --force removes them
+        record_output(out / name)
     write_text(saved, yaml.safe_dump(dict(data), sort_keys=False))
 
 
@@ -450,6 +453,13 @@ def write_results(out: pathlib.Path, config: TuneConfig, study) -> dict[str, Any
     return results
 
 
+def _save_png(figure, path: pathlib.Path) -> None:
+    """Save a pyplot figure as PNG, atomically and recorded in the output folder's manifest."""
+    atomic_write(
+        path, lambda file: figure.savefig(file, dpi=100, format="png", bbox_inches="tight")
+    )
+
+
 def _plot(out: pathlib.Path, study, config: TuneConfig, complete: int) -> list[str]:
     """Optuna's optimisation history (from 1 completed trial) and parameter importances (from
     2, with at least one range): PNG files, names returned."""
@@ -465,7 +475,8 @@ def _plot(out: pathlib.Path, study, config: TuneConfig, complete: int) -> list[s
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is experimental")
             axes = plot(study, target_name=config.metric)
-        axes.figure.set_size_inches(8, 4.5)
-        axes.figure.savefig(out / name, dpi=100, bbox_inches="tight")
-        plt.close(axes.figure)
+        figure = axes.figure
+        figure.set_size_inches(8, 4.5)
+        _save_png(figure, out / name)
+        plt.close(figure)
     return list(plots)

@@ -42,7 +42,11 @@ def write(tmp_path, **changes):
 
 
 def load(out):
-    return optuna.load_study(study_name="bpl_tune", storage=f"sqlite:///{out / 'study.db'}")
+    """The study in ``out``, read while a search may be writing it (waiting for its lock)."""
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{out / 'study.db'}", engine_kwargs={"connect_args": {"timeout": 60}}
+    )
+    return optuna.load_study(study_name="bpl_tune", storage=storage)
 
 
 class LossPerBatch(BaseCallback):
@@ -224,7 +228,7 @@ def test_output_folder_rules(tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match="already holds results"):
+    with pytest.raises(OutputExistsError, match="already holds files"):
         run_tune(str(other), busy, trials=1, progress=False)
     assert (busy / "notes.txt").read_text() == "mine"
 
