@@ -39,9 +39,7 @@ through the SQLite file, so they must see the same filesystem; run one ``bpl tun
 
 from __future__ import annotations
 
-import math
 import pathlib
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,14 +49,8 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.experiments.config import check_keys, load_config
-from agents.experiments.output import (
-    OutputExistsError,
-    markdown_table,
-    prepare_output_dir,
-    write_json,
-    write_text,
-)
-from agents.experiments.output_folder import atomic_write, record_output
+from agents.experiments.output import OutputExistsError, prepare_output_dir, write_text
+from agents.experiments.output_folder import record_output
 from agents.experiments.parallel import BACKENDS, connect_ray, run_cells
 from agents.experiments.search_space import (
     Range,
@@ -75,6 +67,7 @@ from agents.experiments.training import (
     test_metrics,
     train_in_memory,
 )
+from agents.experiments.tune_results import write_results
 
 __all__ = ["TUNE_HELP", "TuneConfig", "run_tune", "tune_worker"]
 
@@ -369,114 +362,12 @@ def run_tune(
             tune_worker, cells, workers=len(cells) or 1, backend=backend, ray_address=ray_address
         )
     finally:
-        results = write_results(out, config, _open_study(out, config))
+        results = write_results(
+            out,
+            _open_study(out, config),
+            metric=config.metric,
+            direction=config.direction,
+            parameters=[entry.name for entry in config.ranges],
+            title=f"Tune {config.run.learner} on {config.run.env}",
+        )
     return results
-
-
-# ------------------------------------------------------------------------------- results
-def _row(trial) -> dict[str, Any]:
-    values = trial.intermediate_values
-    last = values[max(values)] if values else None
-    return {
-        "number": trial.number,
-        "state": trial.state.name.lower(),
-        "value": trial.value if trial.state.name == "COMPLETE" else last,
-        "params": trial.params,
-        "batches": len(values),
-        "test": {k: v for k, v in trial.user_attrs.items() if k.startswith("test/")},
-        "diverged": trial.user_attrs.get("diverged"),
-        "retry_of": trial.user_attrs.get("retry_of"),
-        "duration_s": None if trial.duration is None else trial.duration.total_seconds(),
-    }
-
-
-def _order(row: dict[str, Any], direction: str) -> tuple:
-    rank = {"complete": 0, "pruned": 1}.get(row["state"], 2)
-    value = row["value"] if row["value"] is not None else math.inf
-    return rank, value if direction == "minimize" else -value, row["number"]
-
-
-def _format(value: Any) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def write_results(out: pathlib.Path, config: TuneConfig, study) -> dict[str, Any]:
-    """Write results.md, results.json and Optuna's plots for ``study``; return the JSON data."""
-    rows = sorted(
-        (_row(t) for t in study.get_trials(deepcopy=False)),
-        key=lambda row: _order(row, config.direction),
-    )
-    names = [entry.name for entry in config.ranges]
-    tests = sorted({k for row in rows for k in row["test"]})
-    header = ["trial", "state", config.metric, *names, *tests, "batches"]
-    table = markdown_table(
-        header,
-        [
-            [
-                row["number"],
-                row["state"],
-                _format(row["value"]),
-                *(_format(row["params"].get(n)) for n in names),
-                *(_format(row["test"].get(k)) for k in tests),
-                row["batches"],
-            ]
-            for row in rows
-        ],
-    )
-    complete = [row for row in rows if row["state"] == "complete"]
-    best = complete[0] if complete else None
-    counts = {
-        state: sum(row["state"] == state for row in rows)
-        for state in ("complete", "pruned", "fail", "waiting", "running")
-    }
-    title = (
-        f"{config.metric} ({config.direction}; mean over the last 10 % of batches; pruned "
-        "trials: the last value reported)"
-    )
-    write_text(
-        out / "results.md",
-        f"# Tune {config.run.learner} on {config.run.env}\n\n{title}, best first.\n\n{table}",
-    )
-    figures = _plot(out, study, config, len(complete))
-    results = {
-        "metric": config.metric,
-        "direction": config.direction,
-        "best": best,
-        "counts": counts,
-        "trials": rows,
-        "table": table,
-        "figures": figures,
-    }
-    write_json(out / "results.json", results)
-    return results
-
-
-def _save_png(figure, path: pathlib.Path) -> None:
-    """Save a pyplot figure as PNG, atomically and recorded in the output folder's manifest."""
-    atomic_write(
-        path, lambda file: figure.savefig(file, dpi=100, format="png", bbox_inches="tight")
-    )
-
-
-def _plot(out: pathlib.Path, study, config: TuneConfig, complete: int) -> list[str]:
-    """Optuna's optimisation history (from 1 completed trial) and parameter importances (from
-    2, with at least one range): PNG files, names returned."""
-    if complete == 0:
-        return []
-    import matplotlib.pyplot as plt  # Optuna's matplotlib plots draw with pyplot
-    from optuna.visualization import matplotlib as optuna_plots
-
-    plots = {"optimization_history.png": optuna_plots.plot_optimization_history}
-    if complete >= 2:
-        plots["param_importances.png"] = optuna_plots.plot_param_importances
-    for name, plot in plots.items():
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is experimental")
-            axes = plot(study, target_name=config.metric)
-        figure = axes.figure
-        figure.set_size_inches(8, 4.5)
-        _save_png(figure, out / name)
-        plt.close(figure)
-    return list(plots)
