@@ -25,7 +25,7 @@ __all__ = ["BACKENDS", "connect_ray", "default_workers", "require_ray", "run_cel
 BACKENDS = ("local", "ray")
 RAY_CONNECT_TIMEOUT_S = 5.0
 """How long :func:`connect_ray` waits for a TCP connection to a cluster's address (``ray.init``
-itself waits minutes for an address where nothing listens)."""
+itself was still waiting after 10 minutes for an address where nothing listens)."""
 
 
 def default_workers() -> int:
