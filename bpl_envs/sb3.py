@@ -122,7 +122,10 @@ class NativeVecEnv(VecEnv):
                 "a vector env resets every sub-env with the same options; set_options got "
                 f"different ones per sub-env: {self._options}"
             )
-        observations, infos = self.vector_env.reset(seed=seeds, options=options or None)
+        observations, infos = self.vector_env.reset(
+            seed=seeds,  # type: ignore[arg-type]  # a list per sub-env, as Gymnasium's own take
+            options=options or None,
+        )
         self.reset_infos = split_infos(infos, self.num_envs)
         self._reset_seeds()
         self._reset_options()
@@ -178,7 +181,11 @@ class NativeVecEnv(VecEnv):
         setattr(self.vector_env, attr_name, value)
 
     def env_method(
-        self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
     ) -> list[Any]:
         """Call the vector env's method once; its result, once per sub-env."""
         self._check_all("env_method", indices)
@@ -186,8 +193,11 @@ class NativeVecEnv(VecEnv):
         return [result] * self.num_envs
 
     def env_is_wrapped(
-        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+        self,
+        wrapper_class: type[gym.Wrapper],  # noqa: ARG002 (SB3's VecEnv signature)
+        indices: VecEnvIndices = None,
     ) -> list[bool]:
+        """False for every requested index: a vector env has no sub-env objects to wrap."""
         return [False] * self._count(indices)
 
     def get_images(self) -> Sequence[np.ndarray | None]:
@@ -197,7 +207,13 @@ class NativeVecEnv(VecEnv):
                 f"get_images needs render_mode='rgb_array', got {self.render_mode!r}; create the "
                 "vector env with render_mode='rgb_array'"
             )
-        return list(self.vector_env.render())
+        images = self.vector_env.render()
+        if images is None:
+            raise RuntimeError(
+                f"{type(self.vector_env).__name__}.render() returned None with "
+                "render_mode='rgb_array'"
+            )
+        return [np.asarray(image) for image in images]
 
 
 def make_native_vec_env(

@@ -157,12 +157,15 @@ def parse_search_space(
     return ranges
 
 
-def _named_spec(spec: Any, table: Mapping[str, str], default: str, where: str):
+def _named_spec(
+    spec: Any, table: Mapping[str, str], default: str, where: str
+) -> tuple[str, dict[str, Any]]:
     """``(name, options)`` of a ``NAME`` or ``{NAME: {OPTION: VALUE}}`` entry."""
+    options: Any = {}
     if spec is None:
         return default, {}
     if isinstance(spec, str):
-        name, options = spec, {}
+        name = spec
     elif isinstance(spec, Mapping) and len(spec) == 1:
         ((name, options),) = spec.items()
         options = {} if options is None else options

@@ -68,6 +68,7 @@ from agents.experiments.training import (
     train_in_memory,
 )
 from agents.experiments.tune_results import write_results
+from bpl_envs.checks import check_int
 
 __all__ = ["TUNE_HELP", "TuneConfig", "run_tune", "tune_worker"]
 
@@ -338,9 +339,8 @@ def run_tune(
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     if ray_address is not None and backend != "ray":
         raise ValueError(f"ray_address is for backend='ray', got backend={backend!r}")
-    for name, value in (("trials", trials), ("workers", workers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    trials = check_int("trials", trials, minimum=1)
+    workers = check_int("workers", workers, minimum=1)
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = load_config(config_file)

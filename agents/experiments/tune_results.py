@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 import pathlib
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from agents.experiments.output import markdown_table, write_json, write_text
 from agents.experiments.output_folder import atomic_write
@@ -125,14 +128,16 @@ def _plot(out: pathlib.Path, study, metric: str, complete: int) -> list[str]:
     import matplotlib.pyplot as plt  # Optuna's matplotlib plots draw with pyplot
     from optuna.visualization import matplotlib as optuna_plots
 
-    plots = {"optimization_history.png": optuna_plots.plot_optimization_history}
+    plots: dict[str, Callable[..., Axes]] = {
+        "optimization_history.png": optuna_plots.plot_optimization_history
+    }
     if complete >= 2:
         plots["param_importances.png"] = optuna_plots.plot_param_importances
     for name, plot in plots.items():
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is experimental")
             axes = plot(study, target_name=metric)
-        figure = axes.figure
+        figure = cast(Figure, axes.figure)  # a plot's own figure, not a sub-figure
         figure.set_size_inches(8, 4.5)
         _save_png(figure, out / name)
         plt.close(figure)

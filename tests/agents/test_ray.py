@@ -69,7 +69,8 @@ def local_ray():
     ray.shutdown()
 
 
-def test_a_sweep_on_ray_equals_the_local_backend_cell_for_cell(tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_a_sweep_on_ray_equals_the_local_backend_cell_for_cell(tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump(GRID))
     outs = {backend: tmp_path / backend for backend in ("ray", "local")}
@@ -98,7 +99,8 @@ def test_a_sweep_on_ray_equals_the_local_backend_cell_for_cell(tmp_path, local_r
     assert summaries["ray"]["table"] == summaries["local"]["table"]
 
 
-def test_a_tune_on_ray_runs_its_workers_as_ray_tasks_on_one_study(tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_a_tune_on_ray_runs_its_workers_as_ray_tasks_on_one_study(tmp_path):
     tune_file = tmp_path / "tune.yaml"
     tune_file.write_text(
         yaml.safe_dump(

@@ -27,11 +27,17 @@ def line_draw_loss_by_hand(learner):
 
 
 def test_eval_and_checkpoint_callbacks_in_a_callback_list(tmp_path):
-    learner = BPLambda(gym.make_vec("bpl/LineDraw-v0", num_envs=2), hidden_size=8, seed=0,
-                       lr_core=1e-2, lr_readout=1e-2)
+    learner = BPLambda(
+        gym.make_vec("bpl/LineDraw-v0", num_envs=2),
+        hidden_size=8,
+        seed=0,
+        lr_core=1e-2,
+        lr_readout=1e-2,
+    )
     eval_env = Monitor(gym.make("bpl/LineDraw-v0"))
-    evaluation = EvalCallback(eval_env, n_eval_episodes=2, eval_freq=20,
-                              log_path=str(tmp_path / "eval"), warn=False)
+    evaluation = EvalCallback(
+        eval_env, n_eval_episodes=2, eval_freq=20, log_path=str(tmp_path / "eval"), warn=False
+    )
     checkpoint = CheckpointCallback(save_freq=20, save_path=str(tmp_path / "ckpt"))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Training and eval env are not of the same")
@@ -39,8 +45,7 @@ def test_eval_and_checkpoint_callbacks_in_a_callback_list(tmp_path):
 
     results = np.load(tmp_path / "eval" / "evaluations.npz")
     assert list(results["timesteps"]) == [40, 80]
-    assert evaluation.last_mean_reward == pytest.approx(-line_draw_loss_by_hand(learner),
-                                                        rel=1e-5)
+    assert evaluation.last_mean_reward == pytest.approx(-line_draw_loss_by_hand(learner), rel=1e-5)
     saved = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert saved == ["rl_model_40_steps.zip", "rl_model_80_steps.zip"]
     reloaded = BPLambda.load(tmp_path / "ckpt" / "rl_model_80_steps.zip")
@@ -67,12 +72,16 @@ def test_evaluate_policy_and_eval_callback_run_td_lambda_on_the_random_walk(tmp_
     td = TDLambda(gym.make("bpl/RandomWalk-v0"), lam=0.8, alpha=0.1, seed=0)
     eval_env = DummyVecEnv([lambda: Monitor(gym.make("bpl/RandomWalk-v0"))])
     eval_env.seed(7)
-    returns, lengths = evaluate_policy(td, eval_env, n_eval_episodes=4,
-                                       return_episode_rewards=True)
+    returns, lengths = evaluate_policy(td, eval_env, n_eval_episodes=4, return_episode_rewards=True)
     assert (returns, lengths) == random_walk_episodes(7, 4)
 
-    evaluation = EvalCallback(Monitor(gym.make("bpl/RandomWalk-v0")), n_eval_episodes=3,
-                              eval_freq=50, log_path=str(tmp_path), warn=False)
+    evaluation = EvalCallback(
+        Monitor(gym.make("bpl/RandomWalk-v0")),
+        n_eval_episodes=3,
+        eval_freq=50,
+        log_path=str(tmp_path),
+        warn=False,
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Training and eval env are not of the same")
         td.learn(total_timesteps=100, callback=evaluation)  # whole episodes: may pass 100
