@@ -172,7 +172,7 @@ class AddingProblemEnv(SequenceEnv):
     | Parameter         | Type          | Default | Description                      |
     |-------------------|---------------|---------|----------------------------------|
     | `sequence_length` | int >= 2      | `50`    | T, tokens per sequence           |
-    | `render_mode`     | `"ansi"`/None | `None`  | render() shows values and sum    |
+    | `render_mode`     | str or None   | `None`  | `"ansi"` (values, sum), `"rgb_array"` |
     | `stream`          | bool          | `False` | never terminate; see Episode End |
 
     No reset options. `env.unwrapped.task` is `TaskSpec(2, 1, "mse", "last", T)`.

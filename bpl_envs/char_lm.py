@@ -274,7 +274,7 @@ class CharLMEnv(SequenceEnv):
     | `test_fraction`   | float in (0, 1)    | `0.1`     | the last share of the text: test     |
     | `min_count`       | int >= 1/None      | `None`    | vocabulary threshold (None: 5)       |
     | `vocabulary`      | CharVocabulary/None| `None`    | a fixed vocabulary instead           |
-    | `render_mode`     | `"ansi"`/None      | `None`    | render() shows the text and guesses  |
+    | `render_mode`     | str or None        | `None`    | `"ansi"` (the text), `"rgb_array"`   |
     | `stream`          | bool               | `False`   | read continuously; see Episode End   |
 
     `min_count` (only without `vocabulary`): characters seen fewer times in the train split map

@@ -310,7 +310,7 @@ class MackeyGlassEnv(SequenceEnv):
     | `noise_std`       | float >= 0         | `0.0`     | std of the observation noise        |
     | `split`           | `"train"`/`"test"` | `"train"` | which part of the series to read    |
     | `test_fraction`   | float in (0, 1)    | `0.2`     | the last share of the series: test  |
-    | `render_mode`     | `"ansi"`/None      | `None`    | render() shows the latest steps     |
+    | `render_mode`     | str or None        | `None`    | `"ansi"` (a table), `"rgb_array"`   |
     | `stream`          | bool               | `False`   | read continuously; see Episode End  |
 
     No reset options. `env.unwrapped.task` is `TaskSpec(1, 1, "mse", "all", T)`.
