@@ -190,7 +190,7 @@ class BPLambda(SequenceLearner):
         ]
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad, final) -> None:
         if self.update == "step":
             self._zero_grads()
         s_t, cache_t = self._state, self._cache

@@ -67,7 +67,7 @@ class _ChunkedBackprop(SequenceLearner):
         self._chunk: list[tuple[StepCache, torch.Tensor]] = []  # (cache_t, l_t) per token
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad, final) -> None:
         if self.update == "step" and not self._chunk:
             self._zero_grads()
         self._chunk.append((self._cache, self._immediate_gradient(loss_grad)))

@@ -31,7 +31,7 @@ class NoSG(SequenceLearner):
     """
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad, final) -> None:
         if self.update == "step":
             self._zero_grads()
         self._watch(loss_grad)

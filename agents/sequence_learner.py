@@ -214,7 +214,7 @@ class SequenceLearner(BaseLearner):
             loss_grad = self.loss.gradient(prediction.detach(), target)
             loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
             self._token_index = step
-            self._learn_step(loss_grad, target, scored_t, final)
+            self._learn_step(loss_grad, final)
             if scored.any():
                 losses += float(np.asarray(info["loss"])[scored].sum())
                 scored_steps += int(scored.sum())
@@ -284,15 +284,11 @@ class SequenceLearner(BaseLearner):
         return self.readout(self._hidden)
 
     @abstractmethod
-    def _learn_step(
-        self, loss_grad: torch.Tensor, target: torch.Tensor, scored: torch.Tensor, final: bool
-    ) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
         """Learn from the step just taken.
 
         Args:
             loss_grad: d(batch-mean loss)/d prediction, (B, output_size), zero on unscored steps.
-            target: the step's targets (B, output_size).
-            scored: 1.0 where the step carries a loss, (B,).
             final: True on the last token of the sequences.
         """
 
