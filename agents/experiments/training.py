@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import io
 import json
 import math
@@ -271,7 +270,7 @@ def build_learner(config: RunConfig, verbose: int = 0):
     cls = learner_class(config.learner)
     kwargs = hp.resolve(cls, config.hyperparameters, owner=f"learner {config.learner!r}")
     env = build_env(config.env, config.env_kwargs, config.num_envs, _is_sequence_learner(cls))
-    if "n_envs" in inspect.signature(cls.__init__).parameters:
+    if "n_envs" in hp.constructor_parameters(cls):
         kwargs["n_envs"] = config.num_envs
     return cls(env, seed=config.seed, verbose=verbose, **kwargs)
 
