@@ -29,8 +29,10 @@ RECURRENT = sorted(name for name, entry in LEARNERS.items()
 
 
 def test_registry_names_every_learner_with_a_description():
-    assert set(LEARNERS) == {"bp_lambda", "bptt", "tbptt", "dni", "nosg", "rtrl", "td_lambda"}
-    assert RECURRENT == ["bp_lambda", "bptt", "dni", "nosg", "rtrl", "tbptt"]
+    assert set(LEARNERS) == {"bp_lambda", "bptt", "tbptt", "dni", "nosg", "rtrl", "uoro", "snap1",
+                             "eprop", "td_lambda"}
+    assert RECURRENT == ["bp_lambda", "bptt", "dni", "eprop", "nosg", "rtrl", "snap1", "tbptt",
+                         "uoro"]
     assert LEARNERS["td_lambda"].cls is TDLambda
     assert all(entry.description for entry in LEARNERS.values())
     with pytest.raises(ValueError, match=r"unknown learner 'lstm'; choose one of \['bp_lambda'"):
