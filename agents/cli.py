@@ -214,6 +214,7 @@ def _list(args, parser: argparse.ArgumentParser) -> int:
     from agents.experiments.config import preset_names
     from agents.experiments.hyperparameters import hyperparameters_of
     from agents.experiments.training import learner_class, learner_names
+    from agents.registry import ENTRY_POINT_GROUP, plugin_errors
 
     def section(title: str, items: dict[str, str]) -> None:
         print(title)
@@ -224,6 +225,9 @@ def _list(args, parser: argparse.ArgumentParser) -> int:
 
     section("Environments (gym ids; `import bpl_envs` registers them):", bpl_envs.ENV_IDS)
     section("Learners (bpl train ENV_ID --learner NAME):", learner_names())
+    broken = plugin_errors()
+    if broken:
+        section(f"Learner entry points that failed to load ({ENTRY_POINT_GROUP}):", broken)
     section("Experiments (bpl reproduce NAME; compare is also `bpl compare`):",
             {name: e.description for name, e in EXPERIMENTS.items()})
     section("Benchmarks (bpl benchmark NAME, from a source checkout):",

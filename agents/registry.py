@@ -235,7 +235,8 @@ def load_plugins(*, reload: bool = False) -> dict[str, str]:
     with a registered name is skipped with a :class:`PluginWarning`.
 
     Returns:
-        entry-point name -> why it was not registered (empty when all loaded).
+        entry-point name -> ``"module:attribute (from distribution version): why"`` for each
+        one not registered (empty when all loaded).
     """
     global _plugins_loaded
     if _plugins_loaded and not reload:
@@ -271,9 +272,10 @@ def load_plugins(*, reload: bool = False) -> dict[str, str]:
 
 
 def _plugin_failed(point: importlib.metadata.EntryPoint, origin: str, reason: str) -> None:
-    message = f"{point.name} = {point.value} (from {origin}): {reason}"
+    message = f"{point.value} (from {origin}): {reason}"
     _plugin_errors[point.name] = message
-    warnings.warn(f"learner entry point not registered: {message}", PluginWarning, stacklevel=2)
+    warnings.warn(f"learner entry point {point.name!r} not registered: {message}", PluginWarning,
+                  stacklevel=2)
 
 
 def plugin_errors() -> dict[str, str]:

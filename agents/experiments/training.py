@@ -43,7 +43,7 @@ from agents.experiments import hyperparameters as hp
 from agents.experiments.config import check_keys, load_config
 from agents.experiments.output import new_figure, prepare_output_dir, save_figure, write_json
 from agents.experiments.parallel import run_cells
-from agents.registry import LEARNERS, get_learner
+from agents.registry import BUILT_IN, get_learner, learner_entries
 from agents.sequence_learner import SequenceLearner
 
 __all__ = [
@@ -76,8 +76,12 @@ FINAL_FRACTION = 0.1  # final metrics: mean over the last 10 % of logged batches
 
 # ---------------------------------------------------------------------------- configuration
 def learner_names() -> dict[str, str]:
-    """Registered learner name -> one-line description."""
-    return {name: entry.description for name, entry in LEARNERS.items()}
+    """Registered learner name -> one-line description (naming the distribution or
+    ``register_learner`` for a learner that is not built in)."""
+    return {
+        name: entry.description + ("" if entry.origin == BUILT_IN else f" [{entry.origin}]")
+        for name, entry in learner_entries().items()
+    }
 
 
 def learner_class(name: str) -> type:
