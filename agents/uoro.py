@@ -42,7 +42,9 @@ class UORO(SequenceLearner):
         **kwargs: ``core`` (any core), ``hidden_size``, ``activation``, ``lr_core``,
             ``lr_readout``, ``update``, ``n_envs``, ``dtype``, ``device``, ``seed``, ``verbose``
             as :class:`~agents.sequence_learner.SequenceLearner`. ``seed`` also seeds the random
-            signs (their generator is saved in checkpoints, so a resumed run draws the same).
+            signs; their generator is saved in checkpoints, so a resumed run draws the same signs
+            (loaded onto another device type, whose generators differ, a checkpoint draws from a
+            generator seeded with ``seed`` instead).
     """
 
     def __init__(self, env, *, epsilon: float = 1e-7, **kwargs: Any) -> None:
@@ -104,11 +106,13 @@ class UORO(SequenceLearner):
         return {**super()._hyperparameters(), "epsilon": self.epsilon}
 
     def _get_state(self) -> dict[str, Any]:
-        return {**super()._get_state(), "sign_generator": self._signs.get_state()}
+        return {**super()._get_state(), "sign_generator": self._signs.get_state(),
+                "sign_generator_device": self.device.type}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
-        self._signs.set_state(state["sign_generator"])
+        if state["sign_generator_device"] == self.device.type:
+            self._signs.set_state(state["sign_generator"])
 
 
 def _norms(tensors: list[torch.Tensor]) -> torch.Tensor:
