@@ -7,7 +7,8 @@ cross-entropy at the last row), then scored on the whole test split
 with :func:`agents.evaluation.evaluate_sequences` (through
 :func:`agents.experiments.training.test_metrics`). With ``--mnist-root DIR`` the same comparison
 runs on ``bpl/SequentialMNIST-v0`` read from the IDX files in DIR, with the paper's seqMNIST
-preset (LSTM H = 30, Adam 3e-4, batch 50, 50 epochs, λ = 1, γ = 0.9, β = 0.1; ALGORITHM.md §5).
+preset (LSTM H = 30, Adam 3e-4, batch 50, 50 epochs, λ = 1, γ = 0.9, β = 0.1;
+docs/algorithm.md#sequential-mnist).
 
 ``bpl reproduce digits`` writes:
 

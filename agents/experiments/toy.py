@@ -5,7 +5,8 @@ Only the synthesiser learns in the "frozen" condition (RNN and readout stay at t
 initialisation); in the "learning" condition the RNN and readout learn too. After training, the
 cosine alignment between g(s_t) and the true future gradient G_t (by autograd through the same
 sequences, :func:`agents.analysis.alignment`) is measured at every step t = 0 .. T-2, for each λ
-and sequence length T (ALGORITHM.md §5). Each seed draws a different random RNN.
+and sequence length T (docs/algorithm.md#toy-task-line-draw). Each seed draws a different random
+RNN.
 
 ``bpl reproduce toy`` writes:
 

@@ -41,7 +41,14 @@ import bpl_envs  # noqa: F401  (registers the bpl/ ids)
 from agents.evaluation import evaluate_sequences, last_step_targets
 from agents.experiments import hyperparameters as hp
 from agents.experiments.config import check_keys, load_config
-from agents.experiments.output import new_figure, prepare_output_dir, save_figure, write_json
+from agents.experiments.output import (
+    new_figure,
+    prepare_output_dir,
+    save_figure,
+    write_json,
+    write_text,
+)
+from agents.experiments.output_folder import atomic_write, record_output
 from agents.experiments.parallel import run_cells
 from agents.registry import BUILT_IN, get_learner, learner_entries
 from agents.sequence_learner import SequenceLearner
@@ -294,6 +301,8 @@ class _EveryNthTable(HumanOutputFormat):
 
 
 def _make_logger(out: pathlib.Path, log_interval: int, stdout: bool = True) -> Logger:
+    record_output(out / PROGRESS)
+    record_output(out / "events.out.tfevents.*", pattern=True)
     logger = configure(str(out), ["stdout", "csv", "tensorboard"] if stdout
                        else ["csv", "tensorboard"])
     logger.output_formats = [
@@ -417,9 +426,8 @@ class BoundaryCheckpoints(BaseCallback):
         """Write the last snapshot to ``path`` (atomically: a temporary file, then a rename)."""
         if self._snapshot is None:
             return
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_bytes(self._snapshot)
-        os.replace(temporary, self.path)
+        snapshot = self._snapshot
+        atomic_write(self.path, lambda file: file.write(snapshot))
 
 
 def _versions() -> dict[str, str]:
@@ -537,7 +545,7 @@ def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
     config = config.resolved()
     learner = build_learner(config)
     out = prepare_output_dir(out, force)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     learner.set_logger(_make_logger(out, config.log_interval, stdout))
     return _run(learner, config, out, progress=progress, callbacks=callbacks)
 
@@ -576,7 +584,7 @@ def resume(out: str | os.PathLike, *, steps: int | None = None, updates: int | N
     logger = _make_logger(out, config.log_interval)
     _replay_progress(logger, old_rows, learner.num_timesteps)
     learner.set_logger(logger)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     return _run(learner, config, out, progress=progress, callbacks=callbacks,
                 elapsed_before=elapsed_before)
 
