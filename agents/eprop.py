@@ -1,6 +1,7 @@
 """e-prop (Bellec et al., "A solution to the learning dilemma for recurrent networks of spiking
 neurons", Nature Communications 2020), with symmetric feedback: eligibility traces that follow
-each unit's internal state, times the immediate learning signal.
+each unit's internal state, times the immediate learning signal
+(docs/algorithm.md#online-approximations-of-rtrl).
 
 e-prop splits a unit's state into its internal ("hidden") state and its output z, and drops every
 path of credit through the previous outputs z_{t-1}. With learning signal L_t = dL_t/dz_t (the

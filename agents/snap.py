@@ -1,6 +1,6 @@
 """SnAp-1 (Menick et al., "Practical real time recurrent learning with a sparse approximation",
 ICLR 2021): RTRL keeping, for every parameter, only the influence entries that the parameter
-reaches in one step.
+reaches in one step (docs/algorithm.md#online-approximations-of-rtrl).
 
     S_t = M ⊙ (J_t S_{t-1} + I_t)      M: the sparsity pattern of I_t = (∂s_t/∂θ)_local
 

@@ -1,6 +1,6 @@
 """UORO, unbiased online recurrent optimisation (Tallec & Ollivier, ICLR 2018): RTRL's influence
 matrix S_t = ∂s_t/∂θ (d × P per sequence) replaced by a random rank-one estimate s̃_t θ̃_tᵀ whose
-expectation is S_t.
+expectation is S_t (docs/algorithm.md#online-approximations-of-rtrl).
 
 Per token t and sequence, with ν_t a vector of independent random signs (d,), I_t = (∂s_t/∂θ)_local
 and J_t = ∂s_t/∂s_{t-1}:
