@@ -161,13 +161,12 @@ def check_learner_class(cls: object) -> None:
                         f"{missing} (the runner sets them)")
 
 
-def _check_name(name: object) -> str:
+def _check_name(name: object) -> None:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if not NAME_PATTERN.match(name):
         raise ValueError(f"name must be lower-case letters, digits, '_' or '-', starting with a "
                          f"letter, got {name!r}")
-    return name
 
 
 def _add(name: str, cls: object, description: object, origin: str, replace: bool) -> None:

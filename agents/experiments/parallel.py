@@ -39,12 +39,11 @@ def _init_worker(registrations: Sequence[tuple[str, type, str]] = ()) -> None:
     points are read by each process itself)."""
     import torch
 
-    from agents.registry import LEARNERS, register_learner
+    from agents.registry import register_learner
 
     torch.set_num_threads(1)
-    for name, cls, description in registrations:
-        if name not in LEARNERS:
-            register_learner(name, cls, description)
+    for name, cls, description in registrations:  # replace=True: over an entry point's, as there
+        register_learner(name, cls, description, replace=True)
 
 
 def _check_workers(workers: Any) -> int:
