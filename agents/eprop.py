@@ -41,5 +41,6 @@ class EProp(UnitInfluenceLearner):
     """
 
     def _kept_jacobian(self, layout: UnitLayout) -> list[tuple[int, int]]:
-        return [(k, j) for k in range(layout.blocks) for j in range(layout.blocks)
-                if layout.internal[j]]
+        return [
+            (k, j) for k in range(layout.blocks) for j in range(layout.blocks) if layout.internal[j]
+        ]

@@ -46,8 +46,10 @@ def per_sequence_local_vjp(core: RecurrentCore, cache: Any, signals: Tensor) -> 
         One (B, K, *θ.shape) tensor per core parameter, in ``core.parameters()`` order; summed
         over b and k it is ``core.local_vjp(cache, signals.sum(1))``.
     """
-    if not isinstance(signals, Tensor) or signals.dim() != 3 or (
-        signals.shape[2] != core.state_size
+    if (
+        not isinstance(signals, Tensor)
+        or signals.dim() != 3
+        or (signals.shape[2] != core.state_size)
     ):
         got = tuple(signals.shape) if isinstance(signals, Tensor) else type(signals).__name__
         raise ValueError(f"signals must be a (B, K, {core.state_size}) tensor, got {got}")

@@ -120,13 +120,16 @@ _plugin_names: set[str] = set()
 _plugins_loaded = False
 
 
-def check_learner_class(cls: object) -> None:
+def check_learner_class(cls: object) -> type[BaseLearner]:
     """Check what the runner needs from a learner class, without building one.
 
     It must subclass :class:`~agents.base.BaseLearner` (recurrent learners:
     :class:`~agents.sequence_learner.SequenceLearner`), implement every abstract method, and take
     ``env`` as its first argument and ``seed`` and ``verbose`` as keywords, with annotations that
     resolve (so the command line can list and convert its hyper-parameters).
+
+    Returns:
+        ``cls``.
 
     Raises:
         TypeError: naming what is missing.
@@ -150,28 +153,37 @@ def check_learner_class(cls: object) -> None:
             f"{error}); annotate them with importable types"
         ) from None
     arguments = [argument for argument in parameters if argument != "self"]
-    if not arguments or arguments[0] != "env" or parameters["env"][0].kind is (
-        inspect.Parameter.KEYWORD_ONLY
+    if (
+        not arguments
+        or arguments[0] != "env"
+        or parameters["env"][0].kind is (inspect.Parameter.KEYWORD_ONLY)
     ):
-        raise TypeError(f"the constructor of {name} must take `env` as its first positional "
-                        f"argument, got {arguments}")
+        raise TypeError(
+            f"the constructor of {name} must take `env` as its first positional "
+            f"argument, got {arguments}"
+        )
     missing = [argument for argument in ("seed", "verbose") if argument not in parameters]
     if missing:
-        raise TypeError(f"the constructor of {name} must accept the keyword argument(s) "
-                        f"{missing} (the runner sets them)")
+        raise TypeError(
+            f"the constructor of {name} must accept the keyword argument(s) "
+            f"{missing} (the runner sets them)"
+        )
+    return cls
 
 
 def _check_name(name: object) -> None:
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if not NAME_PATTERN.match(name):
-        raise ValueError(f"name must be lower-case letters, digits, '_' or '-', starting with a "
-                         f"letter, got {name!r}")
+        raise ValueError(
+            f"name must be lower-case letters, digits, '_' or '-', starting with a "
+            f"letter, got {name!r}"
+        )
 
 
 def _add(name: str, cls: object, description: object, origin: str, replace: bool) -> None:
     _check_name(name)
-    check_learner_class(cls)
+    learner_class = check_learner_class(cls)
     if not isinstance(description, str):
         raise TypeError(f"description must be a str, got {type(description).__name__}")
     if not description.strip() or "\n" in description.strip():
@@ -185,11 +197,12 @@ def _add(name: str, cls: object, description: object, origin: str, replace: bool
             f"a learner named {name!r} is already registered ({existing.cls.__module__}."
             f"{existing.cls.__qualname__}, from {existing.origin}){hint}"
         )
-    LEARNERS[name] = LearnerEntry(cls, description.strip(), origin)
+    LEARNERS[name] = LearnerEntry(learner_class, description.strip(), origin)
 
 
-def register_learner(name: str, cls: type[BaseLearner], description: str, *,
-                     replace: bool = False) -> None:
+def register_learner(
+    name: str, cls: type[BaseLearner], description: str, *, replace: bool = False
+) -> None:
     """Register a learner class under ``name`` in this process.
 
     Args:
@@ -215,8 +228,11 @@ def register_learner(name: str, cls: type[BaseLearner], description: str, *,
 def registered_in_process() -> list[tuple[str, type[BaseLearner], str]]:
     """``(name, cls, description)`` of every learner :func:`register_learner` added, for worker
     processes to register again."""
-    return [(name, entry.cls, entry.description) for name, entry in LEARNERS.items()
-            if entry.origin == IN_PROCESS]
+    return [
+        (name, entry.cls, entry.description)
+        for name, entry in LEARNERS.items()
+        if entry.origin == IN_PROCESS
+    ]
 
 
 def _description_of(cls: type) -> str:
@@ -260,8 +276,10 @@ def load_plugins(*, reload: bool = False) -> dict[str, str]:
             check_learner_class(cls)
             description = _description_of(cls)
             if not description:
-                raise ValueError(f"{cls.__qualname__} has no docstring: its first line is the "
-                                 "description `bpl list` shows")
+                raise ValueError(
+                    f"{cls.__qualname__} has no docstring: its first line is the "
+                    "description `bpl list` shows"
+                )
             _add(point.name, cls, description, origin, replace=False)
         except (TypeError, ValueError) as error:
             _plugin_failed(point, origin, str(error))
@@ -273,8 +291,9 @@ def load_plugins(*, reload: bool = False) -> dict[str, str]:
 def _plugin_failed(point: importlib.metadata.EntryPoint, origin: str, reason: str) -> None:
     message = f"{point.value} (from {origin}): {reason}"
     _plugin_errors[point.name] = message
-    warnings.warn(f"learner entry point {point.name!r} not registered: {message}", PluginWarning,
-                  stacklevel=2)
+    warnings.warn(
+        f"learner entry point {point.name!r} not registered: {message}", PluginWarning, stacklevel=2
+    )
 
 
 def plugin_errors() -> dict[str, str]:

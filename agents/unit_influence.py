@@ -31,7 +31,7 @@ import torch
 
 from agents.cores import LSTMCore, RecurrentCore, RNNCore
 from agents.local_derivatives import per_sequence_local_vjp
-from agents.sequence_learner import SequenceLearner
+from agents.sequence_learner import SequenceLearner, grad_of
 
 __all__ = ["UnitInfluenceLearner", "UnitLayout", "unit_layout"]
 
@@ -75,17 +75,18 @@ class UnitInfluenceLearner(SequenceLearner):
     :class:`~agents.sequence_learner.SequenceLearner`; ``core`` must be ``"rnn"`` or ``"lstm"``.
     """
 
-    def __init__(self, env, **kwargs: Any) -> None:
+    def __init__(self, env: Any, **kwargs: Any) -> None:
         super().__init__(env, **kwargs)
         self._layout = unit_layout(self.core, type(self).__name__)
         self._kept = self._kept_jacobian(self._layout)
         H, blocks = self.hidden_size, self._layout.blocks
-        like = dict(dtype=self.dtype, device=self.device)
-        rows = torch.arange(self.core.num_gates * H, device=self.device)
+        dtype, device = self.dtype, self.device
+        rows = torch.arange(self.core.num_gates * H, device=device)
         self._row_units = rows % H  # (G·H,) the unit of each parameter row
-        reached = torch.tensor(self._layout.reached, **like)  # (blocks, G)
+        reached = torch.tensor(self._layout.reached, dtype=dtype, device=device)  # (blocks, G)
         self._reached_rows = reached.repeat_interleave(H, dim=1)  # (blocks, G·H)
-        self._block_signals = torch.eye(blocks, **like).repeat_interleave(H, dim=1)  # (blocks, d)
+        identity = torch.eye(blocks, dtype=dtype, device=device)
+        self._block_signals = identity.repeat_interleave(H, dim=1)  # (blocks, d)
 
     @abstractmethod
     def _kept_jacobian(self, layout: UnitLayout) -> list[tuple[int, int]]:
@@ -101,7 +102,7 @@ class UnitInfluenceLearner(SequenceLearner):
         ]
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad, final) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:  # noqa: ARG002 (hook)
         if self.update == "step":
             self._zero_grads()
         l_t = self._immediate_gradient(loss_grad)
@@ -110,11 +111,10 @@ class UnitInfluenceLearner(SequenceLearner):
             self._advance_influence()
             batch, blocks = l_t.shape[0], self._layout.blocks
             signal = l_t.view(batch, blocks, self.hidden_size)[..., self._row_units]
-            for parameter, influence in zip(self.core.parameters(), self._influence,
-                                            strict=True):
+            for parameter, influence in zip(self.core.parameters(), self._influence, strict=True):
                 weights = signal.view(*signal.shape, *[1] * (influence.dim() - 3))
-                parameter.grad.add_((weights * influence).sum((0, 1)))
-            self._watch(*(p.grad for p in self.core.parameters()))
+                grad_of(parameter).add_((weights * influence).sum((0, 1)))
+            self._watch(*(grad_of(p) for p in self.core.parameters()))
         if self.update == "step":
             self._check_finite()
             self._optimizer_step()

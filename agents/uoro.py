@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from agents.base import check_non_negative
 from agents.local_derivatives import per_sequence_local_vjp
-from agents.sequence_learner import SequenceLearner
+from agents.sequence_learner import SequenceLearner, grad_of
+from bpl_envs.checks import check_positive
 
 __all__ = ["UORO"]
 
@@ -47,10 +47,8 @@ class UORO(SequenceLearner):
             generator seeded with ``seed`` instead).
     """
 
-    def __init__(self, env, *, epsilon: float = 1e-7, **kwargs: Any) -> None:
-        self.epsilon = check_non_negative("epsilon", epsilon)
-        if self.epsilon == 0:
-            raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+    def __init__(self, env: Any, *, epsilon: float = 1e-7, **kwargs: Any) -> None:
+        self.epsilon = check_positive("epsilon", epsilon)
         super().__init__(env, **kwargs)
         self._signs = torch.Generator(device=self.device)
         if self.seed is None:
@@ -60,19 +58,29 @@ class UORO(SequenceLearner):
 
     def _begin_sequences(self, batch_size: int) -> None:
         super()._begin_sequences(batch_size)
-        like = dict(dtype=self.dtype, device=self.device)
-        self._state_tilde = torch.zeros(batch_size, self.core.state_size, **like)
+        self._state_tilde = torch.zeros(
+            batch_size, self.core.state_size, dtype=self.dtype, device=self.device
+        )
         parameters = self.core.parameters() if self.lr_core > 0 else []
-        self._parameter_tilde = [torch.zeros(batch_size, *p.shape, **like) for p in parameters]
+        self._parameter_tilde = [
+            torch.zeros(batch_size, *p.shape, dtype=self.dtype, device=self.device)
+            for p in parameters
+        ]
 
     def _random_signs(self, batch_size: int) -> torch.Tensor:
         """ν: independent ±1 entries, (B, d)."""
-        bits = torch.randint(0, 2, (batch_size, self.core.state_size), generator=self._signs,
-                             device=self.device, dtype=self.dtype)
+        bits = torch.randint(
+            0,
+            2,
+            (batch_size, self.core.state_size),
+            generator=self._signs,
+            device=self.device,
+            dtype=self.dtype,
+        )
         return bits.mul_(2).sub_(1)
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad, final) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:  # noqa: ARG002 (hook)
         if self.update == "step":
             self._zero_grads()
         l_t = self._immediate_gradient(loss_grad)
@@ -80,10 +88,9 @@ class UORO(SequenceLearner):
         if self.lr_core > 0:
             self._advance_estimate(l_t.shape[0])
             weights = (l_t * self._state_tilde).sum(-1)  # l_t · s̃_t per sequence, (B,)
-            for parameter, tilde in zip(self.core.parameters(), self._parameter_tilde,
-                                        strict=True):
-                parameter.grad.add_(torch.tensordot(weights, tilde, dims=1))
-            self._watch(*(p.grad for p in self.core.parameters()))
+            for parameter, tilde in zip(self.core.parameters(), self._parameter_tilde, strict=True):
+                grad_of(parameter).add_(torch.tensordot(weights, tilde, dims=1))
+            self._watch(*(grad_of(p) for p in self.core.parameters()))
         if self.update == "step":
             self._check_finite()
             self._optimizer_step()
@@ -92,8 +99,9 @@ class UORO(SequenceLearner):
         """s̃_t, θ̃_t from s̃_{t-1}, θ̃_{t-1} (the module docstring's recursion)."""
         eps = self.epsilon
         nu = self._random_signs(batch_size)
-        local = per_sequence_local_vjp(self.core, self._cache, nu[:, None, :])
-        local = [grad[:, 0] for grad in local]  # νᵀI_t per sequence, (B, *θ.shape)
+        local = [  # νᵀI_t per sequence, (B, *θ.shape)
+            grad[:, 0] for grad in per_sequence_local_vjp(self.core, self._cache, nu[:, None, :])
+        ]
         propagated = self.core.jvp(self._cache, self._state_tilde)  # J_t s̃_{t-1}, (B, d)
         rho0 = (_norms(self._parameter_tilde) / (propagated.norm(dim=1) + eps)).sqrt() + eps
         rho1 = (_norms(local) / (nu.norm(dim=1) + eps)).sqrt() + eps
@@ -106,8 +114,11 @@ class UORO(SequenceLearner):
         return {**super()._hyperparameters(), "epsilon": self.epsilon}
 
     def _get_state(self) -> dict[str, Any]:
-        return {**super()._get_state(), "sign_generator": self._signs.get_state(),
-                "sign_generator_device": self.device.type}
+        return {
+            **super()._get_state(),
+            "sign_generator": self._signs.get_state(),
+            "sign_generator_device": self.device.type,
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)

@@ -22,9 +22,10 @@ from typing import Any
 import torch
 
 from agents import SequenceLearner, register_learner
-from agents.base import check_fraction
 from agents.cli import main as bpl
 from agents.local_derivatives import per_sequence_local_vjp
+from agents.sequence_learner import grad_of
+from bpl_envs.checks import check_fraction
 
 
 class RandomFeedback(SequenceLearner):
@@ -53,11 +54,13 @@ class RandomFeedback(SequenceLearner):
 
     def _begin_sequences(self, batch_size: int) -> None:
         super()._begin_sequences(batch_size)  # zero state; zeroed gradients (update="sequence")
-        self._traces = [torch.zeros(batch_size, *p.shape, dtype=self.dtype, device=self.device)
-                        for p in self.core.parameters()]  # e: (B, *θ.shape) per parameter
+        self._traces = [
+            torch.zeros(batch_size, *p.shape, dtype=self.dtype, device=self.device)
+            for p in self.core.parameters()
+        ]  # e: (B, *θ.shape) per parameter
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:  # noqa: ARG002 (hook)
         if self.update == "step":
             self._zero_grads()
         self._immediate_gradient(loss_grad)  # the readout's exact gradient
@@ -67,10 +70,11 @@ class RandomFeedback(SequenceLearner):
             ones = torch.ones(batch, 1, self.hidden_size, dtype=self.dtype, device=self.device)
             local = per_sequence_local_vjp(self.core, self._cache, ones)  # unit i's row: ∂s_i/∂θ
             signal = self.feedback(loss_grad)  # F δ_t: (B, H)
-            for parameter, trace, new in zip(self.core.parameters(), self._traces, local,
-                                             strict=True):
+            for parameter, trace, new in zip(
+                self.core.parameters(), self._traces, local, strict=True
+            ):
                 trace.mul_(self.trace_decay).add_(new[:, 0])
-                parameter.grad.add_(torch.einsum("bi,bi...->i...", signal, trace))
+                grad_of(parameter).add_(torch.einsum("bi,bi...->i...", signal, trace))
         if self.update == "step":
             self._check_finite()
             self._optimizer_step()
@@ -85,11 +89,36 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="runs/random_feedback", help="the run's folder")
     args = parser.parse_args()
 
-    register_learner("random_feedback", RandomFeedback,
-                     "random feedback with leaky eligibility traces (RFLO-like, RNN core)")
+    register_learner(
+        "random_feedback",
+        RandomFeedback,
+        "random feedback with leaky eligibility traces (RFLO-like, RNN core)",
+    )
     bpl(["list", "--learner", "random_feedback"])
-    status = bpl(["train", "bpl/SequentialDigits-v0", "--learner", "random_feedback",
-                  "--num-envs", "50", "--updates", str(args.updates), "--hidden-size", "32",
-                  "--lr-core", "3e-3", "--lr-readout", "3e-3", "--trace-decay", "0.5",
-                  "--out", args.out, "--force", "--no-progress", "--log-interval", "100"])
+    status = bpl(
+        [
+            "train",
+            "bpl/SequentialDigits-v0",
+            "--learner",
+            "random_feedback",
+            "--num-envs",
+            "50",
+            "--updates",
+            str(args.updates),
+            "--hidden-size",
+            "32",
+            "--lr-core",
+            "3e-3",
+            "--lr-readout",
+            "3e-3",
+            "--trace-decay",
+            "0.5",
+            "--out",
+            args.out,
+            "--force",
+            "--no-progress",
+            "--log-interval",
+            "100",
+        ]
+    )
     raise SystemExit(status)

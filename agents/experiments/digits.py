@@ -83,11 +83,18 @@ def check(config: dict[str, Any]) -> None:
     comparison_runs(config)
 
 
-def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
-        workers: int):
+def run(
+    config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool, workers: int
+):
     """Train and test every learner for every seed; return (table, json data, figures)."""
-    runs, results = run_comparison(config, seeds, digits_cell, workers=workers,
-                                   progress=progress, desc="digits: (learner, seed)")
+    runs, results = run_comparison(
+        config,
+        seeds,
+        digits_cell,
+        workers=workers,
+        progress=progress,
+        desc="digits: (learner, seed)",
+    )
     rows, table_rows = [], []
     for label, run_config in runs.items():
         cell = results[label]
@@ -103,16 +110,23 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
             "seconds": float(np.mean([c["seconds"] for c in cell])),
         }
         rows.append(row)
-        table_rows.append([label, format_mean_std(row["test_accuracy"]),
-                           format_mean_std(row["test_loss"]),
-                           format_mean_std(row["train_loss"]), f"{row['seconds']:.0f}"])
+        table_rows.append(
+            [
+                label,
+                format_mean_std(row["test_accuracy"]),
+                format_mean_std(row["test_loss"]),
+                format_mean_std(row["train_loss"]),
+                f"{row['seconds']:.0f}",
+            ]
+        )
     base = next(iter(runs.values()))
     table = (
         f"{base.env}: test accuracy over the whole test split after {base.updates} updates of "
         f"batch {base.num_envs}; training loss = mean over the last 10 % of updates; "
         f"{over_seeds(len(seeds))}.\n\n"
-        + markdown_table(["learner", "test accuracy", "test loss", "train loss",
-                          "train time (s)"], table_rows)
+        + markdown_table(
+            ["learner", "test accuracy", "test loss", "train loss", "train time (s)"], table_rows
+        )
     )
 
     labels = [r["label"] for r in rows]
@@ -130,8 +144,11 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         window = max(1, curve.size // 20)
         smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
         curves.plot(np.arange(smooth.size) + window, smooth, color=colour, label=row["label"])
-    curves.set(xlabel="update (batch of sequences)", ylabel="training loss (nats)",
-               title="training loss (moving average)")
+    curves.set(
+        xlabel="update (batch of sequences)",
+        ylabel="training loss (nats)",
+        title="training loss (moving average)",
+    )
     curves.grid(alpha=0.3)
     curves.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     figure = save_figure(fig, out / "test_accuracy.png")

@@ -18,8 +18,13 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "MANAGED", "Hyperparameter", "constructor_parameters", "convert", "hyperparameters_of",
-    "resolve", "union_members",
+    "MANAGED",
+    "Hyperparameter",
+    "constructor_parameters",
+    "convert",
+    "hyperparameters_of",
+    "resolve",
+    "union_members",
 ]
 
 MANAGED = frozenset({"self", "env", "seed", "verbose", "n_envs"})
@@ -71,8 +76,11 @@ def constructor_parameters(cls: type) -> dict[str, tuple[inspect.Parameter, Any]
         parameters = inspect.signature(init).parameters.values()
         hints = typing.get_type_hints(init)
         for parameter in parameters:
-            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY,
-                                  parameter.POSITIONAL_ONLY):
+            if parameter.kind in (
+                parameter.POSITIONAL_OR_KEYWORD,
+                parameter.KEYWORD_ONLY,
+                parameter.POSITIONAL_ONLY,
+            ):
                 found.setdefault(parameter.name, (parameter, hints.get(parameter.name, Any)))
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
@@ -147,9 +155,9 @@ def convert(name: str, value: Any, annotation: Any, owner: str = "") -> Any:
         return yaml.safe_load(value) if isinstance(value, str) else value
     members = union_members(annotation)
     where = f" of {owner}" if owner else ""
-    if type(None) in members and (value is None or (
-        isinstance(value, str) and value.strip().lower() in _NONE
-    )):
+    if type(None) in members and (
+        value is None or (isinstance(value, str) and value.strip().lower() in _NONE)
+    ):
         return None
     simple = [m for m in members if m in (bool, int, float, str)]
     if not simple:

@@ -81,17 +81,20 @@ def run_cells(
     bar = tqdm(total=len(cells), desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         if workers == 1 or len(cells) <= 1:
-            results = []
+            in_order = []
             for cell in cells:
-                results.append(function(**cell))
+                in_order.append(function(**cell))
                 bar.update(1)
-            return results
+            return in_order
         from agents.registry import registered_in_process
 
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(cells)), mp_context=context,
-                                 initializer=_init_worker,
-                                 initargs=(registered_in_process(),)) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(cells)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(registered_in_process(),),
+        ) as pool:
             futures = {pool.submit(function, **cell): i for i, cell in enumerate(cells)}
             results: list[Any] = [None] * len(cells)
             try:

@@ -20,15 +20,15 @@ def step_derivatives(core, x_t, state):
     full = torch.autograd.functional.jacobian(lambda s: core(x_t, s), state)
     jacobian = torch.stack([full[b, :, b, :] for b in range(batch)])
     local = torch.autograd.functional.jacobian(
-        lambda *ps: torch.func.functional_call(core, dict(zip(names, ps, strict=True)),
-                                               (x_t, state)),
+        lambda *ps: torch.func.functional_call(
+            core, dict(zip(names, ps, strict=True)), (x_t, state)
+        ),
         tuple(core.parameters()),
     )
     return jacobian, list(local)
 
 
-def forward_mode_reference(core, readout, kind, inputs, targets, scored, batch, propagate,
-                           lr=None):
+def forward_mode_reference(core, readout, kind, inputs, targets, scored, batch, propagate, lr=None):
     """grad θ = Σ_t l_t · S_t with S_t = propagate(J_t, S_{t-1}, I_t, index of θ), S_{-1} = 0.
 
     Sequences are taken ``batch`` at a time. With ``lr`` None, returns (core grads, readout
@@ -36,21 +36,28 @@ def forward_mode_reference(core, readout, kind, inputs, targets, scored, batch, 
     (the derivatives taken at the parameters of the moment) and the module copies are returned.
     """
     core, readout = copy.deepcopy(core), copy.deepcopy(readout)
-    optimizers = ([torch.optim.Adam(m.parameters(), lr=lr, **ADAM) for m in (core, readout)]
-                  if lr is not None else [])
+    optimizers = (
+        [torch.optim.Adam(m.parameters(), lr=lr, **ADAM) for m in (core, readout)]
+        if lr is not None
+        else []
+    )
     x, y = torch.as_tensor(inputs), torch.as_tensor(targets)
     steps = x.shape[1]
     for first in range(0, x.shape[0], batch):
         rows = slice(first, first + batch)
         state = torch.zeros(batch, core.state_size, dtype=torch.float64)
-        influence = [torch.zeros(batch, core.state_size, *p.shape, dtype=torch.float64)
-                     for p in core.parameters()]
+        influence = [
+            torch.zeros(batch, core.state_size, *p.shape, dtype=torch.float64)
+            for p in core.parameters()
+        ]
         core_grads = [torch.zeros_like(p) for p in core.parameters()]
         readout_grads = [torch.zeros_like(p) for p in readout.parameters()]
         for t in range(steps):
             jacobian, local = step_derivatives(core, x[rows, t], state)
-            influence = [propagate(jacobian, old, new, index)
-                         for index, (old, new) in enumerate(zip(influence, local, strict=True))]
+            influence = [
+                propagate(jacobian, old, new, index)
+                for index, (old, new) in enumerate(zip(influence, local, strict=True))
+            ]
             state = core(x[rows, t], state).detach().requires_grad_(True)
             loss = float(scored[t]) * step_loss(kind, readout(core.hidden(state)), y[rows, t])
             l_t, *head = torch.autograd.grad(loss.mean(), [state, *readout.parameters()])
@@ -59,8 +66,9 @@ def forward_mode_reference(core, readout, kind, inputs, targets, scored, batch, 
                 core_grads = [a + b for a, b in zip(core_grads, step, strict=True)]
                 readout_grads = [a + b for a, b in zip(readout_grads, head, strict=True)]
                 continue
-            for p, grad in zip([*core.parameters(), *readout.parameters()], [*step, *head],
-                               strict=True):
+            for p, grad in zip(
+                [*core.parameters(), *readout.parameters()], [*step, *head], strict=True
+            ):
                 p.grad = grad
             for optimizer in optimizers:
                 optimizer.step()
@@ -70,6 +78,6 @@ def forward_mode_reference(core, readout, kind, inputs, targets, scored, batch, 
     return core, readout
 
 
-def rtrl_propagate(jacobian, old, new, index):
+def rtrl_propagate(jacobian, old, new, _index):
     """S_t = J_t S_{t-1} + I_t (exact RTRL)."""
     return torch.einsum("bij,bj...->bi...", jacobian, old) + new

@@ -47,8 +47,9 @@ def eprop_lstm_reference(core, readout, kind, inputs, targets, scored):
     parameters = tuple(p.detach().clone() for p in core.parameters())
     x, y = torch.as_tensor(inputs), torch.as_tensor(targets)
     h = c = torch.zeros(x.shape[0], core.hidden_size, dtype=torch.float64)
-    epsilon = [torch.zeros(x.shape[0], core.hidden_size, *p.shape, dtype=torch.float64)
-               for p in parameters]
+    epsilon = [
+        torch.zeros(x.shape[0], core.hidden_size, *p.shape, dtype=torch.float64) for p in parameters
+    ]
     core_grads = [torch.zeros_like(p) for p in parameters]
     readout_grads = [torch.zeros_like(p) for p in readout.parameters()]
     for t in range(x.shape[1]):

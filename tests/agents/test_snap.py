@@ -54,15 +54,16 @@ def snap1_propagate(kind, core):
     return propagate
 
 
-@pytest.mark.parametrize("core, activation", [("rnn", "tanh"), ("rnn", "identity"),
-                                              ("lstm", "tanh")])
+@pytest.mark.parametrize(
+    "core, activation", [("rnn", "tanh"), ("rnn", "identity"), ("lstm", "tanh")]
+)
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 def test_gradient_follows_the_sparse_recursion(core, activation, loss):
     learner, data = build(SnAp1, core, loss, activation=activation)
     want_core, want_readout = forward_mode_reference(
-        learner.core, learner.readout, loss, *data, B, snap1_propagate(core, learner.core))
-    exact, _ = forward_mode_reference(learner.core, learner.readout, loss, *data, B,
-                                      rtrl_propagate)
+        learner.core, learner.readout, loss, *data, B, snap1_propagate(core, learner.core)
+    )
+    exact, _ = forward_mode_reference(learner.core, learner.readout, loss, *data, B, rtrl_propagate)
     learner.learn(episodes=1)
     got_core, got_readout = learner_grads(learner)
     assert_all_close(got_core, want_core)
@@ -90,11 +91,12 @@ def test_equals_rtrl_and_bptt_where_the_jacobian_is_diagonal(hidden_size, diagon
 
 @pytest.mark.parametrize("core", ["rnn", "lstm"])
 def test_step_updates_follow_the_recursion_online(core):
-    learner, data = build(SnAp1, core, "ce", n_batches=2, update="step", lr_core=3e-2,
-                          lr_readout=3e-2)
+    learner, data = build(
+        SnAp1, core, "ce", n_batches=2, update="step", lr_core=3e-2, lr_readout=3e-2
+    )
     want_core, want_readout = forward_mode_reference(
-        learner.core, learner.readout, "ce", *data, B, snap1_propagate(core, learner.core),
-        lr=3e-2)
+        learner.core, learner.readout, "ce", *data, B, snap1_propagate(core, learner.core), lr=3e-2
+    )
     learner.learn(episodes=2)
     assert_all_close(list(learner.core.parameters()), list(want_core.parameters()))
     assert_all_close(list(learner.readout.parameters()), list(want_readout.parameters()))
@@ -130,6 +132,9 @@ class GatelessCore(RecurrentCore):
 
 
 def test_cores_without_unit_structure_are_refused_by_name():
-    with pytest.raises(ValueError, match=r"SnAp1 needs .*core must be one of \('rnn', 'lstm'\), "
-                                         r"got a GatelessCore"):
+    with pytest.raises(
+        ValueError,
+        match=r"SnAp1 needs .*core must be one of \('rnn', 'lstm'\), "
+        r"got a GatelessCore",
+    ):
         unit_layout(GatelessCore(2, 2), "SnAp1")

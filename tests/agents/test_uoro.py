@@ -52,21 +52,25 @@ def uoro_reference(core, readout, kind, inputs, targets, scored, signs):
         rho0 = (norms(theta_tilde) / (propagated.norm(dim=1) + EPSILON)).sqrt() + EPSILON
         rho1 = (norms(nu_local) / (nu.norm(dim=1) + EPSILON)).sqrt() + EPSILON
         s_tilde = rho0[:, None] * propagated + rho1[:, None] * nu
-        theta_tilde = [tt / rho0.view(-1, *[1] * (tt.dim() - 1))
-                       + ni / rho1.view(-1, *[1] * (ni.dim() - 1))
-                       for tt, ni in zip(theta_tilde, nu_local, strict=True)]
+        theta_tilde = [
+            tt / rho0.view(-1, *[1] * (tt.dim() - 1)) + ni / rho1.view(-1, *[1] * (ni.dim() - 1))
+            for tt, ni in zip(theta_tilde, nu_local, strict=True)
+        ]
         state = core(x[:, t], state).detach().requires_grad_(True)
         loss = float(scored[t]) * step_loss(kind, readout(core.hidden(state)), y[:, t])
         (l_t,) = torch.autograd.grad(loss.mean(), [state])
         weights = (l_t * s_tilde).sum(1)
-        grads = [g + torch.einsum("b,b...->...", weights, tt)
-                 for g, tt in zip(grads, theta_tilde, strict=True)]
+        grads = [
+            g + torch.einsum("b,b...->...", weights, tt)
+            for g, tt in zip(grads, theta_tilde, strict=True)
+        ]
         state = state.detach()
     return grads
 
 
-@pytest.mark.parametrize("core, activation", [("rnn", "tanh"), ("rnn", "identity"),
-                                              ("lstm", "tanh")])
+@pytest.mark.parametrize(
+    "core, activation", [("rnn", "tanh"), ("rnn", "identity"), ("lstm", "tanh")]
+)
 def test_gradient_is_the_published_recursion_for_given_signs(core, activation):
     batch, steps = 3, 5
     data = make_data("ce", batch, steps, N_IN, N_OUT, seed=8)
@@ -76,7 +80,7 @@ def test_gradient_is_the_published_recursion_for_given_signs(core, activation):
     signs = torch.randint(0, 2, (steps, batch, d), generator=generator).double() * 2 - 1
     want = uoro_reference(learner.core, learner.readout, "ce", *data, signs)
     drawn = iter(signs)
-    learner._random_signs = lambda batch_size: next(drawn).clone()
+    learner._random_signs = lambda _batch_size: next(drawn).clone()
     learner.learn(episodes=1)
     assert_all_close(learner_grads(learner)[0], want)
     assert all(g.abs().max() > 1e-4 for g in want)
@@ -95,8 +99,9 @@ def test_mean_over_draws_is_rtrls_gradient():
     draws, steps = 100_000, 4
     inputs, targets, scored = make_data("mse", 1, steps, N_IN, N_OUT, seed=9)
     reference = build("rnn", (inputs, targets, scored), 1)
-    want, _, _ = chunked_reference(reference.core, reference.readout, "mse", inputs, targets,
-                                   scored)
+    want, _, _ = chunked_reference(
+        reference.core, reference.readout, "mse", inputs, targets, scored
+    )
     many = (np.repeat(inputs, draws, 0), np.repeat(targets, draws, 0), scored)
     mean = build("rnn", many, draws)
     mean.learn(episodes=1)
@@ -124,18 +129,29 @@ def test_signs_follow_the_seed():
     first, again = build("rnn", data, 2), build("rnn", data, 2)
     other = UORO(replay_env("mse", *data, 2), hidden_size=3, dtype="float64", seed=9)
     with torch.no_grad():
-        for a, b in zip([*first.core.parameters(), *first.readout.parameters()],
-                        [*other.core.parameters(), *other.readout.parameters()], strict=True):
+        for a, b in zip(
+            [*first.core.parameters(), *first.readout.parameters()],
+            [*other.core.parameters(), *other.readout.parameters()],
+            strict=True,
+        ):
             b.copy_(a)
     for learner in (first, again, other):
         learner.learn(episodes=1)
     assert_all_close(learner_grads(first)[0], learner_grads(again)[0], rtol=0, atol=0)
-    assert max((a - b).abs().max() for a, b in zip(learner_grads(first)[0],
-                                                   learner_grads(other)[0], strict=True)) > 1e-6
+    assert (
+        max(
+            (a - b).abs().max()
+            for a, b in zip(learner_grads(first)[0], learner_grads(other)[0], strict=True)
+        )
+        > 1e-6
+    )
 
 
-@pytest.mark.parametrize("epsilon", [0.0, -1e-7, float("nan"), "small"])
-def test_epsilon_must_be_positive(epsilon):
+@pytest.mark.parametrize(
+    "epsilon, error",
+    [(0.0, ValueError), (-1e-7, ValueError), (float("nan"), ValueError), ("small", TypeError)],
+)
+def test_epsilon_must_be_positive(epsilon, error):
     data = make_data("mse", 1, 2, N_IN, N_OUT)
-    with pytest.raises(ValueError, match=r"epsilon must be a finite number"):
+    with pytest.raises(error, match=r"epsilon must be a finite number > 0, got"):
         build("rnn", data, 1, epsilon=epsilon)
