@@ -55,7 +55,7 @@ __all__ = [
 SourceT = TypeVar("SourceT", bound=SequenceSource)
 """The task source an env streams; subclasses name theirs: ``SequenceEnv[ImageSequences]``."""
 
-RENDER_MODES = ["ansi"]
+RENDER_MODES = ["ansi", "rgb_array"]
 RENDER_FPS = 4
 
 
@@ -109,17 +109,18 @@ def _check_render_mode(render_mode: str | None) -> str | None:
 
 def _stepper_to_render(
     render_mode: str | None, stepper: SequenceStepper | None
-) -> SequenceStepper | None:
-    """The stepper ``render()`` draws from; None (with Gymnasium's warning) without a render
-    mode; ResetNeeded before the first reset."""
+) -> tuple[SequenceStepper, str] | None:
+    """The stepper ``render()`` draws from and the render mode; None (with Gymnasium's warning)
+    without a render mode; ResetNeeded before the first reset."""
     if render_mode is None:
         gym.logger.warn(
-            "render() was called without a render mode; create the env with render_mode='ansi'"
+            "render() was called without a render mode; create the env with render_mode='ansi' "
+            "or 'rgb_array'"
         )
         return None
     if stepper is None:
         raise ResetNeeded("call reset() before render()")
-    return stepper
+    return stepper, render_mode
 
 
 def _python_scalar(value: np.ndarray) -> Any:
@@ -133,7 +134,8 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
     Subclasses pass their :class:`SequenceSource`; the task modules document the behaviour.
     With ``stream=True`` the env never terminates: the step that answers a sequence's last token
     draws the next sequence at once, returns its first token and marks the boundary with
-    ``info["sequence_end"]=True``.
+    ``info["sequence_end"]=True``. ``render_mode="ansi"`` renders the sequence as text,
+    ``"rgb_array"`` as a uint8 ``(H, W, 3)`` heat map (:mod:`bpl_envs.rendering`).
     """
 
     metadata = {"render_modes": RENDER_MODES, "render_fps": RENDER_FPS}
@@ -177,10 +179,14 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
             observations, terminated = self._start_sequence().observation(), False
         return observations[0], float(rewards[0]), terminated, False, info
 
-    def render(self) -> str | None:
-        """With ``render_mode="ansi"``: text showing the current sequence."""
-        stepper = _stepper_to_render(self.render_mode, self._stepper)
-        return None if stepper is None else stepper.render(0)
+    def render(self) -> str | np.ndarray | None:
+        """The current sequence, its targets and the predictions so far: text with
+        ``render_mode="ansi"``, a uint8 ``(H, W, 3)`` image with ``"rgb_array"``."""
+        drawing = _stepper_to_render(self.render_mode, self._stepper)
+        if drawing is None:
+            return None
+        stepper, render_mode = drawing
+        return stepper.render(0, render_mode)
 
 
 class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
@@ -341,7 +347,11 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
             batched[f"_{key}"] = present.copy()
         return batched
 
-    def render(self) -> tuple[str, ...] | None:
-        """With ``render_mode="ansi"``: one text per sub-env showing its current sequence."""
-        stepper = _stepper_to_render(self.render_mode, self._stepper)
-        return None if stepper is None else tuple(stepper.render(i) for i in range(self.num_envs))
+    def render(self) -> tuple[str | np.ndarray, ...] | None:
+        """One text (``"ansi"``) or uint8 ``(H, W, 3)`` image (``"rgb_array"``) per sub-env,
+        showing its current sequence, as ``SyncVectorEnv`` returns them."""
+        drawing = _stepper_to_render(self.render_mode, self._stepper)
+        if drawing is None:
+            return None
+        stepper, render_mode = drawing
+        return tuple(stepper.render(i, render_mode) for i in range(self.num_envs))

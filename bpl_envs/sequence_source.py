@@ -20,6 +20,7 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from bpl_envs.losses import get_loss
+from bpl_envs.rendering import sequence_image
 from bpl_envs.task_spec import TaskSpec
 
 __all__ = ["SequenceBatch", "SequenceSource", "SequenceStepper", "StepInfo", "check_option_names"]
@@ -99,6 +100,22 @@ class SequenceSource(ABC):
 
         ``predictions`` is float64 ``(T, B, output_size)`` (NaN where none was received yet).
         """
+
+    def render_image(
+        self, batch: SequenceBatch, index: int, t: int, predictions: np.ndarray | None
+    ) -> np.ndarray:
+        """The same as an RGB image, uint8 ``(H, W, 3)``: :func:`bpl_envs.rendering.sequence_image`
+        of sequence ``index`` (inputs, targets and predictions as heat maps over time)."""
+        return sequence_image(
+            batch.inputs[:, index],
+            batch.targets[:, index],
+            batch.scored,
+            None if predictions is None else predictions[:, index],
+            t,
+            self.loss,
+            self.observation_space.low,
+            self.observation_space.high,
+        )
 
     def task_spec(self, sequence_length: int | None = None) -> TaskSpec:
         """The :class:`TaskSpec` of sequences of ``sequence_length`` (default: the next ones)."""
@@ -218,5 +235,8 @@ class SequenceStepper:
         observation = np.zeros((batch.batch_size, self.source.input_size), np.float32)
         return observation, rewards, True, info
 
-    def render(self, index: int) -> str:
-        return self.source.render(self.batch, index, self.t, self.predictions)
+    def render(self, index: int, render_mode: str) -> str | np.ndarray:
+        """Sequence ``index`` as text (``"ansi"``) or as an RGB image (``"rgb_array"``)."""
+        if render_mode == "ansi":
+            return self.source.render(self.batch, index, self.t, self.predictions)
+        return self.source.render_image(self.batch, index, self.t, self.predictions)
