@@ -115,11 +115,11 @@ def test_the_copy_repeat_preset_is_the_papers():
     }
 
 
-def test_comparisons_have_the_papers_learners():
+def test_comparisons_have_the_papers_learners_and_the_online_rtrl_approximations():
     for name in ("digits", "seqmnist", "copy_repeat"):
         learners = load_config(name)["experiment"]["learners"]
         names = sorted({entry["learner"] for entry in learners.values()})
-        assert names == ["bp_lambda", "bptt", "dni", "nosg", "tbptt"]
+        assert names == ["bp_lambda", "bptt", "dni", "eprop", "nosg", "snap1", "tbptt", "uoro"]
         lambdas = sorted(
             entry.get("hyperparameters", {}).get("lam", 1.0)
             for entry in learners.values()
