@@ -18,7 +18,8 @@ Intervals are named by their ends: :func:`check_in_closed_interval` includes bot
 Beyond scalars: :func:`check_choice` (one of a few strings), :func:`check_seed` (a seed for
 numpy, Gymnasium and torch), :func:`check_device` (a torch device this machine has),
 :func:`check_prediction` (an env action: a finite floating array of an exact shape),
-:func:`check_scored_loss` (the loss of an action, refused if it overflows float64) and
+:func:`check_scored_loss` (the loss of an action, refused if it overflows float64),
+:func:`check_targets_fit_loss` (targets the loss's gradient holds for) and
 :func:`check_data_array` (a user's data: a finite real array of a given rank).
 """
 
@@ -55,6 +56,7 @@ __all__ = [
     "check_prediction",
     "check_scored_loss",
     "check_seed",
+    "check_targets_fit_loss",
     "check_vector_seed",
 ]
 
@@ -349,6 +351,46 @@ def check_scored_loss(
             "scored"
         )
     return value
+
+
+TARGET_SUM_TOLERANCE = 1e-4
+"""How far from 1 a "ce" target's sum may be (float32 rounding of probability vectors)."""
+
+
+def check_targets_fit_loss(name: str, targets: np.ndarray, loss: str) -> None:
+    """Refuse targets the loss's gradient does not hold for (a learner would get a wrong
+    gradient without any error): "bce" targets are probabilities in [0, 1], "ce" targets are
+    probability vectors (entries >= 0 summing to 1); "mse" takes any finite target.
+
+    Args:
+        name: what to call the targets in the message.
+        targets: finite float array ``(..., output_size)`` of the scored steps.
+        loss: ``"mse"``, ``"bce"`` or ``"ce"``.
+
+    Raises:
+        ValueError: naming ``name``, the loss and the first offending value.
+    """
+    targets = np.asarray(targets)
+    if targets.size == 0:
+        return
+    if loss == "bce" and ((targets < 0) | (targets > 1)).any():
+        raise ValueError(
+            f"{name} must lie in [0, 1] for loss='bce' (probabilities of each bit), got values "
+            f"from {targets.min():g} to {targets.max():g}"
+        )
+    if loss == "ce":
+        sums = targets.sum(axis=-1, dtype=np.float64)
+        off = np.abs(sums - 1.0) > TARGET_SUM_TOLERANCE
+        if (targets < 0).any() or off.any():
+            found = (
+                f"a negative entry ({targets.min():g})"
+                if (targets < 0).any()
+                else f"a target summing to {np.ravel(sums[off])[0]:g}"
+            )
+            raise ValueError(
+                f"{name} must be probability vectors (one-hot labels or any entries >= 0 "
+                f"summing to 1) for loss='ce', got {found}"
+            )
 
 
 def check_data_array(name: str, value: Any, ndim: int | tuple[int, ...]) -> np.ndarray:

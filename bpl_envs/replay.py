@@ -16,15 +16,13 @@ from bpl_envs.checks import (
     check_prediction,
     check_scored_loss,
     check_seed,
+    check_targets_fit_loss,
 )
 from bpl_envs.losses import LOSSES, get_loss
 from bpl_envs.sequence_source import check_option_names
 from bpl_envs.task_spec import TaskSpec
 
 __all__ = ["SequenceReplayVectorEnv"]
-
-_PROBABILITY_TOLERANCE = 1e-4
-"""How far from 1 a "ce" target's sum may be (float32 rounding of probability vectors)."""
 
 
 def _check_scored(scored: Any, n_sequences: int, steps: int) -> np.ndarray:
@@ -50,31 +48,6 @@ def _check_scored(scored: Any, n_sequences: int, steps: int) -> np.ndarray:
             f"scored must have shape ({steps},) or ({n_sequences}, {steps}), got {array.shape}"
         )
     return array
-
-
-def _check_targets_fit_the_loss(targets: np.ndarray, scored: np.ndarray, loss: str) -> None:
-    """BCE targets are probabilities in [0, 1]; CE targets are probability vectors (>= 0,
-    summing to 1) on the scored steps: the loss's gradient assumes it, so another target would
-    give a learner a wrong gradient without any error."""
-    on_scored = targets[scored]  # (number of scored (sequence, step) pairs, output_size)
-    if loss == "bce" and ((on_scored < 0) | (on_scored > 1)).any():
-        raise ValueError(
-            "targets must lie in [0, 1] on the scored steps for loss='bce' (probabilities of "
-            f"each bit), got values from {on_scored.min():g} to {on_scored.max():g}"
-        )
-    if loss == "ce":
-        sums = on_scored.sum(axis=-1, dtype=np.float64)
-        off = np.abs(sums - 1.0) > _PROBABILITY_TOLERANCE
-        if (on_scored < 0).any() or off.any():
-            raise ValueError(
-                "targets must be probability vectors (one-hot labels or any entries >= 0 "
-                "summing to 1) on the scored steps for loss='ce', got "
-                + (
-                    f"a negative entry ({on_scored.min():g})"
-                    if (on_scored < 0).any()
-                    else f"a target summing to {sums[off][0]:g}"
-                )
-            )
 
 
 class SequenceReplayVectorEnv(gym.vector.VectorEnv):
@@ -117,7 +90,11 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
         n_sequences, steps = inputs.shape[:2]
         loss = check_choice("loss", loss, sorted(LOSSES))
         scored = _check_scored(scored, n_sequences, steps)
-        _check_targets_fit_the_loss(targets, np.broadcast_to(scored, inputs.shape[:2]), loss)
+        check_targets_fit_loss(
+            "targets on the scored steps",
+            targets[np.broadcast_to(scored, inputs.shape[:2])],
+            loss,
+        )
         num_envs = check_optional_int("num_envs", num_envs, minimum=1, maximum=n_sequences)
         num_envs = n_sequences if num_envs is None else num_envs
         if n_sequences % num_envs:

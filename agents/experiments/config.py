@@ -1,8 +1,8 @@
 """YAML configuration files: the packaged presets and the user's own files.
 
-A config is a YAML mapping read with ``yaml.safe_load`` (no arbitrary objects). The packaged
-presets live in ``agents/configs/`` and are referred to by name (``toy``, ``toy_quick``,
-``copy_repeat``, ...); anything else is a path to a ``.yaml`` file.
+A config is a YAML mapping read by :func:`read_yaml` (PyYAML's safe loader: no arbitrary
+objects). The packaged presets live in ``agents/configs/`` and are referred to by name
+(``toy``, ``toy_quick``, ``copy_repeat``, ...); anything else is a path to a ``.yaml`` file.
 
 Numbers follow YAML 1.2 (:func:`read_yaml`), not PyYAML's YAML 1.1: ``1e-4``, ``1E+3`` and
 ``.5`` are floats (YAML 1.1 reads ``1e-4`` as a string), ``010`` is ten (YAML 1.1: octal

@@ -12,7 +12,6 @@ described here). Failures hypothesis found are kept below as plain regression te
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -24,6 +23,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 import bpl_envs  # noqa: F401  (registers the ids)
+from agents.experiments.hyperparameters import constructor_parameters
 from agents.registry import LEARNERS
 from agents.td_lambda import TRACES
 from tests.fuzz import (
@@ -124,6 +124,7 @@ SPECS: dict[str, Arg] = {
     "verbose": int_arg(0, 2),
     "trace": choice_arg(list(TRACES)),
     "features": _features_arg(),
+    "epsilon": real_arg(0.0, math.inf, closed=(False, True), draw=(1e-9, 1e-3)),
 }
 """The oracle of every constructor argument of the registered learners."""
 
@@ -135,8 +136,8 @@ REQUIRED = {"td_lambda": {"lam": 0.5, "alpha": 0.1}}
 
 
 def _constructor_arguments(name: str) -> list[str]:
-    signature = inspect.signature(LEARNERS[name].cls.__init__)
-    return [p for p in signature.parameters if p not in NOT_FUZZED]
+    """Every keyword the learner's constructor takes, ``**kwargs`` followed to its parents."""
+    return [p for p in constructor_parameters(LEARNERS[name].cls) if p not in NOT_FUZZED]
 
 
 def _fits_together(learner: str, meanings: dict[str, Any]) -> list[str]:

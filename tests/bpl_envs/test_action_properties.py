@@ -23,30 +23,10 @@ from hypothesis.extra.numpy import arrays
 
 import bpl_envs  # noqa: F401  (registers the ids)
 from bpl_envs.replay import SequenceReplayVectorEnv
-from tests.fuzz import names_argument
+from tests.fuzz import names_argument, reference_loss
 
 HUGE = 1e150
 """Predictions up to this magnitude are always scored; beyond it the env may refuse them."""
-
-
-def _log_sigmoid(x: float) -> float:
-    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
-
-
-def reference_loss(kind: str, prediction: np.ndarray, target: np.ndarray) -> float:
-    """The per-step loss of one prediction (output_size,), by scalar formulas in float64."""
-    p = [float(v) for v in prediction]
-    y = [float(v) for v in target]
-    if kind == "mse":
-        return math.fsum((a - b) ** 2 for a, b in zip(p, y, strict=True)) / len(p)
-    if kind == "bce":  # -[y log s(p) + (1 - y) log(1 - s(p))], log(1 - s(p)) = log s(-p)
-        terms = [
-            -(b * _log_sigmoid(a) + (1 - b) * _log_sigmoid(-a)) for a, b in zip(p, y, strict=True)
-        ]
-        return math.fsum(terms) / len(p)
-    top = max(p)  # ce: sum_k y_k (logsumexp(p) - p_k), skipping y_k = 0
-    logsumexp = top + math.log(math.fsum(math.exp(a - top) for a in p))
-    return math.fsum(b * (logsumexp - a) for a, b in zip(p, y, strict=True) if b != 0)
 
 
 def _replay(num_envs: int) -> SequenceReplayVectorEnv:

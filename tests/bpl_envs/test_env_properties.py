@@ -11,6 +11,8 @@ kept below as plain regression tests.
 from __future__ import annotations
 
 import math
+import pathlib
+import tempfile
 from typing import Any
 
 import gymnasium as gym
@@ -22,12 +24,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bpl_envs  # noqa: F401  (registers the ids)
+from bpl_envs import CharVocabulary
+from bpl_envs.char_lm import python_docs_text
 from bpl_envs.copy_repeat import CopyRepeatCurriculum
 from tests.fuzz import (
     INVALID,
     MAYBE,
     Arg,
     bool_arg,
+    bools,
     call_with_contract,
     choice_arg,
     floats,
@@ -35,6 +40,7 @@ from tests.fuzz import (
     int_arg,
     ints,
     optional_choice_arg,
+    optional_int_arg,
     real_arg,
     subsets_of,
 )
@@ -117,7 +123,35 @@ def _odd_int_arg() -> Arg:
     return Arg(base.likely, base.unlikely, meaning)
 
 
-RENDER = optional_choice_arg(["ansi"])
+SMALL_TEXT_LENGTH = 400
+_SMALL_TEXT = pathlib.Path(tempfile.mkdtemp(prefix="bpl-charlm-")) / "small text é.txt"
+_SMALL_TEXT.write_text(("the quick brown fox jumps over the lazy dog. " * 9)[:SMALL_TEXT_LENGTH])
+
+
+def _text_path_arg() -> Arg:
+    """A small UTF-8 text (cheap vocabularies), or a missing file, or not a path."""
+
+    def meaning(value: Any) -> Any:
+        if value is None:
+            return None  # Python's documentation, shipped with the package
+        if isinstance(value, str | pathlib.Path):
+            return MAYBE if str(value) != str(_SMALL_TEXT) else value  # a missing file
+        return INVALID
+
+    likely = st.sampled_from([str(_SMALL_TEXT), _SMALL_TEXT])
+    return Arg(likely, st.one_of(st.just("/nonexistent.txt"), st.integers(), garbage), meaning)
+
+
+def _vocabulary_arg() -> Arg:
+    vocabulary = CharVocabulary.from_text(_SMALL_TEXT.read_text(), 1)
+    return Arg(
+        st.one_of(st.none(), st.just(vocabulary)),
+        garbage,
+        lambda value: value if value is None or value is vocabulary else INVALID,
+    )
+
+
+RENDER = optional_choice_arg(["ansi", "rgb_array"])
 STREAM = bool_arg()
 
 TASKS: dict[str, dict[str, Arg]] = {
@@ -157,8 +191,40 @@ TASKS: dict[str, dict[str, Arg]] = {
         "render_mode": RENDER,
         "stream": STREAM,
     },
+    "bpl/AddingProblem-v0": {
+        "sequence_length": int_arg(2, draw_up_to=6),
+        "render_mode": RENDER,
+        "stream": STREAM,
+    },
+    "bpl/CharLM-v0": {
+        "sequence_length": int_arg(1, draw_up_to=6),
+        "text_path": _text_path_arg(),
+        "split": choice_arg(["train", "test"]),
+        "test_fraction": _fraction_arg(smallest_class=SMALL_TEXT_LENGTH // 10),
+        "min_count": optional_int_arg(1, draw_up_to=4),
+        "vocabulary": _vocabulary_arg(),
+        "render_mode": RENDER,
+        "stream": STREAM,
+    },
+    "bpl/MackeyGlass-v0": {
+        "sequence_length": int_arg(1, draw_up_to=6),
+        "tau": Arg(
+            st.sampled_from([17, np.int64(30)]),
+            st.one_of(ints(-2, 0), floats(1, 30), bools, garbage),
+            int_arg(1).meaning,
+        ),
+        "noise_std": real_arg(0.0, 1e6, draw=(0.0, 0.5)),
+        "split": choice_arg(["train", "test"]),
+        "test_fraction": _fraction_arg(smallest_class=100),
+        "render_mode": RENDER,
+        "stream": STREAM,
+    },
     "bpl/RandomWalk-v0": {"n_states": _odd_int_arg(), "render_mode": RENDER},
 }
+
+BASE_KWARGS = {"bpl/CharLM-v0": {"text_path": str(_SMALL_TEXT), "sequence_length": 4}}
+"""Given unless drawn: CharLM on a short text (its default, Python's docs, takes 0.1 s to
+build a vocabulary from)."""
 
 AUTORESET_VALUES = [*AutoresetMode, *(mode.value for mode in AutoresetMode)]
 VECTOR_ARGS: dict[str, Arg] = {
@@ -184,6 +250,11 @@ def _fits_together(env_id: str, given: dict[str, Any]) -> list[str]:
         lengths = (given.get("pattern_length", 1), repeats)
         if given.get("curriculum") is not None and lengths != (1, 1):
             return ["curriculum", "pattern_length", "repeats"]
+    if env_id == "bpl/CharLM-v0":
+        if given.get("vocabulary") is not None and given.get("min_count") is not None:
+            return ["vocabulary", "min_count"]
+        if _charlm_known_characters({**BASE_KWARGS[env_id], **given}) == 0:
+            return ["min_count", "test_fraction", "text_path"]
     if env_id == "bpl/SequentialMNIST-v0":
         if given.get("permutation_seed", 0) != 0 and not given.get("permute", False):
             return ["permutation_seed", "permute"]
@@ -191,6 +262,18 @@ def _fits_together(env_id: str, given: dict[str, Any]) -> list[str]:
         if given.get("root") is not None and subset != (0.2, 0):
             return ["test_fraction", "split_seed", "root"]
     return []
+
+
+def _charlm_known_characters(meanings: dict[str, Any]) -> int:
+    """How many characters CharLM's vocabulary knows: those of the given vocabulary, or those
+    occurring min_count times (default 5) in the train part of the text (README)."""
+    if meanings.get("vocabulary") is not None:
+        return meanings["vocabulary"].size - 1
+    small = meanings.get("text_path") is not None
+    text = _SMALL_TEXT.read_text() if small else python_docs_text()
+    train = text[: round(len(text) * (1 - meanings.get("test_fraction", 0.1)))]
+    minimum = meanings.get("min_count") or 5
+    return sum(train.count(c) >= minimum for c in set(train))
 
 
 def _sizes(env_id: str, meanings: dict[str, Any]) -> tuple[int, int, int]:
@@ -204,11 +287,18 @@ def _sizes(env_id: str, meanings: dict[str, Any]) -> tuple[int, int, int]:
         return meanings.get("cue_bits", 10), 2, meanings.get("sequence_length", 10)
     if env_id == "bpl/SequentialDigits-v0":
         return 8, 10, 8
+    if env_id == "bpl/AddingProblem-v0":
+        return 2, 1, meanings.get("sequence_length", 50)
+    if env_id == "bpl/MackeyGlass-v0":
+        return 1, 1, meanings.get("sequence_length", 100)
+    if env_id == "bpl/CharLM-v0":  # the characters seen min_count times in the train part
+        size = _charlm_known_characters(meanings) + 1  # and the unknown symbol
+        return size, size, meanings.get("sequence_length", 50)
     pixel = meanings.get("pixel_by_pixel", False)
     return (1, 10, 784) if pixel else (28, 10, 28)
 
 
-def _make(env_id: str, vector: bool, **kwargs: Any):
+def _make(env_id: str, vector: bool, **kwargs: Any) -> Any:
     """The env class registered for ``env_id`` (its vector env class with ``vector``), called
     directly: ``gym.make`` inspects ``render_mode`` itself before the env sees it (Gymnasium
     calls ``render_mode.endswith`` on any value it does not list, so a non-string fails there
@@ -226,8 +316,9 @@ def test_every_constructor_argument_is_checked_at_the_door(env_id, data):
     given_kwargs = data.draw(subsets_of(args), label="kwargs")
     if vector:
         given_kwargs.setdefault("num_envs", 2)
+    base = {k: v for k, v in BASE_KWARGS.get(env_id, {}).items() if k not in given_kwargs}
     env, meanings = call_with_contract(
-        lambda **kwargs: _make(env_id, vector, **kwargs),
+        lambda **kwargs: _make(env_id, vector, **base, **kwargs),
         args,
         given_kwargs,
         cross=lambda meanings: _fits_together(env_id, meanings),
@@ -235,6 +326,7 @@ def test_every_constructor_argument_is_checked_at_the_door(env_id, data):
     )
     if env is None:
         return
+    meanings = {**base, **meanings}
     batch = meanings.get("num_envs", 1)
     if env_id == "bpl/RandomWalk-v0":
         n_states = meanings.get("n_states", 19)
@@ -334,7 +426,9 @@ def _options_meaning(env_id: str, options: Any) -> tuple[Any, list[str]]:
 def test_every_reset_argument_is_checked_at_the_door(env_id, data):
     vector = data.draw(st.booleans(), label="vector")
     num_envs = 2
-    env = _make(env_id, vector, **({"num_envs": num_envs} if vector else {}))
+    env = _make(
+        env_id, vector, **BASE_KWARGS.get(env_id, {}), **({"num_envs": 2} if vector else {})
+    )
     seed = data.draw(_vector_seeds(num_envs) if vector else seeds, label="seed")
     options = data.draw(_options(env_id), label="options")
     seed_meaning = _vector_seed_meaning(seed, num_envs) if vector else _seed_meaning(seed)
@@ -404,3 +498,16 @@ def test_regression_mnist_root_of_the_wrong_type_names_root():
     # was: TypeError("expected str, bytes or os.PathLike object, not int") from pathlib
     with pytest.raises(TypeError, match="root must be None .* got 5"):
         gym.make("bpl/SequentialMNIST-v0", root=5)
+
+
+def test_regression_mackey_glass_noise_too_large_for_float32_is_refused():
+    # was: accepted; the observation space's bounds and the observations were ±inf
+    with pytest.raises(ValueError, match=r"noise_std must be a number in \[0, 1e\+06\]"):
+        gym.make("bpl/MackeyGlass-v0", noise_std=1e308)
+
+
+def test_regression_charlm_names_test_fraction_when_the_train_part_is_too_short():
+    # was: "no character of the text occurs min_count=5 times or more; lower min_count" although
+    # the text holds enough: test_fraction left 6 characters to the train part
+    with pytest.raises(ValueError, match=r"min_count=5 .* test_fraction=0\.985"):
+        gym.make("bpl/CharLM-v0", text_path=str(_SMALL_TEXT), test_fraction=0.985)
