@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := bpl_envs agents tests examples benchmarks
 
-.PHONY: install demo test test-ray lint format-check format typecheck check clean
+.PHONY: install demo test test-ray soak lint format-check format typecheck check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test-ray: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[ray]"
 	$(PY) -c "import ray"
 	$(PY) -m pytest -q -m ray
+
+# 10**6 tokens through BP(lambda) updating after every token: RSS, throughput and finiteness
+# over the run (tests/agents/test_soak.py; prints the figures).
+soak: $(STAMP)
+	$(PY) -m pytest -q -s -m soak
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SOURCES)

@@ -156,8 +156,9 @@ def real_arg(
         return number if above and below else INVALID
 
     spread = max(1.0, draw_high - draw_low)
+    whole = (math.ceil(draw_low), math.floor(min(draw_high, 1e6)))
     likely = st.one_of(
-        floats(draw_low, draw_high), ints(math.ceil(draw_low), math.floor(draw_high))
+        floats(draw_low, draw_high), ints(*whole) if whole[0] <= whole[1] else st.nothing()
     )
     unlikely = st.one_of(
         floats(draw_low - spread, draw_high + spread),
