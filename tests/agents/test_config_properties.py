@@ -20,6 +20,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from agents.cli import main
 from agents.experiments.config import load_config, read_yaml
 from agents.experiments.training import RunConfig, build_learner
 from tests.fuzz import INVALID, names_argument
@@ -248,3 +249,16 @@ def test_regression_leading_zeros_and_sexagesimal_hyperparameters(tmp_path):
     assert config.hyperparameters == {"hidden_size": 10, "synth_hidden": "1:30"}
     with pytest.raises(ValueError, match=r"'synth_hidden' .* expects int \| None, got '1:30'"):
         build_learner(config)
+
+
+def test_a_refused_config_is_a_usage_error_of_bpl_train_naming_the_key(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "env: bpl/LineDraw-v0\nlearner: bp_lambda\nupdates: 1\nhyperparameters:\n  lam: yes\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", str(path), "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "hyper-parameter 'lam' of learner 'bp_lambda' expects float, got True" in err
+    assert not (tmp_path / "run").exists()

@@ -69,6 +69,14 @@ ENVS = {  # name -> (loss, make(vector, B)); short sequences with scored and uns
             else gym.make("bpl/SequentialDigits-v0")
         ),
     ),
+    "mackey_glass": (
+        "mse",
+        lambda vector, b: (
+            gym.make_vec("bpl/MackeyGlass-v0", num_envs=b, sequence_length=3)
+            if vector
+            else gym.make("bpl/MackeyGlass-v0", sequence_length=3)
+        ),
+    ),
     "replay": ("ce", lambda _vector, b: _replay(b)),
 }
 
