@@ -37,7 +37,14 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from agents.base import BaseLearner, check_non_negative, make_env
-from agents.cores import make_core
+from agents.cores import RecurrentCore
+from agents.cores.factory import (
+    CORE_DEFAULTS,
+    check_saved_core,
+    core_name,
+    core_settings,
+    learner_core,
+)
 from bpl_envs.checks import check_int
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
@@ -91,9 +98,16 @@ class SequenceLearner(BaseLearner):
     Args:
         env: a ``bpl/...`` env id, a single env, a vector env (its sub-envs are the batch), or a
             :class:`~bpl_envs.TaskSpec` for a learner that only predicts.
-        core: ``"rnn"`` or ``"lstm"`` (state [h, c]).
-        hidden_size: H, the number of hidden units.
+        core: ``"rnn"``, ``"lstm"`` (state [h, c]) or ``"gru"``, or a core instance (e.g.
+            ``agents.cores.FunctionalCore(cell)`` around any torch cell): the learner trains a
+            deep copy of it, ``self.core``, and the five arguments below must then be left at
+            their defaults or agree with it (see :mod:`agents.cores.factory`).
+        hidden_size: H, the number of hidden units (of every layer).
         activation: ``"tanh"`` or ``"identity"`` (RNN only).
+        num_layers: L >= 1 stacked layers (state [s^1, ..., s^L]; the readout reads layer L).
+        recurrent_init: ``"uniform"`` (U(-1/sqrt(H), 1/sqrt(H)) as torch) or ``"orthogonal"``
+            (each gate's block of W_hh a random orthogonal matrix).
+        spectral_radius: None, or r > 0: each gate's block of W_hh rescaled to spectral radius r.
         lr_core, lr_readout: Adam learning rates (betas (0.9, 0.98), eps 1e-9).
         update: ``"sequence"`` accumulates over each batch of sequences and applies once at its end;
             ``"step"`` applies after every token.
@@ -108,9 +122,12 @@ class SequenceLearner(BaseLearner):
         self,
         env,
         *,
-        core: str = "rnn",
+        core: str | RecurrentCore = "rnn",
         hidden_size: int = 30,
         activation: str = "tanh",
+        num_layers: int = 1,
+        recurrent_init: str = "uniform",
+        spectral_radius: float | None = None,
         lr_core: float = 1e-3,
         lr_readout: float = 1e-3,
         update: str = "sequence",
@@ -125,7 +142,6 @@ class SequenceLearner(BaseLearner):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         hidden_size = check_int("hidden_size", hidden_size, minimum=1)
-        self.core_kind, self.hidden_size, self.activation = core, hidden_size, activation
         self.lr_core = check_non_negative("lr_core", lr_core)
         self.lr_readout = check_non_negative("lr_readout", lr_readout)
         self.update, self.n_envs, self.dtype_name = update, n_envs, dtype
@@ -141,9 +157,16 @@ class SequenceLearner(BaseLearner):
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            self.core = make_core(core, self.task.input_size, hidden_size, activation=activation)
-            self.readout = torch.nn.Linear(hidden_size, self.task.output_size)
+            self.core = learner_core(
+                core, self.task.input_size, hidden_size=hidden_size, activation=activation,
+                num_layers=num_layers, recurrent_init=recurrent_init,
+                spectral_radius=spectral_radius,
+            )
+            self.readout = torch.nn.Linear(self.core.hidden_size, self.task.output_size)
             self._build_extra_modules()
+        self.core_kind = core_name(self.core)  # a kind, or what a core instance is
+        for name, value in {**CORE_DEFAULTS, **core_settings(self.core)}.items():
+            setattr(self, name, value)  # hidden_size, activation, num_layers, recurrent_init, ...
         for module in self._modules().values():
             module.to(device=self.device, dtype=self.dtype)
         self._optimizers = self._make_optimizers()
@@ -323,15 +346,13 @@ class SequenceLearner(BaseLearner):
     def _immediate_gradient(self, loss_grad: torch.Tensor) -> torch.Tensor:
         """Accumulate the readout's gradient and return l_t = dL_t/ds_t, (B, state_size).
 
-        Uses the hidden units of the last ``_forward`` (``self._hidden``); the LSTM's cell part
-        of l_t is zero.
+        Uses the hidden units of the last ``_forward`` (``self._hidden``); l_t is zero outside
+        the state's hidden columns (e.g. the LSTM's cell part, the lower layers of a stack).
         """
         if self.lr_readout > 0:
             self.readout.weight.grad.addmm_(loss_grad.T, self._hidden)
             self.readout.bias.grad.add_(loss_grad.sum(0))
-        hidden_gradient = loss_grad @ self.readout.weight
-        pad = self.core.state_size - hidden_gradient.shape[-1]
-        return torch.nn.functional.pad(hidden_gradient, (0, pad)) if pad else hidden_gradient
+        return self.core.state_gradient(loss_grad @ self.readout.weight)
 
     def _local_core_update(self, cache, signal: torch.Tensor) -> None:
         """Accumulate signal . (ds_t/dW)_local (one step, no propagation through time)."""
@@ -394,8 +415,7 @@ class SequenceLearner(BaseLearner):
     def _hyperparameters(self) -> dict[str, Any]:
         return {
             "core": self.core_kind,
-            "hidden_size": self.hidden_size,
-            "activation": self.activation,
+            **{name: getattr(self, name) for name in CORE_DEFAULTS},
             "lr_core": self.lr_core,
             "lr_readout": self.lr_readout,
             "update": self.update,
@@ -411,6 +431,7 @@ class SequenceLearner(BaseLearner):
 
     @classmethod
     def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
+        check_saved_core(hyperparameters["core"], overrides.get("core"), cls.__name__)
         return cls(TaskSpec(**rebuild["task"]) if env is None else env, **hyperparameters)
 
     def _get_state(self) -> dict[str, Any]:
