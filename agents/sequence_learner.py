@@ -427,11 +427,12 @@ class SequenceLearner(BaseLearner):
         }
 
     def _rebuild_kwargs(self) -> dict[str, Any]:
-        return {"task": dataclasses.asdict(self.task)}
+        return {"task": dataclasses.asdict(self.task), "core": self.core_kind}
 
     @classmethod
     def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
-        check_saved_core(hyperparameters["core"], overrides.get("core"), cls.__name__)
+        saved = rebuild.get("core", hyperparameters["core"])  # older checkpoints: a kind
+        check_saved_core(saved, overrides.get("core"), cls.__name__)
         return cls(TaskSpec(**rebuild["task"]) if env is None else env, **hyperparameters)
 
     def _get_state(self) -> dict[str, Any]:

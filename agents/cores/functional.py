@@ -125,7 +125,9 @@ class FunctionalCore(RecurrentCore):
         except Exception as error:
             raise ValueError(
                 f"cell(x, s) failed on x of shape (2, {self.input_size}) and s of shape "
-                f"(2, {self.state_size}): {type(error).__name__}: {error}"
+                f"(2, {self.state_size}): {type(error).__name__}: {error} (the state must be "
+                "one tensor: a cell with a tuple state, such as torch.nn.LSTMCell, needs a "
+                "wrapper that concatenates it)"
             ) from error
         self._check_output(s_next, s)
 
