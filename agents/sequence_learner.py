@@ -8,7 +8,7 @@ supervised sequence task one token at a time. Per batch of sequences, :meth:`_ru
     for each token:
         prediction = self._forward(x_t)    # advance the recurrent state, predict y_t
         obs, ..., info = env.step(prediction)
-        self._learn_step(dL_t/dprediction, final)   # the learner's rule
+        self._learn_step(loss_grad, final)   # loss_grad = dL_t/dprediction; the rule
     self._end_sequences()                  # e.g. apply the accumulated update
 
 A batch ends on the step where every sub-env terminates or, with a ``stream=True`` env (which
@@ -20,9 +20,9 @@ Subclasses implement ``_learn_step``; the other hooks have defaults that most le
 gradients; ``_forward`` advances the core by ``core.step``, keeping ``self._state``,
 ``self._cache`` and ``self._hidden``; ``_end_sequences`` applies the accumulated update in
 ``update="sequence"`` mode). Everything else lives here once. The loss gradient handed to
-``_learn_step`` is that of the batch-mean loss (ALGORITHM.md §5): ``loss.gradient(ŷ, y) / B`` on
-scored steps and zero elsewhere, computed with the same :mod:`bpl_envs.losses` function whose
-value the env paid as reward.
+``_learn_step`` is that of the batch-mean loss (docs/algorithm.md#optimiser-and-scaling-details):
+``loss.gradient(ŷ, y) / B`` on scored steps and zero elsewhere, computed with the same
+:mod:`bpl_envs.losses` function whose value the env paid as reward.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
 
-from agents.base import BaseLearner, check_non_negative, make_env
+from agents.base import BaseLearner, make_env
 from agents.cores import RecurrentCore
 from agents.cores.factory import (
     CORE_DEFAULTS,
@@ -45,11 +44,12 @@ from agents.cores.factory import (
     core_settings,
     learner_core,
 )
-from bpl_envs.checks import check_int
+from agents.learner_envs import as_vector_env, sequence_ended, task_spec_of
+from bpl_envs.checks import check_int, check_non_negative
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
 
-__all__ = ["SequenceLearner", "sequence_ended", "task_spec_of"]
+__all__ = ["SequenceLearner", "grad_of", "sequence_ended", "task_spec_of"]
 
 ADAM_BETAS = (0.9, 0.98)
 ADAM_EPS = 1e-9
@@ -57,39 +57,16 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 UPDATE_MODES = ("sequence", "step")
 
 
-def task_spec_of(env) -> TaskSpec:
-    """The :class:`~bpl_envs.TaskSpec` a (vector) env exposes as ``task``."""
-    for getter in (lambda: env.task, lambda: env.get_attr("task")[0]):
-        try:
-            task = getter()
-        except AttributeError:
-            continue
-        if isinstance(task, TaskSpec):
-            return task
-    raise ValueError(
-        f"{env} does not describe its task: a recurrent learner needs an env with a `task` "
-        "attribute (a bpl_envs.TaskSpec giving input/output sizes and the loss), such as the "
-        "bpl/ envs"
-    )
+def grad_of(parameter: torch.Tensor) -> torch.Tensor:
+    """The gradient buffer of a trainable parameter (allocated by ``_zero_grads``)."""
+    if parameter.grad is None:
+        raise RuntimeError("the gradient buffers are allocated by _zero_grads(); call it first")
+    return parameter.grad
 
 
-def sequence_ended(terminated, truncated, info: dict) -> np.ndarray:
-    """Which sub-envs just answered the last token of a sequence: bool ``(B,)``.
-
-    True where the episode ended (``terminated`` or ``truncated``) or where a ``stream=True``
-    env, which never terminates, marks the boundary with ``info["sequence_end"]``.
-    """
-    ended = np.logical_or(terminated, truncated)
-    if "sequence_end" in info:
-        ended = np.logical_or(ended, info["sequence_end"])
-    return ended
-
-
-def _as_vector_env(env) -> gym.vector.VectorEnv:
-    """A single env becomes a batch of one (autoreset off: the learner resets between batches)."""
-    if isinstance(env, gym.vector.VectorEnv):
-        return env
-    return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.DISABLED)
+LearnerEnv = str | gym.Env | gym.vector.VectorEnv | TaskSpec
+"""What a recurrent learner's ``env`` may be: an env id, an env, a vector env, or a
+:class:`~bpl_envs.TaskSpec` (predict only)."""
 
 
 class SequenceLearner(BaseLearner):
@@ -120,7 +97,7 @@ class SequenceLearner(BaseLearner):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         core: str | RecurrentCore = "rnn",
         hidden_size: int = 30,
@@ -146,27 +123,36 @@ class SequenceLearner(BaseLearner):
         self.lr_readout = check_non_negative("lr_readout", lr_readout)
         self.update, self.n_envs, self.dtype_name = update, n_envs, dtype
         self.dtype, self.device = DTYPES[dtype], torch.device(device)
+        vector_env = None
         if isinstance(env, TaskSpec):
-            self.task, env = env, None
+            self.task = env
         else:
-            env = _as_vector_env(make_env(env, n_envs))
-            self.task = task_spec_of(env)
+            vector_env = as_vector_env(make_env(env, n_envs))
+            self.task = task_spec_of(vector_env)
         self.loss = get_loss(self.task.loss)
-        super().__init__(env, seed=seed, verbose=verbose)
+        super().__init__(vector_env, seed=seed, verbose=verbose)
 
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
             self.core = learner_core(
-                core, self.task.input_size, hidden_size=hidden_size, activation=activation,
-                num_layers=num_layers, recurrent_init=recurrent_init,
+                core,
+                self.task.input_size,
+                hidden_size=hidden_size,
+                activation=activation,
+                num_layers=num_layers,
+                recurrent_init=recurrent_init,
                 spectral_radius=spectral_radius,
             )
             self.readout = torch.nn.Linear(self.core.hidden_size, self.task.output_size)
             self._build_extra_modules()
         self.core_kind = core_name(self.core)  # a kind, or what a core instance is
-        for name, value in {**CORE_DEFAULTS, **core_settings(self.core)}.items():
-            setattr(self, name, value)  # hidden_size, activation, num_layers, recurrent_init, ...
+        settings = {**CORE_DEFAULTS, **core_settings(self.core)}  # an instance's own, if given
+        self.hidden_size: int = settings["hidden_size"]
+        self.activation: str = settings["activation"]
+        self.num_layers: int = settings["num_layers"]
+        self.recurrent_init: str = settings["recurrent_init"]
+        self.spectral_radius: float | None = settings["spectral_radius"]
         for module in self._modules().values():
             module.to(device=self.device, dtype=self.dtype)
         self._optimizers = self._make_optimizers()
@@ -183,7 +169,7 @@ class SequenceLearner(BaseLearner):
         """Adam learning rate of each module in :meth:`_modules`."""
         return {"core": self.lr_core, "readout": self.lr_readout}
 
-    def _trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+    def _trainable_parameters(self, name: str) -> list[torch.Tensor]:
         """The parameters of module ``name`` that its optimiser moves."""
         return list(self._modules()[name].parameters())
 
@@ -196,7 +182,7 @@ class SequenceLearner(BaseLearner):
         }
 
     def set_env(self, env) -> None:
-        env = _as_vector_env(make_env(env, self.n_envs))
+        env = as_vector_env(make_env(env, self.n_envs))
         task = task_spec_of(env)
         for field in ("input_size", "output_size", "loss"):
             if getattr(task, field) != getattr(self.task, field):
@@ -237,7 +223,7 @@ class SequenceLearner(BaseLearner):
             loss_grad = self.loss.gradient(prediction.detach(), target)
             loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
             self._token_index = step
-            self._learn_step(loss_grad, target, scored_t, final)
+            self._learn_step(loss_grad, final)
             if scored.any():
                 losses += float(np.asarray(info["loss"])[scored].sum())
                 scored_steps += int(scored.sum())
@@ -307,15 +293,11 @@ class SequenceLearner(BaseLearner):
         return self.readout(self._hidden)
 
     @abstractmethod
-    def _learn_step(
-        self, loss_grad: torch.Tensor, target: torch.Tensor, scored: torch.Tensor, final: bool
-    ) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
         """Learn from the step just taken.
 
         Args:
             loss_grad: d(batch-mean loss)/d prediction, (B, output_size), zero on unscored steps.
-            target: the step's targets (B, output_size).
-            scored: 1.0 where the step carries a loss, (B,).
             final: True on the last token of the sequences.
         """
 
@@ -350,8 +332,8 @@ class SequenceLearner(BaseLearner):
         the state's hidden columns (e.g. the LSTM's cell part, the lower layers of a stack).
         """
         if self.lr_readout > 0:
-            self.readout.weight.grad.addmm_(loss_grad.T, self._hidden)
-            self.readout.bias.grad.add_(loss_grad.sum(0))
+            grad_of(self.readout.weight).addmm_(loss_grad.T, self._hidden)
+            grad_of(self.readout.bias).add_(loss_grad.sum(0))
         return self.core.state_gradient(loss_grad @ self.readout.weight)
 
     def _local_core_update(self, cache, signal: torch.Tensor) -> None:
@@ -359,7 +341,7 @@ class SequenceLearner(BaseLearner):
         if self.lr_core > 0:
             grads = self.core.local_vjp(cache, signal)
             for parameter, grad in zip(self.core.parameters(), grads, strict=True):
-                parameter.grad.add_(grad)
+                grad_of(parameter).add_(grad)
 
     # ------------------------------------------------------------------------ predict
     def initial_state(self, batch_size: int) -> np.ndarray:
@@ -372,7 +354,7 @@ class SequenceLearner(BaseLearner):
         observation: np.ndarray,
         state: np.ndarray | None = None,
         episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
+        deterministic: bool = True,  # noqa: ARG002 (SB3 signature; predictions are deterministic)
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict the target of the current token and advance the recurrent state.
 
@@ -431,9 +413,22 @@ class SequenceLearner(BaseLearner):
 
     @classmethod
     def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
-        saved = rebuild.get("core", hyperparameters["core"])  # older checkpoints: a kind
-        check_saved_core(saved, overrides.get("core"), cls.__name__)
-        return cls(TaskSpec(**rebuild["task"]) if env is None else env, **hyperparameters)
+        saved_core = rebuild.get("core", hyperparameters["core"])  # older checkpoints: a kind
+        check_saved_core(saved_core, overrides.get("core"), cls.__name__)
+        saved = TaskSpec(**rebuild["task"])
+        learner = cls(saved if env is None else env, **hyperparameters)
+        differ = [
+            f"{field} {getattr(saved, field)!r} (checkpoint) vs "
+            f"{getattr(learner.task, field)!r} (env)"
+            for field in ("input_size", "output_size", "loss")
+            if getattr(saved, field) != getattr(learner.task, field)
+        ]
+        if differ:
+            raise ValueError(
+                f"the env given to {cls.__name__}.load does not fit the checkpoint: "
+                + "; ".join(differ)
+            )
+        return learner
 
     def _get_state(self) -> dict[str, Any]:
         return {

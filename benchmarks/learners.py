@@ -50,8 +50,15 @@ from common import (
 from stable_baselines3.common.callbacks import BaseCallback
 
 SCRIPT = Path(__file__).resolve()
-LEARNER_NAMES = ("bp_lambda_trace", "bp_lambda_forward_view", "bptt", "tbptt_5", "dni_5", "rtrl",
-                 "plain_bptt")
+LEARNER_NAMES = (
+    "bp_lambda_trace",
+    "bp_lambda_forward_view",
+    "bptt",
+    "tbptt_5",
+    "dni_5",
+    "rtrl",
+    "plain_bptt",
+)
 PARTIAL = {("c", "bp_lambda_trace"), ("c", "rtrl")}  # a few tokens, not whole sequences
 CORE_IMPLEMENTATIONS = ("analytic", "functional")
 
@@ -78,8 +85,12 @@ def build_core(config: Config, implementation: str):
     torch.manual_seed(0)
     if config.core == "lstm":
         cell = JointLSTMCell(config.input_size, config.hidden_size)
-        return FunctionalCore(cell, input_size=config.input_size,
-                              state_size=2 * config.hidden_size, hidden_size=config.hidden_size)
+        return FunctionalCore(
+            cell,
+            input_size=config.input_size,
+            state_size=2 * config.hidden_size,
+            hidden_size=config.hidden_size,
+        )
     return FunctionalCore(torch.nn.RNNCell(config.input_size, config.hidden_size))
 
 
@@ -89,13 +100,13 @@ def build_learner(name: str, config: Config, env, implementation: str = "analyti
     from agents.bptt import BPTT, DNI, TruncatedBPTT
     from agents.rtrl import RTRL
 
-    common = dict(core=build_core(config, implementation), hidden_size=config.hidden_size,
-                  seed=0)
+    common = dict(core=build_core(config, implementation), hidden_size=config.hidden_size, seed=0)
     if name == "bp_lambda_trace":
         return BPLambda(env, lam=1.0, gamma=0.9, **common)
     if name == "bp_lambda_forward_view":
-        return BPLambda(env, lam=1.0, gamma=0.9, synth_update="forward_view",
-                        clip_synth_update=False, **common)
+        return BPLambda(
+            env, lam=1.0, gamma=0.9, synth_update="forward_view", clip_synth_update=False, **common
+        )
     if name == "bptt":
         return BPTT(env, **common)
     if name == "tbptt_5":
@@ -167,8 +178,11 @@ def child(spec: dict) -> dict:
     name, seconds, partial_tokens = spec["learner"], spec["seconds"], spec["partial_tokens"]
     env = replay_env(config)
     implementation = spec["core"]
-    learner = (PlainBPTT(config, env) if name == "plain_bptt"
-               else build_learner(name, config, env, implementation))
+    learner = (
+        PlainBPTT(config, env)
+        if name == "plain_bptt"
+        else build_learner(name, config, env, implementation)
+    )
     baseline_rss = peak_rss_bytes()
     if spec["partial"]:
         timer = StepTimes(limit=partial_tokens)
@@ -177,6 +191,7 @@ def child(spec: dict) -> dict:
         rate = steps * config.batch_size / (timer.times[-1] - timer.times[2])
         tokens = steps * config.batch_size
     else:
+
         def one_batch() -> int:
             if name == "plain_bptt":
                 return learner.learn_one_batch()
@@ -204,15 +219,25 @@ def child(spec: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--learners", nargs="+", default=list(LEARNER_NAMES),
-                        choices=list(LEARNER_NAMES))
+    parser.add_argument(
+        "--learners", nargs="+", default=list(LEARNER_NAMES), choices=list(LEARNER_NAMES)
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per learner and run")
     parser.add_argument("--repeats", type=int, default=2, help="alternated runs; best is kept")
-    parser.add_argument("--partial-tokens", type=int, default=6,
-                        help="tokens run by the learners too slow for whole sequences on (c)")
+    parser.add_argument(
+        "--partial-tokens",
+        type=int,
+        default=6,
+        help="tokens run by the learners too slow for whole sequences on (c)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--cores", nargs="+", default=["analytic"], choices=CORE_IMPLEMENTATIONS,
-                        help="core implementations to run every learner on")
+    parser.add_argument(
+        "--cores",
+        nargs="+",
+        default=["analytic"],
+        choices=CORE_IMPLEMENTATIONS,
+        help="core implementations to run every learner on",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learners.json"))
     args = parser.parse_args()
@@ -229,13 +254,22 @@ def main() -> None:
         config = CONFIGS[name]
         print(f"\n({name}) {config.description}", flush=True)
         best: dict[str, dict] = {}
-        runs = [(learner, core) for learner in args.learners for core in args.cores
-                if learner != "plain_bptt" or core == "analytic"]
+        runs = [
+            (learner, core)
+            for learner in args.learners
+            for core in args.cores
+            if learner != "plain_bptt" or core == "analytic"
+        ]
         for _ in range(args.repeats):  # alternate learners, keep each one's best run
             for learner, core in runs:
-                spec = {"config": name, "learner": learner, "core": core, "seconds": args.seconds,
-                        "partial": (name, learner) in PARTIAL,
-                        "partial_tokens": args.partial_tokens}
+                spec = {
+                    "config": name,
+                    "learner": learner,
+                    "core": core,
+                    "seconds": args.seconds,
+                    "partial": (name, learner) in PARTIAL,
+                    "partial_tokens": args.partial_tokens,
+                }
                 result = run_child(SCRIPT, spec, args.threads)
                 key = label(learner, core)
                 if key not in best or result["tokens_per_s"] > best[key]["tokens_per_s"]:
@@ -243,8 +277,12 @@ def main() -> None:
         rows.extend(best.values())
         print_config_table(best)
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    report = {"machine": info, "configs": {n: config_dict(CONFIGS[n]) for n in args.configs},
-              "results": rows, "ratios": ratios(rows)}
+    report = {
+        "machine": info,
+        "configs": {n: config_dict(CONFIGS[n]) for n in args.configs},
+        "results": rows,
+        "ratios": ratios(rows),
+    }
     print_ratios(report["ratios"])
     write_report(args.out, report)
 
@@ -258,13 +296,18 @@ def print_config_table(best: dict[str, dict]) -> None:
     print(f"  {'learner':<24} {'tokens/s':>11} {'peak RSS MB':>12} {'after setup MB':>15}")
     for name, row in best.items():
         note = "" if row["whole_sequences"] else "  (steady state over a few tokens)"
-        print(f"  {name:<24} {row['tokens_per_s']:>11,.1f} {row['peak_rss_bytes'] / 1e6:>12,.0f} "
-              f"{row['rss_after_setup_bytes'] / 1e6:>15,.0f}{note}", flush=True)
+        print(
+            f"  {name:<24} {row['tokens_per_s']:>11,.1f} {row['peak_rss_bytes'] / 1e6:>12,.0f} "
+            f"{row['rss_after_setup_bytes'] / 1e6:>15,.0f}{note}",
+            flush=True,
+        )
         if row["trace_bytes"]:
             growth = row["peak_rss_bytes"] - row["rss_after_setup_bytes"]
-            print(f"  {'':<24} traces {row['trace_bytes'] / 1e6:,.1f} MB; peak RSS "
-                  f"{row['peak_rss_bytes'] / row['trace_bytes']:.2f} x the traces, growth over "
-                  f"setup {growth / row['trace_bytes']:.2f} x")
+            print(
+                f"  {'':<24} traces {row['trace_bytes'] / 1e6:,.1f} MB; peak RSS "
+                f"{row['peak_rss_bytes'] / row['trace_bytes']:.2f} x the traces, growth over "
+                f"setup {growth / row['trace_bytes']:.2f} x"
+            )
 
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
@@ -273,26 +316,35 @@ def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
     learner on the analytic core."""
     out: dict[str, dict[str, float]] = {}
     for config in sorted({row["config"] for row in rows}):
-        rate = {label(row["learner"], row["core"]): row["tokens_per_s"]
-                for row in rows if row["config"] == config}
+        rate = {
+            label(row["learner"], row["core"]): row["tokens_per_s"]
+            for row in rows
+            if row["config"] == config
+        }
         pairs = {
             "trace_over_bptt": ("bp_lambda_trace", "bptt"),
             "trace_over_plain_bptt": ("bp_lambda_trace", "plain_bptt"),
             "forward_view_over_trace": ("bp_lambda_forward_view", "bp_lambda_trace"),
             "bptt_over_plain_bptt": ("bptt", "plain_bptt"),
         }
-        pairs.update({f"functional_over_analytic[{learner}]": (f"{learner}+functional", learner)
-                      for learner in LEARNER_NAMES})
-        out[config] = {key: rate[a] / rate[b] for key, (a, b) in pairs.items()
-                       if a in rate and b in rate}
+        pairs.update(
+            {
+                f"functional_over_analytic[{learner}]": (f"{learner}+functional", learner)
+                for learner in LEARNER_NAMES
+            }
+        )
+        out[config] = {
+            key: rate[a] / rate[b] for key, (a, b) in pairs.items() if a in rate and b in rate
+        }
     return out
 
 
 def print_ratios(table: dict[str, dict[str, float]]) -> None:
     print("\nratios (same run)")
     for config, values in table.items():
-        text = ", ".join(f"{key} = {value:,.3g}" for key, value in values.items()
-                         if math.isfinite(value))
+        text = ", ".join(
+            f"{key} = {value:,.3g}" for key, value in values.items() if math.isfinite(value)
+        )
         print(f"  ({config}) {text}")
 
 

@@ -11,17 +11,18 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from bpl_envs.checks import check_int
+
 __all__ = ["RandomWalkEnv", "RandomWalkVectorEnv", "random_walk_true_values"]
 
 _RENDER_MODES = ["ansi"]
 
 
 def _check_n_states(n_states: Any) -> int:
-    if isinstance(n_states, bool) or not isinstance(n_states, (int, np.integer)):
-        raise TypeError(f"n_states must be an odd int >= 1, got {n_states!r}")
-    if n_states < 1 or n_states % 2 == 0:
+    n_states = check_int("n_states", n_states, minimum=1)
+    if n_states % 2 == 0:
         raise ValueError(f"n_states must be an odd int >= 1, got {n_states!r}")
-    return int(n_states)
+    return n_states
 
 
 def _check_render_mode(render_mode: Any) -> None:
@@ -217,10 +218,7 @@ class RandomWalkVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)):
-            raise TypeError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        num_envs = check_int("num_envs", num_envs, minimum=1)
         allowed_modes = [mode.value for mode in AutoresetMode]
         if autoreset_mode not in list(AutoresetMode) + allowed_modes:
             raise ValueError(
@@ -252,16 +250,20 @@ class RandomWalkVectorEnv(VectorEnv):
         """RMS error over non-terminals; ``values`` of shape ``(..., n_states + 2)``."""
         return _rms_error(values, self.true_values)
 
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:
+    # A tuple per sub-env where VectorEnv declares one value, as Gymnasium's SyncVectorEnv does.
+    @property  # type: ignore[misc]
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
         """The sub-envs' Generators (created unseeded on first use)."""
+        generators = []
         for i, generator in enumerate(self._generators):
             if generator is None:
-                self._generators[i], self._seeds[i] = seeding.np_random()
-        return tuple(self._generators)
+                generator, self._seeds[i] = seeding.np_random()
+                self._generators[i] = generator
+            generators.append(generator)
+        return tuple(generators)
 
     @property
-    def np_random_seed(self) -> tuple[int | None, ...]:
+    def np_random_seed(self) -> tuple[int | None, ...]:  # type: ignore[override]
         """The seed of each sub-env's Generator."""
         self.np_random  # noqa: B018  (creates missing Generators and their seeds)
         return tuple(self._seeds)

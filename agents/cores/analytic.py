@@ -80,8 +80,9 @@ class AnalyticCore(RecurrentCore):
 
     def extra_repr(self) -> str:
         text = f"{super().extra_repr()}, recurrent_init={self.recurrent_init!r}"
-        return text + ("" if self.spectral_radius is None else
-                       f", spectral_radius={self.spectral_radius}")
+        return text + (
+            "" if self.spectral_radius is None else f", spectral_radius={self.spectral_radius}"
+        )
 
     def _like(self) -> Tensor:
         return self.weight_hh
@@ -119,8 +120,10 @@ class AnalyticCore(RecurrentCore):
 
     def _local_jacobian(self, cache: Any) -> tuple[Tensor, ...]:
         d_x, d_h = self._gate_jacobians(cache)  # (B, d, G·H)
-        weights = (d_x[..., None] * cache.x[:, None, None, :],
-                   d_h[..., None] * cache.h_prev[:, None, None, :])
+        weights = (
+            d_x[..., None] * cache.x[:, None, None, :],
+            d_h[..., None] * cache.h_prev[:, None, None, :],
+        )
         return weights + ((d_x, d_h) if self.separate_biases else (d_x,))
 
     # ----------------------------------------------------------------- the input, for stacking

@@ -144,8 +144,9 @@ class DenseJacobianOperator(JacobianOperator):
     scale · J, (B, d, d), folding the scale into however J is built); applied by one batched
     GEMM, B·d²·p multiply-adds per (B, d, p) block."""
 
-    def __init__(self, matrices: Callable[[float], Tensor], batch_size: int, state_size: int,
-                 like: Tensor) -> None:
+    def __init__(
+        self, matrices: Callable[[float], Tensor], batch_size: int, state_size: int, like: Tensor
+    ) -> None:
         super().__init__(batch_size, state_size, like)
         self._build = matrices
 
@@ -261,8 +262,9 @@ class RecurrentCore(nn.Module, ABC):
         return self._vjp(cache, v)
 
     @torch.no_grad()
-    def jvp(self, cache: Any, e: Tensor, *, scale: float = 1.0, out: Tensor | None = None
-            ) -> Tensor:
+    def jvp(
+        self, cache: Any, e: Tensor, *, scale: float = 1.0, out: Tensor | None = None
+    ) -> Tensor:
         """scale · J e, J acting on axis 1 of e, without building J.
 
         Args:

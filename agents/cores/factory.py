@@ -24,8 +24,13 @@ from agents.cores.stacked import StackedCore
 from bpl_envs.checks import check_int
 
 __all__ = [
-    "CORE_DEFAULTS", "CORE_KINDS", "check_saved_core", "core_name", "core_settings",
-    "learner_core", "make_core",
+    "CORE_DEFAULTS",
+    "CORE_KINDS",
+    "check_saved_core",
+    "core_name",
+    "core_settings",
+    "learner_core",
+    "make_core",
 ]
 
 CORE_KINDS = ("rnn", "lstm", "gru")
@@ -69,28 +74,42 @@ def make_core(
             f"only 'tanh' is accepted); activations {RNN_ACTIVATIONS} are for kind='rnn'"
         )
     num_layers = check_int("num_layers", num_layers, minimum=1)
-    init = {"recurrent_init": recurrent_init, "spectral_radius": spectral_radius}
 
     def layer(layer_input_size: int) -> AnalyticCore:
         if kind == "rnn":
-            return RNNCore(layer_input_size, hidden_size, activation, **init)
-        return _CLASSES[kind](layer_input_size, hidden_size, **init)
+            return RNNCore(
+                layer_input_size,
+                hidden_size,
+                activation,
+                recurrent_init=recurrent_init,
+                spectral_radius=spectral_radius,
+            )
+        return _CLASSES[kind](
+            layer_input_size,
+            hidden_size,
+            recurrent_init=recurrent_init,
+            spectral_radius=spectral_radius,
+        )
 
     if num_layers == 1:
         return layer(input_size)
     return StackedCore([layer(input_size)] + [layer(hidden_size) for _ in range(num_layers - 1)])
 
 
-def _is_built_in(core: RecurrentCore) -> bool:
-    layer = core.layers[0] if type(core) is StackedCore else core
-    return type(layer) in _CLASSES.values()
+def _built_in_layers(core: RecurrentCore) -> tuple[AnalyticCore, ...]:
+    """The layers of a built-in core (one unless stacked), or () for any other core."""
+    layers = core.stack() if type(core) is StackedCore else (core,)
+    if all(type(layer) in _CLASSES.values() for layer in layers):
+        return tuple(layer for layer in layers if isinstance(layer, AnalyticCore))
+    return ()
 
 
 def core_name(core: RecurrentCore) -> str:
     """The kind of a built-in core ("rnn", "lstm", "gru", stacked or not), else a description of
     the instance, e.g. ``"FunctionalCore(my_package.cells.LeakyCell)"``."""
-    if _is_built_in(core):
-        return core.kind
+    layers = _built_in_layers(core)
+    if layers:
+        return layers[0].kind
     target = core.cell if isinstance(core, FunctionalCore) else core
     name = f"{type(target).__module__}.{type(target).__qualname__}"
     return f"FunctionalCore({name})" if isinstance(core, FunctionalCore) else name
@@ -99,8 +118,8 @@ def core_name(core: RecurrentCore) -> str:
 def core_settings(core: RecurrentCore) -> dict[str, Any]:
     """The learner hyper-parameters of :data:`CORE_DEFAULTS` that ``core`` determines."""
     settings: dict[str, Any] = {"hidden_size": core.hidden_size}
-    if _is_built_in(core):
-        layers = core.layers if isinstance(core, StackedCore) else [core]
+    layers = _built_in_layers(core)
+    if layers:
         settings.update(
             activation=getattr(layers[0], "activation", "tanh"),
             num_layers=len(layers),

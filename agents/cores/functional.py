@@ -111,8 +111,10 @@ class FunctionalCore(RecurrentCore):
         return self._state_size
 
     def extra_repr(self) -> str:
-        return (f"input_size={self.input_size}, state_size={self.state_size}, "
-                f"hidden_size={self.hidden_size}")
+        return (
+            f"input_size={self.input_size}, state_size={self.state_size}, "
+            f"hidden_size={self.hidden_size}"
+        )
 
     def _check_cell(self) -> None:
         """Call the cell on zeros, x (2, n_in) and s (2, d): it must return one (2, d) tensor."""
@@ -170,19 +172,21 @@ class FunctionalCore(RecurrentCore):
 
     def _vjp(self, cache: FunctionalStepCache, v: Tensor) -> Tensor:
         parameters = self._detached_parameters()
-        _, pullback = vjp(lambda s: self._call(parameters, cache.x, s), cache.s)
+        pullback = vjp(lambda s: self._call(parameters, cache.x, s), cache.s)[1]
         return pullback(v)[0]
 
     def _jacobian_operator(self, cache: FunctionalStepCache) -> JacobianOperator:
         jacobian = self._jacobian(cache)
         return DenseJacobianOperator(
             lambda scale: jacobian if scale == 1.0 else jacobian * scale,
-            *cache.s.shape, self._like(),
+            cache.s.shape[0],
+            cache.s.shape[1],
+            self._like(),
         )
 
     def _local_vjp(self, cache: FunctionalStepCache, m: Tensor) -> tuple[Tensor, ...]:
         parameters = self._detached_parameters()
-        _, pullback = vjp(lambda p: self._call(p, cache.x, cache.s), parameters)
+        pullback = vjp(lambda p: self._call(p, cache.x, cache.s), parameters)[1]
         grads = pullback(m)[0]
         return tuple(grads[name] for name in parameters)
 

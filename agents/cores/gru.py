@@ -77,7 +77,11 @@ class GRUCore(AnalyticCore):
         return h_next, (reset, update, candidate, hidden_candidate)
 
     def _make_cache(
-        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]
+        self,
+        x: Tensor,
+        s: Tensor,
+        s_next: Tensor,  # noqa: ARG002 (the GRU's cache is built from the activations)
+        activations: tuple[Tensor, ...],
     ) -> GRUStepCache:
         reset, update, candidate, hidden_candidate = activations
         d_candidate = (1.0 - update) * (1.0 - candidate.square())
@@ -107,7 +111,8 @@ class GRUCore(AnalyticCore):
             jacobian = self._jacobian(cache)
             return jacobian if scale == 1.0 else jacobian.mul_(scale)
 
-        return DenseJacobianOperator(matrices, *cache.update.shape, self.weight_hh)
+        batch, hidden = cache.update.shape
+        return DenseJacobianOperator(matrices, batch, hidden, self.weight_hh)
 
     def _gate_adjoints(self, cache: GRUStepCache, v: Tensor) -> tuple[Tensor, Tensor]:
         tiled = torch.cat((v, v, v), dim=1)

@@ -10,10 +10,10 @@ so that its largest eigenvalue modulus is r (for an orthogonal block, r · Q).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
+
+from bpl_envs.checks import check_positive
 
 __all__ = ["RECURRENT_INITS", "check_recurrent_init", "init_recurrent_"]
 
@@ -24,22 +24,16 @@ def check_recurrent_init(
     recurrent_init: object, spectral_radius: object
 ) -> tuple[str, float | None]:
     """Return ``(recurrent_init, spectral_radius)`` checked (the radius as a float or None)."""
-    if recurrent_init not in RECURRENT_INITS:
-        raise ValueError(
-            f"recurrent_init must be one of {RECURRENT_INITS}, got {recurrent_init!r}"
+    if not isinstance(recurrent_init, str):
+        raise TypeError(
+            f"recurrent_init must be one of {RECURRENT_INITS}, got {recurrent_init!r} "
+            f"({type(recurrent_init).__name__})"
         )
+    if recurrent_init not in RECURRENT_INITS:
+        raise ValueError(f"recurrent_init must be one of {RECURRENT_INITS}, got {recurrent_init!r}")
     if spectral_radius is None:
         return recurrent_init, None
-    if (
-        isinstance(spectral_radius, bool)
-        or not isinstance(spectral_radius, int | float)
-        or not math.isfinite(spectral_radius)
-        or spectral_radius <= 0
-    ):
-        raise ValueError(
-            f"spectral_radius must be None or a finite number > 0, got {spectral_radius!r}"
-        )
-    return recurrent_init, float(spectral_radius)
+    return recurrent_init, check_positive("spectral_radius", spectral_radius)
 
 
 @torch.no_grad()

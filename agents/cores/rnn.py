@@ -60,8 +60,9 @@ class RNNCore(AnalyticCore):
     ) -> None:
         if activation not in RNN_ACTIVATIONS:
             raise ValueError(f"activation must be one of {RNN_ACTIVATIONS}, got {activation!r}")
-        super().__init__(input_size, hidden_size, recurrent_init=recurrent_init,
-                         spectral_radius=spectral_radius)
+        super().__init__(
+            input_size, hidden_size, recurrent_init=recurrent_init, spectral_radius=spectral_radius
+        )
         self.activation = activation
 
     @property
@@ -76,7 +77,11 @@ class RNNCore(AnalyticCore):
         return (torch.tanh(a) if self.activation == "tanh" else a), ()
 
     def _make_cache(
-        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]
+        self,
+        x: Tensor,
+        s: Tensor,
+        s_next: Tensor,
+        activations: tuple[Tensor, ...],  # noqa: ARG002 (the RNN's cache needs none)
     ) -> RNNStepCache:
         slope = 1.0 - s_next.square() if self.activation == "tanh" else torch.ones_like(s_next)
         return RNNStepCache(x=x, h_prev=s, slope=slope)
@@ -92,7 +97,8 @@ class RNNCore(AnalyticCore):
             row_scale = cache.slope if scale == 1.0 else cache.slope * scale
             return row_scale[:, :, None] * self.weight_hh
 
-        return DenseJacobianOperator(matrices, *cache.slope.shape, self.weight_hh)
+        batch, hidden = cache.slope.shape
+        return DenseJacobianOperator(matrices, batch, hidden, self.weight_hh)
 
     def _gate_adjoints(self, cache: RNNStepCache, v: Tensor) -> tuple[Tensor, Tensor]:
         adjoint = v * cache.slope

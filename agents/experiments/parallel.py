@@ -73,14 +73,15 @@ def run_cells(
     bar = tqdm(total=len(cells), desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         if workers == 1 or len(cells) <= 1:
-            results = []
+            in_order = []
             for cell in cells:
-                results.append(function(**cell))
+                in_order.append(function(**cell))
                 bar.update(1)
-            return results
+            return in_order
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(cells)), mp_context=context,
-                                 initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(cells)), mp_context=context, initializer=_init_worker
+        ) as pool:
             futures = {pool.submit(function, **cell): i for i, cell in enumerate(cells)}
             results: list[Any] = [None] * len(cells)
             try:

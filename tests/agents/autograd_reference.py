@@ -26,8 +26,15 @@ EQUIVALENCE_CASES = [
 ]
 """(core, synth_hidden, lam, gamma) grid of the BP(lambda) forward/backward equivalence tests."""
 
-NEW_CORES = ["gru", "rnn-2", "lstm-2", "gru-2", "functional-rnn", "functional-gru",
-             "functional-leaky"]
+NEW_CORES = [
+    "gru",
+    "rnn-2",
+    "lstm-2",
+    "gru-2",
+    "functional-rnn",
+    "functional-gru",
+    "functional-leaky",
+]
 """Cores beyond the one-layer RNN and LSTM, by the names :func:`core_kwargs` knows."""
 
 NEW_CORE_CASES = [
@@ -52,8 +59,11 @@ class LeakyRNNCell(torch.nn.Module):
         return (1 - self.leak) * s + self.leak * torch.tanh(self.input(x) + self.recurrent(s))
 
 
-FUNCTIONAL_CELLS = {"functional-rnn": torch.nn.RNNCell, "functional-gru": torch.nn.GRUCell,
-                    "functional-leaky": LeakyRNNCell}
+FUNCTIONAL_CELLS = {
+    "functional-rnn": torch.nn.RNNCell,
+    "functional-gru": torch.nn.GRUCell,
+    "functional-leaky": LeakyRNNCell,
+}
 
 
 def core_kwargs(name, input_size, hidden_size):
@@ -144,15 +154,17 @@ class Twin:
 
     def __init__(self, core):
         layers = list(core.layers) if isinstance(core, StackedCore) else [core]
-        self.net = self.LAYERS[type(layers[0])](core.input_size, core.hidden_size,
-                                                 num_layers=len(layers), batch_first=True)
+        self.net = self.LAYERS[type(layers[0])](
+            core.input_size, core.hidden_size, num_layers=len(layers), batch_first=True
+        )
         self.net.double()
         self.hidden_size, self.lstm = core.hidden_size, isinstance(layers[0], LSTMCore)
         self.parameters = []
         with torch.no_grad():
             for index, layer in enumerate(layers):
-                names = [f"{name}_l{index}" for name in ("weight_ih", "weight_hh", "bias_ih",
-                                                         "bias_hh")]
+                names = [
+                    f"{name}_l{index}" for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                ]
                 tensors = [getattr(self.net, name) for name in names]
                 tensors[0].copy_(layer.weight_ih)
                 tensors[1].copy_(layer.weight_hh)
@@ -178,8 +190,9 @@ class Twin:
         return out, final.transpose(0, 1).reshape(s0.shape)
 
 
-def chunked_reference(core, readout, kind, inputs, targets, scored, n=None, synthesiser=None,
-                      sg_weight=0.0, gamma=1.0):
+def chunked_reference(
+    core, readout, kind, inputs, targets, scored, n=None, synthesiser=None, sg_weight=0.0, gamma=1.0
+):
     """Truncated BPTT over chunks of n tokens (None: the whole sequence), by autograd through
     the core's twin (:func:`twin_of`). With a synthesiser, DNI: sg_weight * g(s_end).s_end joins
     each non-final chunk's loss, and each chunk that starts at a boundary s_k yields the
@@ -201,13 +214,16 @@ def chunked_reference(core, readout, kind, inputs, targets, scored, n=None, synt
         stop = min(start + n, steps)
         s0 = state.detach().requires_grad_(True)
         hidden, s_end = twin.run(x[:, start:stop], s0)
-        losses = [float(scored[t]) * step_loss(kind, head(hidden[:, t - start]), y[:, t]).mean()
-                  for t in range(start, stop)]
+        losses = [
+            float(scored[t]) * step_loss(kind, head(hidden[:, t - start]), y[:, t]).mean()
+            for t in range(start, stop)
+        ]
         bonus = torch.zeros(())
         if synthesiser is not None and stop < steps:
             bonus = (synthesiser(s_end).detach() * s_end).sum()
-        chunk_grads = torch.autograd.grad(sum(losses) + sg_weight * bonus, params,
-                                          retain_graph=True)
+        chunk_grads = torch.autograd.grad(
+            sum(losses) + sg_weight * bonus, params, retain_graph=True
+        )
         grads = [a + b for a, b in zip(grads, chunk_grads, strict=True)]
         if synthesiser is not None and start > 0:
             discounted = sum(gamma**i * loss for i, loss in enumerate(losses))
@@ -253,8 +269,10 @@ def online_chunked_reference(core, readout, kind, inputs, targets, scored, n, ba
 
 def learner_grads(learner):
     """(core grads, readout grads) the learner accumulated."""
-    return ([p.grad for p in learner.core.parameters()],
-            [p.grad for p in learner.readout.parameters()])
+    return (
+        [p.grad for p in learner.core.parameters()],
+        [p.grad for p in learner.readout.parameters()],
+    )
 
 
 def assert_all_close(got, want, rtol=1e-10, atol=1e-12):
@@ -277,8 +295,11 @@ def unroll(core, readout, loss, inputs, targets, scored):
         jacobians.append(torch.stack([full[b, :, b, :] for b in range(batch)]))
         state = core(x, state).detach().requires_grad_(True)
         step_loss = loss.value(readout(core.hidden(state)), targets[:, t]).mean() * scored[t]
-        immediate.append(torch.autograd.grad(step_loss, state, allow_unused=True)[0]
-                         if scored[t] else torch.zeros_like(state))
+        immediate.append(
+            torch.autograd.grad(step_loss, state, allow_unused=True)[0]
+            if scored[t]
+            else torch.zeros_like(state)
+        )
         states.append(state.detach())
     return states, immediate, jacobians
 

@@ -16,8 +16,9 @@ def randomise_core(core, seed, scale=1.0):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in core.parameters():
-            parameter.copy_(scale * torch.randn(parameter.shape, generator=generator,
-                                                dtype=parameter.dtype))
+            parameter.copy_(
+                scale * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+            )
 
 
 def random_inputs(core, batch, seed):
@@ -71,8 +72,11 @@ def check_derivatives(core, x, s, seed=0, tol=TOL):
     operator = core.jacobian_operator(cache)
     assert operator.shape == (batch, d, d)
     columns = e.reshape(batch, d, 12)
-    for rows, cols, scale in [(slice(None), slice(None), 1.0), (slice(1, batch), slice(2, 9), 0.5),
-                              (slice(0, 1), slice(0, 12, 5), -2.0)]:
+    for rows, cols, scale in [
+        (slice(None), slice(None), 1.0),
+        (slice(1, batch), slice(2, 9), 0.5),
+        (slice(0, 1), slice(0, 12, 5), -2.0),
+    ]:
         block = columns[rows, :, cols]
         buffer = torch.full(block.shape, float("nan"), dtype=torch.double)
         operator.apply_block(block, buffer, rows, scale)
@@ -86,8 +90,7 @@ def check_derivatives(core, x, s, seed=0, tol=TOL):
     local_jacobian = core.local_jacobian(cache)
     local_vjp = core.local_vjp(cache, m)
     assert len(local_jacobian) == len(local_vjp) == len(parameters)
-    for mine, theirs in zip(local_jacobian, autograd_parameter_jacobians(core, x, s),
-                            strict=True):
+    for mine, theirs in zip(local_jacobian, autograd_parameter_jacobians(core, x, s), strict=True):
         torch.testing.assert_close(mine, theirs, **tol)
     for mine, theirs in zip(local_vjp, reference_vjp, strict=True):
         torch.testing.assert_close(mine, theirs, **tol)

@@ -42,8 +42,9 @@ CELLS = {
     "rnn-cell": lambda: torch.nn.RNNCell(N_IN, H),
     "gru-cell": lambda: torch.nn.GRUCell(N_IN, H),
     "leaky": lambda: LeakyRNNCell(N_IN, H),
-    "joint-lstm": lambda: FunctionalCore(JointLSTMCell(N_IN, H), input_size=N_IN,
-                                         state_size=2 * H, hidden_size=H),
+    "joint-lstm": lambda: FunctionalCore(
+        JointLSTMCell(N_IN, H), input_size=N_IN, state_size=2 * H, hidden_size=H
+    ),
 }
 
 
@@ -74,9 +75,16 @@ def test_parameters_and_sizes_are_the_cells():
 # ------------------------------------------------- learners: the same updates as analytic cores
 LEARNERS = {
     "bp_lambda_trace": (BPLambda, {"lam": 0.7, "gamma": 0.9, "lr_synth": 1e-2}),
-    "bp_lambda_forward_view": (BPLambda, {"lam": 0.7, "gamma": 0.9, "lr_synth": 1e-2,
-                                          "synth_update": "forward_view",
-                                          "clip_synth_update": False}),
+    "bp_lambda_forward_view": (
+        BPLambda,
+        {
+            "lam": 0.7,
+            "gamma": 0.9,
+            "lr_synth": 1e-2,
+            "synth_update": "forward_view",
+            "clip_synth_update": False,
+        },
+    ),
     "bptt": (BPTT, {}),
     "tbptt": (TruncatedBPTT, {"n": 2}),
     "dni": (DNI, {"n": 2, "gamma": 0.9, "lr_synth": 1e-2}),
@@ -106,8 +114,15 @@ def twin_learners(learner, name, n_batches=1, **extra):
     """A learner on the analytic core and one on the wrapped torch cell, with equal weights."""
     cls, kwargs = LEARNERS[learner]
     data = make_data("ce", B, T, N_IN, N_OUT, seed=3, n_batches=n_batches)
-    kwargs = {**kwargs, "hidden_size": H, "dtype": "float64", "seed": 0, "lr_core": 1e-2,
-              "lr_readout": 1e-2, **extra}
+    kwargs = {
+        **kwargs,
+        "hidden_size": H,
+        "dtype": "float64",
+        "seed": 0,
+        "lr_core": 1e-2,
+        "lr_readout": 1e-2,
+        **extra,
+    }
     analytic = cls(replay_env("ce", *data, B), core=ANALYTIC[name], **kwargs)
     randomise(analytic.core, seed=1, scale=0.8)
     randomise(analytic.readout, seed=2)
@@ -142,8 +157,10 @@ def test_a_wrapped_torch_cell_gets_the_analytic_cores_update(learner, name):
     assert all(g.abs().max() > 1e-5 for g in want)  # not vacuous
     for module in ("readout", "synthesiser"):
         if hasattr(analytic, module):
-            assert_all_close([p.grad for p in getattr(wrapped, module).parameters()],
-                             [p.grad for p in getattr(analytic, module).parameters()])
+            assert_all_close(
+                [p.grad for p in getattr(wrapped, module).parameters()],
+                [p.grad for p in getattr(analytic, module).parameters()],
+            )
 
 
 @pytest.mark.parametrize("learner", ["bp_lambda_trace", "bptt", "rtrl"])
@@ -172,8 +189,9 @@ def test_a_user_defined_cell_trains_end_to_end(cls):
     inputs, targets, scored = memory_task()
     env = replay_env("mse", inputs, targets, scored, 8)
     cell = LeakyRNNCell(N_IN, 16)
-    learner = cls(env, core=FunctionalCore(cell), hidden_size=16, lr_core=3e-2,
-                  lr_readout=3e-2, seed=0)
+    learner = cls(
+        env, core=FunctionalCore(cell), hidden_size=16, lr_core=3e-2, lr_readout=3e-2, seed=0
+    )
     before = evaluate_sequences(learner, inputs, targets, scored)["loss"]
     learner.learn(episodes=60)
     after = evaluate_sequences(learner, inputs, targets, scored)["loss"]
@@ -187,31 +205,40 @@ def test_a_user_defined_cell_trains_end_to_end(cls):
 def test_checkpoints_hold_the_cells_parameters_and_ask_for_the_cell_again(tmp_path):
     data = make_data("mse", B, T, N_IN, N_OUT, seed=1, n_batches=2)
     kwargs = {"hidden_size": H, "lr_synth": 1e-2, "seed": 0}
-    whole = BPLambda(replay_env("mse", *data, B), core=FunctionalCore(LeakyRNNCell(N_IN, H)),
-                     **kwargs)
+    whole = BPLambda(
+        replay_env("mse", *data, B), core=FunctionalCore(LeakyRNNCell(N_IN, H)), **kwargs
+    )
     halves = copy.deepcopy(whole)
     whole.learn(episodes=2)
     halves.learn(episodes=1).save(tmp_path / "half")
     saved = torch.load(tmp_path / "half.pt", weights_only=True)["hyperparameters"]["core"]
     assert saved == "FunctionalCore(tests.agents.autograd_reference.LeakyRNNCell)"
 
-    with pytest.raises(ValueError, match=r"core is a FunctionalCore\(tests.agents.autograd_ref"
-                                         r"erence.LeakyRNNCell\) instance.*pass one again"):
+    with pytest.raises(
+        ValueError,
+        match=r"core is a FunctionalCore\(tests.agents.autograd_ref"
+        r"erence.LeakyRNNCell\) instance.*pass one again",
+    ):
         BPLambda.load(tmp_path / "half", env=replay_env("mse", *data, B))
     with pytest.raises(ValueError, match=r"got core=FunctionalCore\(torch.nn.modules.rnn.GRU"):
-        BPLambda.load(tmp_path / "half", env=replay_env("mse", *data, B),
-                      core=FunctionalCore(torch.nn.GRUCell(N_IN, H)))
+        BPLambda.load(
+            tmp_path / "half",
+            env=replay_env("mse", *data, B),
+            core=FunctionalCore(torch.nn.GRUCell(N_IN, H)),
+        )
     with pytest.raises(ValueError, match="got core=gru"):
         BPLambda.load(tmp_path / "half", env=replay_env("mse", *data, B), core="gru")
 
-    loaded = BPLambda.load(tmp_path / "half", env=halves.env,
-                           core=FunctionalCore(LeakyRNNCell(N_IN, H)))
+    loaded = BPLambda.load(
+        tmp_path / "half", env=halves.env, core=FunctionalCore(LeakyRNNCell(N_IN, H))
+    )
     for a, b in zip(loaded.core.parameters(), halves.core.parameters(), strict=True):
         assert torch.equal(a, b)
     loaded.learn(episodes=1, reset_num_timesteps=False)
     for name in ("core", "readout", "synthesiser"):
-        for a, b in zip(getattr(loaded, name).parameters(), getattr(whole, name).parameters(),
-                        strict=True):
+        for a, b in zip(
+            getattr(loaded, name).parameters(), getattr(whole, name).parameters(), strict=True
+        ):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -247,32 +274,59 @@ class TupleCell(LeakyRNNCell):
 
 
 class NoParameterCell(torch.nn.Module):
-    def forward(self, x, s):
+    def forward(self, _x, s):
         return s
 
 
 @pytest.mark.parametrize(
     "make, error, message",
     [
-        (lambda: FunctionalCore(lambda x, s: s), TypeError,
-         "cell must be a torch.nn.Module computing cell\\(x, s\\) -> s', got function"),
-        (lambda: FunctionalCore(WrongShapeCell()), ValueError,
-         r"must return the new state shaped like s \(2, 4\) \(state_size = 4\), got \(2, 5\)"),
-        (lambda: FunctionalCore(torch.nn.LSTMCell(N_IN, H)), ValueError,
-         r"cell\(x, s\) failed .*a cell with a tuple state, such as torch.nn.LSTMCell, needs "
-         "a wrapper"),
-        (lambda: FunctionalCore(TupleCell()), TypeError,
-         "must return the new state as one tensor shaped like s, got tuple"),
-        (lambda: FunctionalCore(NoParameterCell(), input_size=3, state_size=4), ValueError,
-         "cell must have floating-point parameters to learn, got NoParameterCell with 0"),
-        (lambda: FunctionalCore(LeakyRNNCell(N_IN, H), hidden_size=5), ValueError,
-         "hidden_size must be at most state_size = 4, got 5"),
-        (lambda: FunctionalCore(NoParameterCell()), ValueError,
-         "input_size is needed: NoParameterCell has no int attribute 'input_size'"),
-        (lambda: FunctionalCore(torch.nn.GRUCell(N_IN, H), input_size=N_IN + 1), ValueError,
-         r"cell\(x, s\) failed on x of shape \(2, 4\) and s of shape \(2, 4\): RuntimeError"),
-        (lambda: FunctionalCore(torch.nn.GRUCell(N_IN, H), state_size=0), ValueError,
-         "state_size must be an int >= 1, got 0"),
+        (
+            lambda: FunctionalCore(lambda _x, s: s),
+            TypeError,
+            "cell must be a torch.nn.Module computing cell\\(x, s\\) -> s', got function",
+        ),
+        (
+            lambda: FunctionalCore(WrongShapeCell()),
+            ValueError,
+            r"must return the new state shaped like s \(2, 4\) \(state_size = 4\), got \(2, 5\)",
+        ),
+        (
+            lambda: FunctionalCore(torch.nn.LSTMCell(N_IN, H)),
+            ValueError,
+            r"cell\(x, s\) failed .*a cell with a tuple state, such as torch.nn.LSTMCell, needs "
+            "a wrapper",
+        ),
+        (
+            lambda: FunctionalCore(TupleCell()),
+            TypeError,
+            "must return the new state as one tensor shaped like s, got tuple",
+        ),
+        (
+            lambda: FunctionalCore(NoParameterCell(), input_size=3, state_size=4),
+            ValueError,
+            "cell must have floating-point parameters to learn, got NoParameterCell with 0",
+        ),
+        (
+            lambda: FunctionalCore(LeakyRNNCell(N_IN, H), hidden_size=5),
+            ValueError,
+            "hidden_size must be at most state_size = 4, got 5",
+        ),
+        (
+            lambda: FunctionalCore(NoParameterCell()),
+            ValueError,
+            "input_size is needed: NoParameterCell has no int attribute 'input_size'",
+        ),
+        (
+            lambda: FunctionalCore(torch.nn.GRUCell(N_IN, H), input_size=N_IN + 1),
+            ValueError,
+            r"cell\(x, s\) failed on x of shape \(2, 4\) and s of shape \(2, 4\): RuntimeError",
+        ),
+        (
+            lambda: FunctionalCore(torch.nn.GRUCell(N_IN, H), state_size=0),
+            ValueError,
+            "state_size must be an int >= 1, got 0",
+        ),
     ],
 )
 def test_cells_it_cannot_wrap_are_refused_when_wrapped(make, error, message):
@@ -283,15 +337,27 @@ def test_cells_it_cannot_wrap_are_refused_when_wrapped(make, error, message):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"core": FunctionalCore(torch.nn.GRUCell(N_IN + 1, H))}, ValueError,
-         "core reads input_size=4 inputs but the task's tokens have 3"),
-        ({"core": FunctionalCore(torch.nn.GRUCell(N_IN, H)), "hidden_size": 8}, ValueError,
-         r"hidden_size=8 conflicts with the core instance given .*leave hidden_size at its "
-         "default 30"),
-        ({"core": FunctionalCore(torch.nn.GRUCell(N_IN, H)), "num_layers": 2}, ValueError,
-         "num_layers=2 conflicts with the core instance given"),
-        ({"core": RNNCore(N_IN, H), "recurrent_init": "orthogonal"}, ValueError,
-         "recurrent_init='orthogonal' conflicts with the core instance given"),
+        (
+            {"core": FunctionalCore(torch.nn.GRUCell(N_IN + 1, H))},
+            ValueError,
+            "core reads input_size=4 inputs but the task's tokens have 3",
+        ),
+        (
+            {"core": FunctionalCore(torch.nn.GRUCell(N_IN, H)), "hidden_size": 8},
+            ValueError,
+            r"hidden_size=8 conflicts with the core instance given .*leave hidden_size at its "
+            "default 30",
+        ),
+        (
+            {"core": FunctionalCore(torch.nn.GRUCell(N_IN, H)), "num_layers": 2},
+            ValueError,
+            "num_layers=2 conflicts with the core instance given",
+        ),
+        (
+            {"core": RNNCore(N_IN, H), "recurrent_init": "orthogonal"},
+            ValueError,
+            "recurrent_init='orthogonal' conflicts with the core instance given",
+        ),
     ],
 )
 def test_core_instances_that_do_not_fit_are_refused_before_training(kwargs, error, message):

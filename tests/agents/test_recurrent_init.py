@@ -19,16 +19,18 @@ def recurrent_blocks(core):
     """Every (H, H) gate block of every layer's W_hh, as float64 numpy arrays."""
     layers = core.layers if hasattr(core, "layers") else [core]
     H = core.hidden_size
-    return [block for layer in layers
-            for block in layer.weight_hh.detach().double().numpy().reshape(-1, H, H)]
+    return [
+        block
+        for layer in layers
+        for block in layer.weight_hh.detach().double().numpy().reshape(-1, H, H)
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("radius", [None, 0.9])
 def test_orthogonal_blocks_times_the_radius(kind, radius):
     torch.manual_seed(0)
-    core = make_core(kind, 3, 16, num_layers=2, recurrent_init="orthogonal",
-                     spectral_radius=radius)
+    core = make_core(kind, 3, 16, num_layers=2, recurrent_init="orthogonal", spectral_radius=radius)
     blocks = recurrent_blocks(core)
     assert len(blocks) == 2 * KINDS[kind]
     scale = 1.0 if radius is None else radius
@@ -57,8 +59,9 @@ def test_only_the_recurrent_matrix_changes(kind):
     uniform = make_core(kind, 3, 8)
     torch.manual_seed(3)
     orthogonal = make_core(kind, 3, 8, recurrent_init="orthogonal")
-    for (name, a), (_, b) in zip(uniform.named_parameters(), orthogonal.named_parameters(),
-                                 strict=True):
+    for (name, a), (_, b) in zip(
+        uniform.named_parameters(), orthogonal.named_parameters(), strict=True
+    ):
         assert torch.equal(a, b) == (name != "weight_hh"), name
     bound = 1 / np.sqrt(8)
     assert uniform.weight_hh.abs().max() <= bound  # the default is torch's U(-1/√H, 1/√H)
@@ -69,24 +72,42 @@ def test_every_recurrent_learner_takes_the_init_as_hyperparameters():
         if name == "td_lambda":
             continue
         hyperparameters = hyperparameters_of(entry.cls)
-        for argument, default in [("num_layers", 1), ("recurrent_init", "uniform"),
-                                  ("spectral_radius", None)]:
+        for argument, default in [
+            ("num_layers", 1),
+            ("recurrent_init", "uniform"),
+            ("spectral_radius", None),
+        ]:
             assert hyperparameters[argument].default == default, (name, argument)
 
 
 def test_learners_build_and_checkpoint_the_init(tmp_path):
     env = replay_env("mse", *make_data("mse", 2, 4, 3, 2), 2)
-    learner = BPTT(env, core="gru", hidden_size=6, num_layers=2, recurrent_init="orthogonal",
-                   spectral_radius=0.8, seed=0, dtype="float64")
+    learner = BPTT(
+        env,
+        core="gru",
+        hidden_size=6,
+        num_layers=2,
+        recurrent_init="orthogonal",
+        spectral_radius=0.8,
+        seed=0,
+        dtype="float64",
+    )
     for block in recurrent_blocks(learner.core):
         np.testing.assert_allclose(block.T @ block, 0.64 * np.eye(6), atol=1e-6)
     learner.learn(episodes=1).save(tmp_path / "run")
     saved = torch.load(tmp_path / "run.pt", weights_only=True)["hyperparameters"]
     assert {k: saved[k] for k in ("core", "num_layers", "recurrent_init", "spectral_radius")} == {
-        "core": "gru", "num_layers": 2, "recurrent_init": "orthogonal", "spectral_radius": 0.8}
+        "core": "gru",
+        "num_layers": 2,
+        "recurrent_init": "orthogonal",
+        "spectral_radius": 0.8,
+    }
     loaded = BPTT.load(tmp_path / "run", env=env)
     assert (loaded.recurrent_init, loaded.spectral_radius, loaded.num_layers) == (
-        "orthogonal", 0.8, 2)
+        "orthogonal",
+        0.8,
+        2,
+    )
     for a, b in zip(loaded.core.parameters(), learner.core.parameters(), strict=True):
         assert torch.equal(a, b)
 
@@ -98,6 +119,9 @@ def test_the_default_init_is_unchanged_for_the_same_seed():
     readout = torch.nn.Linear(6, 2)
     learner = BPLambda(env, hidden_size=6, seed=5)
     assert learner.recurrent_init == "uniform" and learner.spectral_radius is None
-    for a, b in zip([*learner.core.parameters(), *learner.readout.parameters()],
-                    [*expected.parameters(), *readout.parameters()], strict=True):
+    for a, b in zip(
+        [*learner.core.parameters(), *learner.readout.parameters()],
+        [*expected.parameters(), *readout.parameters()],
+        strict=True,
+    ):
         assert torch.equal(a, b)

@@ -25,11 +25,17 @@ def line_draw_loss_by_hand(learner):
 
 
 def test_eval_and_checkpoint_callbacks_in_a_callback_list(tmp_path):
-    learner = BPLambda(gym.make_vec("bpl/LineDraw-v0", num_envs=2), hidden_size=8, seed=0,
-                       lr_core=1e-2, lr_readout=1e-2)
+    learner = BPLambda(
+        gym.make_vec("bpl/LineDraw-v0", num_envs=2),
+        hidden_size=8,
+        seed=0,
+        lr_core=1e-2,
+        lr_readout=1e-2,
+    )
     eval_env = Monitor(gym.make("bpl/LineDraw-v0"))
-    evaluation = EvalCallback(eval_env, n_eval_episodes=2, eval_freq=20,
-                              log_path=str(tmp_path / "eval"), warn=False)
+    evaluation = EvalCallback(
+        eval_env, n_eval_episodes=2, eval_freq=20, log_path=str(tmp_path / "eval"), warn=False
+    )
     checkpoint = CheckpointCallback(save_freq=20, save_path=str(tmp_path / "ckpt"))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Training and eval env are not of the same")
@@ -37,8 +43,7 @@ def test_eval_and_checkpoint_callbacks_in_a_callback_list(tmp_path):
 
     results = np.load(tmp_path / "eval" / "evaluations.npz")
     assert list(results["timesteps"]) == [40, 80]
-    assert evaluation.last_mean_reward == pytest.approx(-line_draw_loss_by_hand(learner),
-                                                        rel=1e-5)
+    assert evaluation.last_mean_reward == pytest.approx(-line_draw_loss_by_hand(learner), rel=1e-5)
     saved = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert saved == ["rl_model_40_steps.zip", "rl_model_80_steps.zip"]
     reloaded = BPLambda.load(tmp_path / "ckpt" / "rl_model_80_steps.zip")

@@ -82,8 +82,12 @@ def test_state_layout_and_parameter_order():
     assert core.layer_columns == [slice(0, 8), slice(8, 16)]
     assert core.hidden_columns == slice(8, 12)  # h of the top layer
     assert [name for name, _ in core.named_parameters()] == [
-        "layers.0.weight_ih", "layers.0.weight_hh", "layers.0.bias",
-        "layers.1.weight_ih", "layers.1.weight_hh", "layers.1.bias",
+        "layers.0.weight_ih",
+        "layers.0.weight_hh",
+        "layers.0.bias",
+        "layers.1.weight_ih",
+        "layers.1.weight_hh",
+        "layers.1.bias",
     ]
     assert core.layers[1].input_size == 4
     s = torch.arange(32.0).view(2, 16)

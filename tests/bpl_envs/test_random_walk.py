@@ -115,11 +115,17 @@ def _assert_same_info(vector_info, sync_info, where):
 def test_vector_env_stream_equals_sync_vector_env(mode):
     num_envs, n_states = 4, 5
     vector = gym.make_vec(
-        ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point",
-        n_states=n_states, autoreset_mode=mode,
+        ENV_ID,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        n_states=n_states,
+        autoreset_mode=mode,
     )
     sync = gym.make_vec(
-        ENV_ID, num_envs=num_envs, vectorization_mode="sync", n_states=n_states,
+        ENV_ID,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        n_states=n_states,
         vector_kwargs={"autoreset_mode": mode},
     )
     assert vector.metadata["autoreset_mode"] == sync.metadata["autoreset_mode"] == mode
@@ -134,8 +140,9 @@ def test_vector_env_stream_equals_sync_vector_env(mode):
         _assert_same_info(info_v, info_s, "reset")
         for step in range(150):
             out_v, out_s = vector.step(actions), sync.step(actions)
-            for name, got, expected in zip(("obs", "reward", "terminated", "truncated"),
-                                           out_v[:4], out_s[:4], strict=True):
+            for name, got, expected in zip(
+                ("obs", "reward", "terminated", "truncated"), out_v[:4], out_s[:4], strict=True
+            ):
                 assert got.dtype == expected.dtype, (step, name)
                 np.testing.assert_array_equal(got, expected, err_msg=f"step {step} {name}")
             _assert_same_info(out_v[4], out_s[4], f"step {step}")
