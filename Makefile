@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SOURCES := bpl_envs agents tests examples benchmarks
 
-.PHONY: install demo test lint format-check format typecheck check clean
+.PHONY: install demo test test-ray lint format-check format typecheck check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,15 @@ demo: $(STAMP)
 	@echo "Results: results/toy_quick/ and results/compare_quick/ (results.md, results.json, PNG figures)"
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow and not ray"
+
+# The Ray backend on a real local Ray instance: installs the ray extra, then the tests marked ray
+# (`import ray` first, so that a failed install cannot turn into skipped tests). CI runs it as its
+# own step after `make check`.
+test-ray: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[ray]"
+	$(PY) -c "import ray"
+	$(PY) -m pytest -q -m ray
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(SOURCES)

@@ -1,5 +1,5 @@
 """The ``bpl`` command line: list, train, reproduce the paper, compare TD(λ) with BP(λ), sweep,
-benchmark.
+tune, benchmark.
 
     bpl list                                       envs, learners, experiments and presets
     bpl train bpl/SequentialDigits-v0 --learner bp_lambda --updates 500 --lam 0.5 --core lstm
@@ -7,6 +7,7 @@ benchmark.
     bpl reproduce toy --quick                      a paper experiment: table, JSON and figures
     bpl compare --quick                            TD(λ) and BP(λ) side by side
     bpl sweep my_grid.yaml --workers 2             a grid of runs, one process per run
+    bpl tune tune_digits --trials 12 --workers 2   an Optuna search; rerun it to resume
     bpl benchmark learners --configs a --threads 1 a benchmark script of the checkout
 
 ``python -m agents.cli`` works the same. Every sub-command has ``--help``. Mistyped names (env id,
@@ -34,6 +35,8 @@ from agents.experiments.hyperparameters import hyperparameters_of
 from agents.experiments.output import OutputExistsError
 from agents.experiments.sweep import run_sweep
 from agents.experiments.training import RunConfig, learner_class, learner_names, resume, train
+from agents.experiments.tune import run_tune
+from agents.registry import ENTRY_POINT_GROUP, plugin_errors
 
 __all__ = ["main"]
 
@@ -54,6 +57,9 @@ def _list(args, parser: argparse.ArgumentParser) -> int:
 
     section("Environments (gym ids; `import bpl_envs` registers them):", bpl_envs.ENV_IDS)
     section("Learners (bpl train ENV_ID --learner NAME):", learner_names())
+    broken = plugin_errors()
+    if broken:
+        section(f"Learner entry points that failed to load ({ENTRY_POINT_GROUP}):", broken)
     section(
         "Experiments (bpl reproduce NAME; compare is also `bpl compare`):",
         {name: e.description for name, e in EXPERIMENTS.items()},
@@ -279,6 +285,7 @@ def _sweep(args, parser: argparse.ArgumentParser) -> int:
             workers=args.workers,
             force=args.force,
             progress=not args.no_progress,
+            ray_address=args.ray_address,
         )
     except KeyboardInterrupt:
         print(
@@ -286,13 +293,50 @@ def _sweep(args, parser: argparse.ArgumentParser) -> int:
             file=sys.stderr,
         )
         return 130
-    except (*USER_ERRORS, OutputExistsError, ImportError) as error:
+    except (*USER_ERRORS, OutputExistsError, ImportError, ConnectionError) as error:
         parser.error(str(error))
     print(summary["table"])
     print(
         f"bpl sweep: {len(summary['runs'])} runs in {summary['elapsed_s']:.0f} s; results in "
         f"{out}/ (summary.md, summary.json, one folder per run)"
     )
+    return 0
+
+
+# --------------------------------------------------------------------------------- tune
+def _tune(args, parser: argparse.ArgumentParser) -> int:
+    out = args.out or str(pathlib.Path("tunes") / pathlib.Path(args.config).stem)
+    try:
+        results = run_tune(
+            args.config,
+            out,
+            trials=args.trials,
+            backend=args.backend,
+            workers=args.workers,
+            force=args.force,
+            progress=not args.no_progress,
+            ray_address=args.ray_address,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nbpl tune: interrupted; the finished trials are in {out}/study.db (results.md "
+            f"shows them). Resume with the same command: bpl tune {args.config} --trials "
+            f"{args.trials} --out {out}",
+            file=sys.stderr,
+        )
+        return 130
+    except (*USER_ERRORS, OutputExistsError, ImportError, ConnectionError) as error:
+        parser.error(str(error))
+    print(results["table"])
+    counts = ", ".join(f"{n} {state}" for state, n in results["counts"].items() if n)
+    best = results["best"]
+    if best is not None:
+        print(
+            f"bpl tune: best trial {best['number']}: {results['metric']} {best['value']:.4g} "
+            f"with {best['params']}"
+        )
+    figures = ", ".join(results["figures"] or ["no figure before a trial completes"])
+    print(f"bpl tune: {counts}; results in {out}/ (results.md, results.json, study.db, {figures})")
     return 0
 
 
@@ -315,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reproduce(args, "compare", sub["compare"])
     if args.command == "benchmark":
         return _benchmark(args.name, args.script_args, sub["benchmark"])
+    if args.command == "tune":
+        return _tune(args, sub["tune"])
     return _sweep(args, sub["sweep"])
 
 

@@ -10,6 +10,7 @@ import argparse
 from agents.experiments import EXPERIMENTS
 from agents.experiments.parallel import BACKENDS, default_workers
 from agents.experiments.sweep import SWEEP_HELP
+from agents.experiments.tune import TUNE_HELP
 
 __all__ = ["BENCHMARKS", "build_parser"]
 
@@ -49,6 +50,10 @@ BENCHMARKS = {
         "BP(λ)'s trace update against one torch.bmm of the same multiply-adds",
     ),
     "memory": ("memory.py", "peak RSS against sequence length (T = 100, 1000, 10000)"),
+    "sb3-vec-env": (
+        "sb3_vec_env.py",
+        "SB3 VecEnv over the native vector envs against DummyVecEnv (tokens/s)",
+    ),
 }
 """``bpl benchmark NAME``: the script of the checkout's ``benchmarks/`` folder it runs."""
 
@@ -250,9 +255,59 @@ def build_parser(
         metavar="N",
         help=f"parallel processes, local backend (default {default_workers()})",
     )
+    sweep.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="ray backend: the cluster's HOST:PORT, ray://HOST:PORT or auto "
+        "(default: $RAY_ADDRESS, else a new local instance)",
+    )
     sweep.add_argument("--out", metavar="DIR", help="output folder (default sweeps/CONFIG)")
     sweep.add_argument("--force", action="store_true", help="replace the content of --out")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    tune = add(
+        "tune",
+        "an Optuna search over a learner's hyper-parameters from a YAML file, pruned per batch, "
+        "stored so that it resumes",
+        epilog=TUNE_HELP,
+    )
+    tune.add_argument("config", metavar="CONFIG", help="the tune file (YAML) or a preset name")
+    tune.add_argument(
+        "--trials",
+        type=_positive_int,
+        required=True,
+        metavar="N",
+        help="finished trials the study should hold (a resumed study runs the missing ones)",
+    )
+    tune.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="worker processes (default) or Ray tasks (pip install 'bp-lambda[ray]'); the "
+        "workers share OUT/study.db",
+    )
+    tune.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="trials run in parallel (default 1)",
+    )
+    tune.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="ray backend: the cluster's HOST:PORT, ray://HOST:PORT or auto "
+        "(default: $RAY_ADDRESS, else a new local instance)",
+    )
+    tune.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder (default tunes/CONFIG); one holding this search resumes it",
+    )
+    tune.add_argument(
+        "--force", action="store_true", help="start over: replace the content of --out"
+    )
+    tune.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     benchmark = add(
         "benchmark",

@@ -144,15 +144,15 @@ class SequenceLearner(BaseLearner):
                 recurrent_init=recurrent_init,
                 spectral_radius=spectral_radius,
             )
-            self.readout = torch.nn.Linear(self.core.hidden_size, self.task.output_size)
+            self.core_kind = core_name(self.core)  # a kind, or what a core instance is
+            settings = {**CORE_DEFAULTS, **core_settings(self.core)}  # an instance's own
+            self.hidden_size: int = settings["hidden_size"]
+            self.activation: str = settings["activation"]
+            self.num_layers: int = settings["num_layers"]
+            self.recurrent_init: str = settings["recurrent_init"]
+            self.spectral_radius: float | None = settings["spectral_radius"]
+            self.readout = torch.nn.Linear(self.hidden_size, self.task.output_size)
             self._build_extra_modules()
-        self.core_kind = core_name(self.core)  # a kind, or what a core instance is
-        settings = {**CORE_DEFAULTS, **core_settings(self.core)}  # an instance's own, if given
-        self.hidden_size: int = settings["hidden_size"]
-        self.activation: str = settings["activation"]
-        self.num_layers: int = settings["num_layers"]
-        self.recurrent_init: str = settings["recurrent_init"]
-        self.spectral_radius: float | None = settings["spectral_radius"]
         for module in self._modules().values():
             module.to(device=self.device, dtype=self.dtype)
         self._optimizers = self._make_optimizers()

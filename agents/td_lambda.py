@@ -58,6 +58,11 @@ class TDLambda(BaseLearner):
         weights: ``(n_features,)`` float64 tensor ``w``.
         n_observations: size of the ``Discrete`` observation space (None for other spaces).
         n_features: length of ``x(s)``.
+        observation_shape: shape of one observation (``()`` for a ``Discrete`` space).
+
+    :meth:`predict` answers like an SB3 policy (the action, always 0), so SB3's
+    ``evaluate_policy`` and ``EvalCallback`` run on the process; the value estimates are
+    :meth:`predict_values` and :attr:`values`.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class TDLambda(BaseLearner):
         self._table = None if features is None or callable(features) else self._as_table(features)
         self.n_observations: int | None = None
         self.n_features: int | None = None
+        self.observation_shape: tuple[int, ...] = ()
         self.weights: torch.Tensor | None = None
         super().__init__(env, seed=seed, verbose=verbose)
 
@@ -151,6 +157,7 @@ class TDLambda(BaseLearner):
                 f"learner was built for {self.n_observations} and {self.n_features}"
             )
         self.n_observations, self.n_features = n_observations, n_features
+        self.observation_shape = tuple(space.shape or ())
         if self.weights is None:
             self.weights = torch.zeros(n_features, dtype=torch.float64, device=self.device)
 
@@ -183,25 +190,52 @@ class TDLambda(BaseLearner):
         episode_start: Any = None,  # noqa: ARG002 (SB3 signature)
         deterministic: bool = True,  # noqa: ARG002 (SB3 signature)
     ) -> tuple[np.ndarray, None]:
-        """Value estimate(s) ``V(obs)``, SB3-shaped: returns ``(values, None)``.
+        """The action for each observation, SB3-shaped: ``(actions, None)``.
+
+        A Markov reward process has a single action (``Discrete(1)``), so every action is 0:
+        what SB3's ``evaluate_policy`` and ``EvalCallback`` need to run the process. The
+        observations are checked as in :meth:`predict_values`, which gives the values.
 
         Args:
-            observation: one observation, or (for a ``Discrete`` space) an int array of them.
+            observation: one observation, or a batch of them (leading axis).
             state, episode_start, deterministic: accepted for SB3 compatibility; unused.
 
         Returns:
-            ``(values, None)``: float64 array, shape ``()`` for one observation, else the
-            observations' shape.
+            ``(actions, None)``: int64 zeros, shape ``()`` for one observation, ``(n,)`` for a
+            batch of n.
+        """
+        return np.zeros(self.predict_values(observation).shape, dtype=np.int64), None
+
+    def predict_values(self, observation: Any) -> np.ndarray:
+        """Value estimate(s) ``V(obs) = w·x(obs)``.
+
+        Args:
+            observation: one observation (shape :attr:`observation_shape`) or a batch of them
+                with a leading axis; for a ``Discrete`` space any int array of states.
+
+        Returns:
+            float64 array: shape ``()`` for one observation, ``(n,)`` for a batch of n (for a
+            ``Discrete`` space: the shape of ``observation``).
         """
         if self.n_observations is not None:
-            return np.asarray(self.values[_discrete_index(observation, self.n_observations)]), None
-        return np.asarray(float(self._features_of(observation)[0] @ self._weights())), None
+            return np.asarray(self.values[_discrete_index(observation, self.n_observations)])
+        observations = np.asarray(observation)
+        single = observations.ndim == len(self.observation_shape)
+        batch = observations[None] if single else observations
+        if batch.shape[1:] != self.observation_shape:
+            raise ValueError(
+                f"observation must have shape {self.observation_shape} or (n, "
+                f"*{self.observation_shape}), got {observations.shape}"
+            )
+        weights = self._weights()
+        values = np.array([float(self._features_of(obs)[0] @ weights) for obs in batch])
+        return values[0].reshape(()) if single else values
 
     @property
     def values(self) -> np.ndarray:
         """``V(s)`` for every state of a ``Discrete`` observation space, ``(n_observations,)``."""
         if self.n_observations is None:
-            raise TypeError("values needs a Discrete observation space; use predict(obs)")
+            raise TypeError("values needs a Discrete observation space; use predict_values(obs)")
         if self._table is None:
             return self._weights().cpu().numpy().copy()
         return (self._table @ self._weights()).cpu().numpy()
@@ -274,6 +308,7 @@ class TDLambda(BaseLearner):
         return {
             "n_observations": self.n_observations,
             "n_features": self.n_features,
+            "observation_shape": list(self.observation_shape),
             "callable_features": self._feature_map is not None,
         }
 
@@ -314,6 +349,7 @@ class TDLambda(BaseLearner):
         if env is None:
             learner.n_observations = rebuild["n_observations"]
             learner.n_features = rebuild["n_features"]
+            learner.observation_shape = tuple(rebuild["observation_shape"])
         return learner
 
 

@@ -347,7 +347,7 @@ class CopyRepeatEnv(SequenceEnv[CopyRepeatSequences]):
     | `bits`           | int >= 1         | `8`     | width of a bit vector         |
     | `max_repeats`    | int >= 1         | `20`    | largest R; observation bound  |
     | `curriculum`     | curriculum/None  | `None`  | see Curriculum                |
-    | `render_mode`    | `"ansi"`/None    | `None`  | render() shows bits           |
+    | `render_mode`    | str or None     | `None`  | `"ansi"` (bits), `"rgb_array"` |
     | `stream`         | bool             | `False` | never terminate; see Episode End |
 
     `reset(options={"pattern_length": N, "repeats": R})` (either key) changes the lengths for

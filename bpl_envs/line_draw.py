@@ -169,7 +169,7 @@ class LineDrawEnv(SequenceEnv[LineDrawSequences]):
     | `end_point`       | (float, float) | `(0.0, 1.0)` | where the line ends                 |
     | `end_only`        | bool           | `True`       | score the last step only (else all) |
     | `cue_seed`        | int >= 0       | `123`        | seed of the fixed cue               |
-    | `render_mode`     | `"ansi"`/None  | `None`       | render() shows a step table         |
+    | `render_mode`     | str or None    | `None`       | `"ansi"` (a table), `"rgb_array"`   |
     | `stream`          | bool           | `False`      | never terminate; see Episode End    |
 
     No reset options. `env.unwrapped.task` is

@@ -55,7 +55,7 @@ __all__ = [
 SourceT = TypeVar("SourceT", bound=SequenceSource)
 """The task source an env streams; subclasses name theirs: ``SequenceEnv[ImageSequences]``."""
 
-RENDER_MODES = ["ansi"]
+RENDER_MODES = ["ansi", "rgb_array"]
 RENDER_FPS = 4
 
 
@@ -109,17 +109,18 @@ def _check_render_mode(render_mode: str | None) -> str | None:
 
 def _stepper_to_render(
     render_mode: str | None, stepper: SequenceStepper | None
-) -> SequenceStepper | None:
-    """The stepper ``render()`` draws from; None (with Gymnasium's warning) without a render
-    mode; ResetNeeded before the first reset."""
+) -> tuple[SequenceStepper, str] | None:
+    """The stepper ``render()`` draws from and the render mode; None (with Gymnasium's warning)
+    without a render mode; ResetNeeded before the first reset."""
     if render_mode is None:
         gym.logger.warn(
-            "render() was called without a render mode; create the env with render_mode='ansi'"
+            "render() was called without a render mode; create the env with render_mode='ansi' "
+            "or 'rgb_array'"
         )
         return None
     if stepper is None:
         raise ResetNeeded("call reset() before render()")
-    return stepper
+    return stepper, render_mode
 
 
 def _python_scalar(value: np.ndarray) -> Any:
@@ -133,7 +134,8 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
     Subclasses pass their :class:`SequenceSource`; the task modules document the behaviour.
     With ``stream=True`` the env never terminates: the step that answers a sequence's last token
     draws the next sequence at once, returns its first token and marks the boundary with
-    ``info["sequence_end"]=True``.
+    ``info["sequence_end"]=True``. ``render_mode="ansi"`` renders the sequence as text,
+    ``"rgb_array"`` as a uint8 ``(H, W, 3)`` heat map (:mod:`bpl_envs.rendering`).
     """
 
     metadata = {"render_modes": RENDER_MODES, "render_fps": RENDER_FPS}
@@ -145,6 +147,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
         self.observation_space = source.observation_space
         self.action_space = prediction_space(source.output_size)
         self._stepper: SequenceStepper | None = None
+        self._draw: Any = None  # the current sequence's draw (stream=True continues it)
 
     @property
     def task(self) -> TaskSpec:
@@ -161,8 +164,12 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
         super().reset(seed=seed)
         return self._start_sequence().observation()[0], {}
 
-    def _start_sequence(self) -> SequenceStepper:
-        batch = self._source.build([self._source.draw(self.np_random)])
+    def _start_sequence(self, continue_stream: bool = False) -> SequenceStepper:
+        if continue_stream:
+            self._draw = self._source.next_draw(self._draw, self.np_random)
+        else:
+            self._draw = self._source.draw(self.np_random)
+        batch = self._source.build([self._draw])
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
         return self._stepper
 
@@ -174,13 +181,18 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
         observations, rewards, terminated, info = self._stepper.step(prediction[None])
         info = {key: _python_scalar(value) for key, value in info.items()}
         if terminated and self.stream:
-            observations, terminated = self._start_sequence().observation(), False
+            observations = self._start_sequence(continue_stream=True).observation()
+            terminated = False
         return observations[0], float(rewards[0]), terminated, False, info
 
-    def render(self) -> str | None:
-        """With ``render_mode="ansi"``: text showing the current sequence."""
-        stepper = _stepper_to_render(self.render_mode, self._stepper)
-        return None if stepper is None else stepper.render(0)
+    def render(self) -> str | np.ndarray | None:
+        """The current sequence, its targets and the predictions so far: text with
+        ``render_mode="ansi"``, a uint8 ``(H, W, 3)`` image with ``"rgb_array"``."""
+        drawing = _stepper_to_render(self.render_mode, self._stepper)
+        if drawing is None:
+            return None
+        stepper, render_mode = drawing
+        return stepper.render(0, render_mode)
 
 
 class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
@@ -229,6 +241,7 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
         self._generators: list[np.random.Generator | None] = [None] * self.num_envs
         self._seeds: list[int | None] = [None] * self.num_envs
         self._stepper: SequenceStepper | None = None
+        self._draws: list[Any] = []  # each sub-env's current draw (stream=True continues them)
         self._autoreset_pending = False
 
     @property
@@ -275,9 +288,15 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
             return list(seed)
         raise TypeError(f"seed must be None, an int or a list of num_envs ints/None, got {seed!r}")
 
-    def _start_batch(self) -> SequenceStepper:
-        draw = self._source.draw
-        draws = [draw(rng) for rng in self.np_random]
+    def _start_batch(self, continue_stream: bool = False) -> SequenceStepper:
+        generators = self.np_random
+        if continue_stream:
+            next_draw = self._source.next_draw
+            draws = [next_draw(*pair) for pair in zip(self._draws, generators, strict=True)]
+        else:
+            draw = self._source.draw
+            draws = [draw(rng) for rng in generators]
+        self._draws = draws
         batch = self._source.build(draws)
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
         self._autoreset_pending = False
@@ -322,7 +341,8 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
         observations, rewards, terminated, info = self._stepper.step(predictions)
         infos = self._batched_info(info)
         if terminated and self.stream:
-            observations, terminated = self._start_batch().observation(), False
+            observations = self._start_batch(continue_stream=True).observation()
+            terminated = False
         elif terminated and self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset_pending = True
         elif terminated and self.autoreset_mode == AutoresetMode.SAME_STEP:
@@ -341,7 +361,11 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
             batched[f"_{key}"] = present.copy()
         return batched
 
-    def render(self) -> tuple[str, ...] | None:
-        """With ``render_mode="ansi"``: one text per sub-env showing its current sequence."""
-        stepper = _stepper_to_render(self.render_mode, self._stepper)
-        return None if stepper is None else tuple(stepper.render(i) for i in range(self.num_envs))
+    def render(self) -> tuple[str | np.ndarray, ...] | None:
+        """One text (``"ansi"``) or uint8 ``(H, W, 3)`` image (``"rgb_array"``) per sub-env,
+        showing its current sequence, as ``SyncVectorEnv`` returns them."""
+        drawing = _stepper_to_render(self.render_mode, self._stepper)
+        if drawing is None:
+            return None
+        stepper, render_mode = drawing
+        return tuple(stepper.render(i, render_mode) for i in range(self.num_envs))

@@ -20,6 +20,7 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from bpl_envs.losses import get_loss
+from bpl_envs.rendering import sequence_image
 from bpl_envs.task_spec import TaskSpec
 
 __all__ = ["SequenceBatch", "SequenceSource", "SequenceStepper", "StepInfo", "check_option_names"]
@@ -91,6 +92,15 @@ class SequenceSource(ABC):
     def build(self, draws: Sequence[Any]) -> SequenceBatch:
         """Build the batch of ``len(draws)`` sequences, vectorised, from their draws."""
 
+    def next_draw(self, previous: Any, rng: np.random.Generator) -> Any:  # noqa: ARG002
+        """The draw of the sequence that follows ``previous`` on a stream (``stream=True``).
+
+        By default sequences are independent: a fresh :meth:`draw` (a hook: a task that reads
+        one long series, a text or a time series, overrides it to continue where ``previous``
+        ended).
+        """
+        return self.draw(rng)
+
     @abstractmethod
     def render(
         self, batch: SequenceBatch, index: int, t: int, predictions: np.ndarray | None
@@ -99,6 +109,22 @@ class SequenceSource(ABC):
 
         ``predictions`` is float64 ``(T, B, output_size)`` (NaN where none was received yet).
         """
+
+    def render_image(
+        self, batch: SequenceBatch, index: int, t: int, predictions: np.ndarray | None
+    ) -> np.ndarray:
+        """The same as an RGB image, uint8 ``(H, W, 3)``: :func:`bpl_envs.rendering.sequence_image`
+        of sequence ``index`` (inputs, targets and predictions as heat maps over time)."""
+        return sequence_image(
+            batch.inputs[:, index],
+            batch.targets[:, index],
+            batch.scored,
+            None if predictions is None else predictions[:, index],
+            t,
+            self.loss,
+            self.observation_space.low,
+            self.observation_space.high,
+        )
 
     def task_spec(self, sequence_length: int | None = None) -> TaskSpec:
         """The :class:`TaskSpec` of sequences of ``sequence_length`` (default: the next ones)."""
@@ -123,6 +149,11 @@ class SequenceSource(ABC):
 
         ``predictions`` is the float64 ``(B, output_size)`` block received at step t.
         """
+        return {}
+
+    def loss_info(self, loss: np.ndarray) -> StepInfo:  # noqa: ARG002
+        """Info entries derived from the step's loss (float64 ``(B,)`` in nats, 0 on unscored
+        steps), e.g. the loss in other units; none by default (a hook)."""
         return {}
 
     def end_of_batch_info(self, mean_loss: float) -> dict[str, bool | int | float]:  # noqa: ARG002
@@ -208,6 +239,7 @@ class SequenceStepper:
             "loss": loss,
             "sequence_end": np.full(batch.batch_size, t == batch.sequence_length - 1),
             **self.source.step_info(t, predictions, batch),
+            **self.source.loss_info(loss),
         }
         self.t += 1
         if not self.done:
@@ -218,5 +250,8 @@ class SequenceStepper:
         observation = np.zeros((batch.batch_size, self.source.input_size), np.float32)
         return observation, rewards, True, info
 
-    def render(self, index: int) -> str:
-        return self.source.render(self.batch, index, self.t, self.predictions)
+    def render(self, index: int, render_mode: str) -> str | np.ndarray:
+        """Sequence ``index`` as text (``"ansi"``) or as an RGB image (``"rgb_array"``)."""
+        if render_mode == "ansi":
+            return self.source.render(self.batch, index, self.t, self.predictions)
+        return self.source.render_image(self.batch, index, self.t, self.predictions)

@@ -112,7 +112,7 @@ class SequentialDigitsEnv(SequenceEnv[ImageSequences]):
     | `split`         | `"train"`/`"test"` | `"train"` | which part of the data to draw from      |
     | `test_fraction` | float in (0, 1)    | `0.2`     | share of each class held out for "test"  |
     | `split_seed`    | int >= 0           | `0`       | seed of the stratified split             |
-    | `render_mode`   | `"ansi"`/None      | `None`    | `render()` draws the image and the guess |
+    | `render_mode`   | str or None        | `None`    | `"ansi"` (image, guess), `"rgb_array"`   |
     | `stream`        | bool               | `False`   | never terminate; see Episode End         |
 
     No reset options. `env.unwrapped.task` is `TaskSpec(8, 10, "ce", "last", 8)`.

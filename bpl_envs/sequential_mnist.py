@@ -272,7 +272,7 @@ class SequentialMNISTEnv(SequenceEnv[ImageSequences]):
     | `permutation_seed` | int >= 0           | `0`       | seed of that order           |
     | `test_fraction`    | float in (0, 1)    | `0.2`     | test share (subset only)     |
     | `split_seed`       | int >= 0           | `0`       | split seed (subset only)     |
-    | `render_mode`      | `"ansi"`/None      | `None`    | render() draws the image     |
+    | `render_mode`      | str or None        | `None`    | `"ansi"`, `"rgb_array"`      |
     | `stream`           | bool               | `False`   | never terminate; see Episode End |
 
     No reset options. `env.unwrapped.task` is `TaskSpec(28, 10, "ce", "last", 28)` (pixel by

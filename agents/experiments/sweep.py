@@ -30,7 +30,7 @@ from agents.experiments.output import (
     write_text,
 )
 from agents.experiments.output_folder import record_output
-from agents.experiments.parallel import require_ray, run_cells
+from agents.experiments.parallel import connect_ray, run_cells
 from agents.experiments.training import RunConfig, learner_class, train
 
 __all__ = ["SWEEP_HELP", "expand_grid", "run_sweep"]
@@ -156,18 +156,25 @@ def run_sweep(
     workers: int = 1,
     force: bool = False,
     progress: bool = True,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Run every cell of the grid in ``grid_file`` and write the summary into ``out``.
+
+    With ``backend="ray"`` each run is a Ray task on the cluster of
+    :func:`agents.experiments.parallel.connect_ray` (``ray_address``), connected before
+    anything is written.
 
     Returns:
         What ``summary.json`` holds: ``runs`` (name, config, metrics), ``groups`` (one per
         configuration: its runs' final metrics as mean ± std over seeds), ``table`` and
         ``elapsed_s``.
     """
+    if ray_address is not None and backend != "ray":
+        raise ValueError(f"ray_address is for backend='ray', got backend={backend!r}")
     grid_config = load_config(grid_file)
     runs = expand_grid(grid_config, where=str(grid_file))
     if backend == "ray":
-        require_ray()  # before anything is written
+        connect_ray(ray_address)  # before anything is written
     out = prepare_output_dir(out, force)
     write_text(out / "sweep.yaml", yaml.safe_dump(grid_config, sort_keys=False))
     start = time.perf_counter()
@@ -175,7 +182,13 @@ def run_sweep(
         record_output(out / name, folder=True)
     cells = [{"config": config.to_dict(), "out": str(out / name)} for name, config in runs]
     metrics = run_cells(
-        sweep_cell, cells, workers=workers, backend=backend, progress=progress, desc="sweep runs"
+        sweep_cell,
+        cells,
+        workers=workers,
+        backend=backend,
+        progress=progress,
+        desc="sweep runs",
+        ray_address=ray_address,
     )
     elapsed = time.perf_counter() - start
 

@@ -87,6 +87,9 @@ def test_benchmark_runs_the_script_with_its_arguments_and_returns_its_status(tmp
     assert [row["env_id"] for row in report["results"]] == [
         "bpl/CopyRepeat-v0",
         "bpl/SequentialDigits-v0",
+        "bpl/AddingProblem-v0",
+        "bpl/CharLM-v0",
+        "bpl/MackeyGlass-v0",
     ]
     for row in report["results"]:
         assert row["num_envs"] == 2

@@ -3,11 +3,13 @@ the packaged presets against the paper's settings (docs/algorithm.md#the-referen
 
 import copy
 import gzip
-import importlib.util
 import json
 import math
 import pathlib
+import re
+import socket
 import statistics
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -33,6 +35,7 @@ from agents.experiments.output import (
     write_text,
 )
 from agents.experiments.output_folder import MANIFEST
+from agents.experiments.parallel import connect_ray
 from agents.experiments.random_walk import sweep
 from agents.experiments.sweep import expand_grid
 from agents.experiments.toy import toy_cells
@@ -42,6 +45,7 @@ from agents.experiments.training import (
     env_arguments,
     read_progress,
 )
+from agents.experiments.tune import TuneConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SQRT_03 = math.sqrt(np.mean(((np.arange(1, 20) - 10) / 10) ** 2))  # zero values, 19 states
@@ -120,11 +124,11 @@ def test_the_copy_repeat_preset_is_the_papers():
     }
 
 
-def test_comparisons_have_the_papers_learners():
+def test_comparisons_have_the_papers_learners_and_the_online_rtrl_approximations():
     for name in ("digits", "seqmnist", "copy_repeat"):
         learners = load_config(name)["experiment"]["learners"]
         names = sorted({entry["learner"] for entry in learners.values()})
-        assert names == ["bp_lambda", "bptt", "dni", "nosg", "tbptt"]
+        assert names == ["bp_lambda", "bptt", "dni", "eprop", "nosg", "snap1", "tbptt", "uoro"]
         lambdas = sorted(
             entry.get("hyperparameters", {}).get("lam", 1.0)
             for entry in learners.values()
@@ -155,6 +159,9 @@ def test_every_preset_is_valid(name):
     config = load_config(name)
     if name.startswith("sweep_"):
         assert len(expand_grid(config, name)) > 1
+        return
+    if name.startswith("tune_"):
+        assert len(TuneConfig.from_mapping(config, name).ranges) > 1
         return
     if "env" in config:
         run = RunConfig.from_file(name)[0].resolved()
@@ -537,10 +544,53 @@ def test_sweep_names_that_no_learner_takes_are_refused(tmp_path):
         )
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")
-def test_the_ray_backend_without_ray_says_how_to_install_it(tmp_path, capsys):
+def test_the_ray_backend_without_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     out = tmp_path / "sweep"
     with pytest.raises(SystemExit):
         main(["sweep", _grid(tmp_path), "--backend", "ray", "--out", str(out)])
     assert "pip install 'bp-lambda[ray]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+class _RayThatMustNotStart:
+    """Stands in for the ray module: never initialised, and init() must not be reached."""
+
+    @staticmethod
+    def is_initialized():
+        return False
+
+    @staticmethod
+    def init(**kwargs):
+        raise AssertionError(f"ray.init({kwargs}) reached")
+
+
+@pytest.mark.parametrize(
+    "address, error, message",
+    [
+        (
+            "127.0.0.1",
+            ValueError,
+            "Ray address must be HOST:PORT, ray://HOST:PORT or 'auto', got '127.0.0.1'",
+        ),
+        ("ray://head:port", ValueError, "got 'ray://head:port'"),
+        ("127.0.0.1:{port}", ConnectionError, "cannot reach the Ray cluster at '127.0.0.1:{port}'"),
+        ("ray://127.0.0.1:{port}", ConnectionError, "at 'ray://127.0.0.1:{port}'"),
+    ],
+)
+def test_a_ray_address_is_checked_before_ray_init(address, error, message, monkeypatch):
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setitem(sys.modules, "ray", _RayThatMustNotStart)
+    with pytest.raises(error, match=re.escape(message.format(port=port))):
+        connect_ray(address.format(port=port))
+    monkeypatch.setenv("RAY_ADDRESS", address.format(port=port))
+    with pytest.raises(error, match=re.escape(message.format(port=port))):
+        connect_ray()
+
+
+def test_a_ray_address_needs_the_ray_backend(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", _grid(tmp_path), "--ray-address", "auto", "--out", str(tmp_path / "o")])
+    assert "ray_address is for backend='ray', got backend='local'" in capsys.readouterr().err

@@ -173,9 +173,12 @@ def test_learn_predict_values_callbacks_and_logger():
     values = agent.values
     assert values.shape == (N_STATES + 2,) and values.dtype == np.float64
     assert values[0] == values[-1] == 0.0 and np.any(values != 0)
-    np.testing.assert_array_equal(agent.predict(np.arange(N_STATES + 2))[0], values)
-    prediction, state = agent.predict(2)
-    assert prediction.shape == () and prediction == values[2] and state is None
+    np.testing.assert_array_equal(agent.predict_values(np.arange(N_STATES + 2)), values)
+    assert agent.predict_values(2).shape == () and agent.predict_values(2) == values[2]
+    action, state = agent.predict(2)
+    assert action.shape == () and action.dtype == np.int64 and action == 0 and state is None
+    actions, _ = agent.predict(np.array([1, 3, 5]))
+    np.testing.assert_array_equal(actions, np.zeros(3, dtype=np.int64), strict=True)
 
     recorded = agent.logger.name_to_value
     assert recorded["rollout/ep_len"] == lengths[-1]
@@ -197,7 +200,7 @@ def test_save_load_round_trip_and_exact_continuation(tmp_path):
 
     predict_only = TDLambda.load(tmp_path / "td")
     np.testing.assert_array_equal(predict_only.values, first.values)
-    assert predict_only.predict(4)[0] == first.predict(4)[0]
+    assert predict_only.predict_values(4) == first.predict_values(4)
     assert (predict_only.lam, predict_only.alpha, predict_only.trace) == (0.6, 0.1, "true_online")
 
     resumed = TDLambda.load(tmp_path / "td.pt", env=RandomWalkEnv(N_STATES))
@@ -231,8 +234,17 @@ def test_feature_tables_and_callables_survive_checkpoints(tmp_path):
         TDLambda.load(tmp_path / "box.pt")
     reloaded = TDLambda.load(tmp_path / "box.pt", features=polynomial)
     obs = np.array([0.5], dtype=np.float32)
-    assert reloaded.predict(obs)[0] == on_box.predict(obs)[0]
-    assert on_box.predict(obs)[0] == pytest.approx(polynomial(obs) @ on_box.weights.numpy())
+    assert reloaded.predict_values(obs) == on_box.predict_values(obs)
+    assert on_box.predict_values(obs) == pytest.approx(polynomial(obs) @ on_box.weights.numpy())
+    batch = np.array([[0.5], [0.25]], dtype=np.float32)
+    np.testing.assert_allclose(
+        TDLambda.load(tmp_path / "box.pt", features=polynomial).predict_values(batch),
+        [polynomial(o) @ on_box.weights.numpy() for o in batch],
+        rtol=1e-15,
+    )
+    np.testing.assert_array_equal(reloaded.predict(batch)[0], np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"observation must have shape \(1,\) or"):
+        on_box.predict_values(np.zeros((2, 3)))
 
 
 def test_sb3_checkpoint_callback_works(tmp_path):
@@ -284,6 +296,8 @@ def test_bad_envs_and_observations():
     for observation in (7, -1, 2.5, np.array([1, 9])):
         with pytest.raises(ValueError, match=r"observation must be an int in \[0, 7\)"):
             agent.predict(observation)
+        with pytest.raises(ValueError, match=r"observation must be an int in \[0, 7\)"):
+            agent.predict_values(observation)
     with pytest.raises(ValueError, match="exactly one budget"):
         agent.learn()
 

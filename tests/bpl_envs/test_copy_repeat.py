@@ -138,7 +138,11 @@ def test_bad_reset_options_are_rejected_and_leave_the_lengths_unchanged():
             ValueError,
             r"give pattern_length and repeats to CopyRepeatCurriculum",
         ),
-        ({"render_mode": "human"}, ValueError, r"render_mode must be None or one of \['ansi'\]"),
+        (
+            {"render_mode": "human"},
+            ValueError,
+            r"render_mode must be None or one of \['ansi', 'rgb_array'\]",
+        ),
     ],
 )
 def test_invalid_arguments_are_rejected_with_the_argument_named(kwargs, error, message):

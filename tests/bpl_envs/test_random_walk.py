@@ -19,7 +19,7 @@ ENV_ID = "bpl/RandomWalk-v0"
 
 
 @pytest.mark.parametrize("n_states", [1, 5, 19])
-@pytest.mark.parametrize("render_mode", [None, "ansi"])
+@pytest.mark.parametrize("render_mode", [None, "ansi", "rgb_array"])
 def test_gymnasium_and_sb3_check_env_pass_with_warnings_as_errors(n_states, render_mode):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -68,6 +68,27 @@ def test_ansi_render_marks_the_walker():
     vec_env = RandomWalkVectorEnv(num_envs=2, n_states=5, render_mode="ansi")
     vec_env.reset(seed=0)
     assert vec_env.render() == ("-..@..+", "-..@..+")
+
+
+def test_rgb_array_render_draws_the_ansi_cells_as_16_pixel_squares():
+    colours = {"-": (178, 24, 43), "+": (33, 102, 172), ".": (235, 235, 235), "@": (8, 8, 8)}
+    text_env = RandomWalkEnv(n_states=5, render_mode="ansi")
+    image_env = RandomWalkEnv(n_states=5, render_mode="rgb_array")
+    text_env.reset(seed=4)
+    image_env.reset(seed=4)
+    for _ in range(3):
+        line, image = text_env.render(), image_env.render()
+        assert image.shape == (16, 16 * 7, 3) and image.dtype == np.uint8
+        for k, cell in enumerate(line):  # each square's inside has its cell's colour
+            np.testing.assert_array_equal(
+                image[:, 16 * k + 1 : 16 * (k + 1)], np.broadcast_to(colours[cell], (16, 15, 3))
+            )
+        np.testing.assert_array_equal(image[:, ::16], 255)
+        text_env.step(0)
+        image_env.step(0)
+    vec_env = RandomWalkVectorEnv(num_envs=2, n_states=5, render_mode="rgb_array")
+    vec_env.reset(seed=0)
+    assert [i.shape for i in vec_env.render()] == [(16, 112, 3)] * 2
 
 
 # --------------------------------------------------------------------------- true values
