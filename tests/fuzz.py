@@ -169,6 +169,13 @@ def real_arg(
     return Arg(likely, unlikely, meaning)
 
 
+def optional_real_arg(
+    low: float, high: float, *, closed: tuple[bool, bool] = (True, True), draw: tuple = ()
+) -> Arg:
+    """None, or :func:`real_arg`."""
+    return _optional(real_arg(low, high, closed=closed, draw=draw))
+
+
 def bool_arg() -> Arg:
     return Arg(
         bools,

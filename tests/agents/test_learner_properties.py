@@ -26,6 +26,7 @@ import bpl_envs  # noqa: F401  (registers the ids)
 from agents.experiments.hyperparameters import constructor_parameters
 from agents.registry import LEARNERS
 from agents.td_lambda import TRACES
+from agents.unit_influence import UnitInfluenceLearner
 from tests.fuzz import (
     INVALID,
     Arg,
@@ -38,6 +39,7 @@ from tests.fuzz import (
     ints,
     names_argument,
     optional_int_arg,
+    optional_real_arg,
     real_arg,
     subsets_of,
 )
@@ -101,9 +103,12 @@ def _features_arg() -> Arg:
 NON_NEGATIVE = real_arg(0.0, math.inf, draw=(0.0, 3.0))
 FRACTION = real_arg(0.0, 1.0)
 SPECS: dict[str, Arg] = {
-    "core": choice_arg(["rnn", "lstm"]),
+    "core": choice_arg(["rnn", "lstm", "gru"]),  # core instances: tests/agents/test_cores*.py
     "hidden_size": int_arg(1, draw_up_to=4),
     "activation": choice_arg(["tanh", "identity"]),
+    "num_layers": int_arg(1, draw_up_to=3),
+    "recurrent_init": choice_arg(["uniform", "orthogonal"]),
+    "spectral_radius": optional_real_arg(0.0, 1e6, closed=(False, True), draw=(0.1, 3.0)),
     "lam": FRACTION,
     "gamma": FRACTION,
     "sg_weight": NON_NEGATIVE,
@@ -145,6 +150,9 @@ def _fits_together(learner: str, meanings: dict[str, Any]) -> list[str]:
     clashes = []
     if meanings.get("activation", "tanh") != "tanh" and meanings.get("core", "rnn") != "rnn":
         clashes += ["activation", "core"]
+    if issubclass(LEARNERS[learner].cls, UnitInfluenceLearner):  # e-prop, SnAp-1: per-unit rows
+        if meanings.get("core", "rnn") not in ("rnn", "lstm") or meanings.get("num_layers", 1) > 1:
+            clashes += ["core", "num_layers"]
     if learner == "bp_lambda" and meanings.get("synth_update", "trace") == "forward_view":
         if meanings.get("update", "sequence") != "sequence":
             clashes += ["synth_update", "update"]
@@ -247,8 +255,12 @@ SPEC = bpl_envs.TaskSpec(3, 2, "mse", "all", 4)
     ("kwargs", "error", "message"),
     [
         # was: ValueError "kind must be one of ('rnn', 'lstm'), got None" (not naming core)
-        ({"core": None}, TypeError, r"^core must be one of \['rnn', 'lstm'\], got None"),
+        ({"core": None}, TypeError, r"^core must be one of \('rnn', 'lstm', 'gru'\) or a Rec"),
         ({"core": "RNN"}, ValueError, r"^core must be one of"),
+        # was: ValueError "activation must be one of ('tanh', 'identity'), got 5" (a type)
+        ({"activation": 5}, TypeError, r"^activation must be one of \['tanh', 'identity'\]"),
+        # was: accepted, every weight of W_hh inf and every prediction NaN, silently
+        ({"spectral_radius": 1e308}, ValueError, r"^spectral_radius must be .* <= 1e\+06"),
         # was: TypeError "hidden_size must be an int >= 1, got 2.0" (another argument's name)
         ({"synth_hidden": 2.0}, TypeError, r"^synth_hidden must be None or an int >= 1"),
         # was: ValueError "trace_parameters must be one of ..." (another name)
@@ -304,3 +316,10 @@ def test_regression_predict_refuses_nan_and_text_observations():
         learner.predict("abc")  # was: numpy "could not convert string to float: 'abc'"
     with pytest.raises(ValueError, match=r"^state must be finite"):
         learner.predict(np.zeros(3), state=np.full((1, 2), np.inf))
+
+
+def test_regression_per_unit_learners_name_num_layers_for_a_stacked_core():
+    # was: "core must be one of ('rnn', 'lstm'), got a StackedCore" for num_layers=2 alone
+    for name in ("eprop", "snap1"):
+        with pytest.raises(ValueError, match=r"core must be one of .* with num_layers=1, got a St"):
+            LEARNERS[name].cls(SPEC, num_layers=2)
