@@ -71,18 +71,24 @@ TRAIN_ALL = textwrap.dedent("""
 """)
 
 
-def _run_in_parallel(commands: list[list[str]], cwd: pathlib.Path | None = None) -> list[str]:
-    """Run the commands as separate processes at the same time; return their stdout."""
+def _run_in_parallel(commands: list[list[str]], timeout: float = 600) -> list[str]:
+    """Run the commands as separate processes at the same time; return their stdout. Processes
+    still running when one fails or times out are killed (none is left behind)."""
     processes = [
-        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
-        for c in commands
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands
     ]
-    outputs = []
-    for process in processes:
-        out, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err.decode()
-        outputs.append(out.decode())
-    return outputs
+    try:
+        outputs = []
+        for process in processes:
+            out, err = process.communicate(timeout=timeout)
+            assert process.returncode == 0, err.decode()
+            outputs.append(out.decode())
+        return outputs
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def test_every_learner_ends_bit_identical_in_two_processes():
@@ -122,10 +128,11 @@ SHRUNK_TOY = """
 
 
 def _reproduce_twice(tmp_path: pathlib.Path, experiment: str, *options: str) -> list[bytes]:
-    """results.json of two ``bpl reproduce`` processes run side by side."""
+    """results.json of two ``bpl reproduce`` processes run side by side (toy --quick alone
+    takes about 21 min on 2 cores, so each may take an hour where they share them)."""
     outs = [tmp_path / f"run {i}" for i in (1, 2)]
     base = [sys.executable, "-m", "agents.cli", "reproduce", experiment, "--no-progress"]
-    _run_in_parallel([[*base, *options, "--out", str(out)] for out in outs])
+    _run_in_parallel([[*base, *options, "--out", str(out)] for out in outs], timeout=3600)
     return [(out / "results.json").read_bytes() for out in outs]
 
 
