@@ -85,6 +85,13 @@ class Synthesiser(nn.Module, ABC):
     def trace_parameters(self) -> list[nn.Parameter]:
         """The parameters that carry eligibility traces and learn, in trace order."""
 
+    @property
+    def linear_in_trace_parameters(self) -> bool:
+        """Whether g is linear in its trace parameters θ, so that ∂g(s)/∂θ does not depend on θ
+        (BP(λ)'s replay then needs no copy of θ per stored state when θ moves every token).
+        False unless a subclass knows better."""
+        return False
+
     def trace_shapes(self, batch_size: int) -> list[tuple[int, ...]]:
         """The trace shapes (batch_size, d_out, *θ.shape), in ``trace_parameters()`` order."""
         check_int("batch_size", batch_size, minimum=1)
@@ -219,6 +226,10 @@ class LinearSynthesiser(Synthesiser):
     def trace_parameters(self) -> list[nn.Parameter]:
         return [self.output.weight, self.output.bias]
 
+    @property
+    def linear_in_trace_parameters(self) -> bool:
+        return True
+
     def _predict(self, s: Tensor) -> Tensor:
         return self.output(s)
 
@@ -273,6 +284,10 @@ class MLPSynthesiser(Synthesiser):
         if self.trace_mode == "output":
             return output
         return [self.hidden.weight, self.hidden.bias, *output]
+
+    @property
+    def linear_in_trace_parameters(self) -> bool:
+        return self.trace_mode == "output"  # W2 relu(W1 s + b1) + b2 with W1, b1 fixed
 
     def extra_repr(self) -> str:
         return f"trace_parameters={self.trace_mode!r}"

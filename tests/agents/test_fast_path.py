@@ -119,7 +119,7 @@ def test_a_non_finite_forward_view_update_stops_learning():
         ({"synth_update": "forward_view"},
          r"synth_update='forward_view' cannot be combined with clip_synth_update=True"),
         ({"synth_update": "offline"},
-         r"synth_update must be one of \('trace', 'forward_view'\), got 'offline'"),
+         r"synth_update must be one of \('trace', 'replay', 'forward_view'\), got 'offline'"),
     ],
 )
 def test_impossible_combinations_are_refused(kwargs, message):
