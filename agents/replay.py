@@ -81,8 +81,11 @@ class _RecentRows:
 
     def push(self, row: Tensor) -> None:
         buffer = self._buffer
-        if buffer is None or buffer.shape[1:] != row.shape or buffer.dtype != row.dtype or (
-            buffer.device != row.device
+        if (
+            buffer is None
+            or buffer.shape[1:] != row.shape
+            or buffer.dtype != row.dtype
+            or (buffer.device != row.device)
         ):
             capacity = 16 if self.window is None else 2 * self.window
             buffer = self._buffer = row.new_empty(capacity, *row.shape)
@@ -200,8 +203,11 @@ class BackwardReplay:
         rows = self._rows[:n]
         rows[n - 1].copy_(delta_u)
         caches = islice(reversed(self._caches), n - 1)  # J_u, J_{u-1}, ..., J_{u-n+2}
-        copies = (islice(reversed(self._core_copies), n - 1) if self._core_copies is not None
-                  else [None] * (n - 1))
+        copies = (
+            islice(reversed(self._core_copies), n - 1)
+            if self._core_copies is not None
+            else [None] * (n - 1)
+        )
         for k, cache, parameters in zip(range(n - 2, -1, -1), caches, copies, strict=True):
             torch.mul(self._vjp(cache, rows[k + 1], parameters), self.discount, out=rows[k])
         return rows
@@ -220,6 +226,9 @@ class BackwardReplay:
         for parameters, s_tau, w_tau in zip(self._synthesiser_copies, states, rows, strict=True):
             _load_(spare.trace_parameters(), parameters)
             part = spare.parameter_vjp(s_tau, w_tau)
-            totals = list(part) if totals is None else [a.add_(b) for a, b in zip(totals, part,
-                                                                                   strict=True)]
+            totals = (
+                list(part)
+                if totals is None
+                else [a.add_(b) for a, b in zip(totals, part, strict=True)]
+            )
         return tuple(totals)

@@ -48,10 +48,17 @@ def twin_learners(synth_update="replay", **kwargs):
     recording their increments."""
     learners, records = [], []
     for path in ("trace", synth_update):
-        learner = BPLambda(replay_env(), hidden_size=H, dtype="float64", seed=0, lr_synth=1e-2,
-                           lr_core=1e-2, lr_readout=1e-2, synth_update=path,
-                           **{k: v for k, v in kwargs.items()
-                              if path == synth_update or k != "replay_window"})
+        learner = BPLambda(
+            replay_env(),
+            hidden_size=H,
+            dtype="float64",
+            seed=0,
+            lr_synth=1e-2,
+            lr_core=1e-2,
+            lr_readout=1e-2,
+            synth_update=path,
+            **{k: v for k, v in kwargs.items() if path == synth_update or k != "replay_window"},
+        )
         randomise(learner.synthesiser, seed=1)
         randomise(learner.readout, seed=2)
         records.append(recording(learner))
@@ -67,41 +74,56 @@ def assert_same_run(learners, records):
         for w, g in zip(want, got, strict=True):
             torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12, msg=f"token {token}")
     for name in ("core", "readout", "synthesiser"):
-        for p, q in zip(getattr(learners[0], name).parameters(),
-                        getattr(learners[1], name).parameters(), strict=True):
+        for p, q in zip(
+            getattr(learners[0], name).parameters(),
+            getattr(learners[1], name).parameters(),
+            strict=True,
+        ):
             torch.testing.assert_close(q, p, rtol=1e-10, atol=1e-12, msg=name)
     assert max(float(i.abs().max()) for token in trace for i in token) > 1e-3  # not vacuous
 
 
 # ------------------------------------------------------------------- replay == trace path
 
-LINEAR_CASES = list(itertools.product(
-    ["rnn", "lstm"], [0.0, 0.5, 1.0], [0.9, 1.0], [False, True], ["sequence", "step"]
-))
+LINEAR_CASES = list(
+    itertools.product(
+        ["rnn", "lstm"], [0.0, 0.5, 1.0], [0.9, 1.0], [False, True], ["sequence", "step"]
+    )
+)
 
 
 @pytest.mark.parametrize("core, lam, gamma, clip, update", LINEAR_CASES)
 def test_replay_gives_the_trace_paths_increments_at_every_token(core, lam, gamma, clip, update):
     """Linear synthesiser; core, readout and synthesiser all learn (Adam steps between batches,
     or after every token with update="step")."""
-    learners, records = twin_learners(core=core, lam=lam, gamma=gamma, clip_synth_update=clip,
-                                      update=update)
+    learners, records = twin_learners(
+        core=core, lam=lam, gamma=gamma, clip_synth_update=clip, update=update
+    )
     for learner in learners:
         learner.learn(episodes=BATCHES)
     assert_same_run(learners, records)
 
 
-@pytest.mark.parametrize("core, update, clip, trace_parameters", list(itertools.product(
-    ["rnn", "lstm"], ["sequence", "step"], [False, True], ["all", "output"]
-)))
+@pytest.mark.parametrize(
+    "core, update, clip, trace_parameters",
+    list(
+        itertools.product(["rnn", "lstm"], ["sequence", "step"], [False, True], ["all", "output"])
+    ),
+)
 def test_replay_with_an_mlp_synthesiser_gives_the_trace_paths_increments(
     core, update, clip, trace_parameters
 ):
     """Exact in every mode: with update="step" the replay evaluates each dg(s_tau)/dtheta and
     J_tau at the parameters the trace path used for them (the copies kept with s_tau)."""
-    learners, records = twin_learners(core=core, lam=0.7, gamma=0.9, clip_synth_update=clip,
-                                      update=update, synth_hidden=5,
-                                      synth_trace_parameters=trace_parameters)
+    learners, records = twin_learners(
+        core=core,
+        lam=0.7,
+        gamma=0.9,
+        clip_synth_update=clip,
+        update=update,
+        synth_hidden=5,
+        synth_trace_parameters=trace_parameters,
+    )
     for learner in learners:
         learner.learn(episodes=BATCHES)
     assert_same_run(learners, records)
@@ -111,8 +133,9 @@ def test_replay_with_an_mlp_synthesiser_gives_the_trace_paths_increments(
 @pytest.mark.parametrize("update", ["sequence", "step"])
 def test_a_window_that_covers_the_sequence_is_the_full_replay(window, update):
     """A sequence of T tokens sums over at most T - 1 states: any window >= T - 1 is exact."""
-    learners, records = twin_learners(core="lstm", lam=1.0, gamma=0.9, update=update,
-                                      synth_hidden=5, replay_window=window)
+    learners, records = twin_learners(
+        core="lstm", lam=1.0, gamma=0.9, update=update, synth_hidden=5, replay_window=window
+    )
     for learner in learners:
         learner.learn(episodes=BATCHES)
     assert_same_run(learners, records)
@@ -123,13 +146,23 @@ def test_a_long_stream_slides_its_window_and_stays_exact():
     every increment equals the explicit truncated sum."""
     steps, window = 40, 7
     inputs, targets, scored = make_data("mse", B, steps, N_IN, N_OUT, seed=5)
-    learner = BPLambda(SequenceReplayVectorEnv(inputs, targets, "mse", scored), hidden_size=H,
-                       core="rnn", dtype="float64", seed=0, lam=0.9, gamma=1.0,
-                       synth_update="replay", replay_window=window, clip_synth_update=False)
+    learner = BPLambda(
+        SequenceReplayVectorEnv(inputs, targets, "mse", scored),
+        hidden_size=H,
+        core="rnn",
+        dtype="float64",
+        seed=0,
+        lam=0.9,
+        gamma=1.0,
+        synth_update="replay",
+        replay_window=window,
+        clip_synth_update=False,
+    )
     randomise(learner.synthesiser, seed=1, scale=0.3)
     randomise(learner.readout, seed=2)
-    expected = explicit_increments(learner, inputs, targets, scored, lam=0.9, gamma=1.0,
-                                   window=window)
+    expected = explicit_increments(
+        learner, inputs, targets, scored, lam=0.9, gamma=1.0, window=window
+    )
     applied = recording(learner)
     learner.learn(episodes=1)
     assert len(applied) == steps - 1
@@ -167,15 +200,25 @@ def explicit_increments(learner, inputs, targets, scored, lam, gamma, window):
     return increments
 
 
-@pytest.mark.parametrize("core, synth_hidden, window", list(itertools.product(
-    ["rnn", "lstm"], [None, 5], [None, 1, 2, 4]
-)))
+@pytest.mark.parametrize(
+    "core, synth_hidden, window",
+    list(itertools.product(["rnn", "lstm"], [None, 5], [None, 1, 2, 4])),
+)
 def test_replay_equals_the_unrolled_sum_by_autograd(core, synth_hidden, window):
     lam, gamma = 0.8, 0.9
     inputs, targets, scored = make_data("mse", B, T, N_IN, N_OUT, seed=3)
-    learner = BPLambda(SequenceReplayVectorEnv(inputs, targets, "mse", scored), core=core,
-                       hidden_size=H, dtype="float64", seed=0, lam=lam, gamma=gamma,
-                       synth_hidden=synth_hidden, synth_update="replay", replay_window=window)
+    learner = BPLambda(
+        SequenceReplayVectorEnv(inputs, targets, "mse", scored),
+        core=core,
+        hidden_size=H,
+        dtype="float64",
+        seed=0,
+        lam=lam,
+        gamma=gamma,
+        synth_hidden=synth_hidden,
+        synth_update="replay",
+        replay_window=window,
+    )
     randomise(learner.synthesiser, seed=1)
     randomise(learner.readout, seed=2)
     expected = explicit_increments(learner, inputs, targets, scored, lam, gamma, window)
@@ -200,9 +243,17 @@ def test_the_clip_fraction_counts_the_rescaled_increments():
     inputs, targets, scored = make_data("mse", B, T, N_IN, N_OUT, seed=3)
     fractions = []
     for path in ("trace", "replay"):
-        learner = BPLambda(SequenceReplayVectorEnv(inputs, targets, "mse", scored), core="rnn",
-                           hidden_size=H, dtype="float64", seed=0, lam=lam, gamma=gamma,
-                           synth_update=path, clip_synth_update=True)
+        learner = BPLambda(
+            SequenceReplayVectorEnv(inputs, targets, "mse", scored),
+            core="rnn",
+            hidden_size=H,
+            dtype="float64",
+            seed=0,
+            lam=lam,
+            gamma=gamma,
+            synth_update=path,
+            clip_synth_update=True,
+        )
         randomise(learner.synthesiser, seed=1, scale=0.8)
         randomise(learner.readout, seed=2, scale=1.5)
         expected = explicit_increments(learner, inputs, targets, scored, lam, gamma, None)
@@ -215,8 +266,9 @@ def test_the_clip_fraction_counts_the_rescaled_increments():
 
 
 def test_no_clip_fraction_is_logged_without_clipping():
-    learner = BPLambda(replay_env(), hidden_size=H, synth_update="replay",
-                       clip_synth_update=False, seed=0)
+    learner = BPLambda(
+        replay_env(), hidden_size=H, synth_update="replay", clip_synth_update=False, seed=0
+    )
     learner.learn(episodes=1, log_interval=0)
     assert "train/synth_clip_fraction" not in learner.logger.name_to_value
 
@@ -237,15 +289,23 @@ def largest_allocation(learner, episodes=1):
 def test_replay_stores_states_not_traces(core):
     """Memory O(t·B·d): with H = 16 the traces would be 0.1 to 0.8 MB; nothing near that size
     is allocated by the replay."""
-    learner = BPLambda(replay_env(), core=core, hidden_size=16, dtype="float64", seed=0,
-                       lr_synth=1e-3, lam=0.9, gamma=0.9, synth_update="replay")
+    learner = BPLambda(
+        replay_env(),
+        core=core,
+        hidden_size=16,
+        dtype="float64",
+        seed=0,
+        lr_synth=1e-3,
+        lam=0.9,
+        gamma=0.9,
+        synth_update="replay",
+    )
     trace_bytes = sum(math.prod(shape) * 8 for shape in learner.synthesiser.trace_shapes(B))
     assert largest_allocation(learner) < 0.1 * trace_bytes
 
 
 def test_replay_survives_save_and_load(tmp_path):
-    learner = BPLambda(replay_env(), hidden_size=H, synth_update="replay", replay_window=3,
-                       seed=0)
+    learner = BPLambda(replay_env(), hidden_size=H, synth_update="replay", replay_window=3, seed=0)
     learner.learn(episodes=1).save(tmp_path / "replay")
     loaded = BPLambda.load(tmp_path / "replay", env=replay_env())
     assert (loaded.synth_update, loaded.replay_window) == ("replay", 3)
@@ -255,23 +315,47 @@ def test_replay_survives_save_and_load(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"synth_update": "replay", "replay_window": 0}, ValueError,
-         r"replay_window must be None .* or an int >= 1 .*, got 0"),
-        ({"synth_update": "replay", "replay_window": -3}, ValueError,
-         r"replay_window must be None .* or an int >= 1 .*, got -3"),
-        ({"synth_update": "replay", "replay_window": 2.5}, TypeError,
-         r"replay_window must be None .* or an int >= 1 .*, got 2.5 of type float"),
-        ({"synth_update": "replay", "replay_window": True}, TypeError,
-         r"replay_window must be .*, got True of type bool"),
-        ({"synth_update": "replay", "replay_window": "5"}, TypeError,
-         r"replay_window must be .*, got '5' of type str"),
-        ({"replay_window": 5}, ValueError,
-         r"replay_window=5 needs synth_update='replay'.*got synth_update='trace'"),
-        ({"synth_update": "forward_view", "clip_synth_update": False, "replay_window": 5},
-         ValueError, r"replay_window=5 needs synth_update='replay'.*got "
-                     r"synth_update='forward_view'"),
-        ({"synth_update": "replays"}, ValueError,
-         r"synth_update must be one of \('trace', 'replay', 'forward_view'\), got 'replays'"),
+        (
+            {"synth_update": "replay", "replay_window": 0},
+            ValueError,
+            r"replay_window must be None .* or an int >= 1 .*, got 0",
+        ),
+        (
+            {"synth_update": "replay", "replay_window": -3},
+            ValueError,
+            r"replay_window must be None .* or an int >= 1 .*, got -3",
+        ),
+        (
+            {"synth_update": "replay", "replay_window": 2.5},
+            TypeError,
+            r"replay_window must be None .* or an int >= 1 .*, got 2.5 of type float",
+        ),
+        (
+            {"synth_update": "replay", "replay_window": True},
+            TypeError,
+            r"replay_window must be .*, got True of type bool",
+        ),
+        (
+            {"synth_update": "replay", "replay_window": "5"},
+            TypeError,
+            r"replay_window must be .*, got '5' of type str",
+        ),
+        (
+            {"replay_window": 5},
+            ValueError,
+            r"replay_window=5 needs synth_update='replay'.*got synth_update='trace'",
+        ),
+        (
+            {"synth_update": "forward_view", "clip_synth_update": False, "replay_window": 5},
+            ValueError,
+            r"replay_window=5 needs synth_update='replay'.*got "
+            r"synth_update='forward_view'",
+        ),
+        (
+            {"synth_update": "replays"},
+            ValueError,
+            r"synth_update must be one of \('trace', 'replay', 'forward_view'\), got 'replays'",
+        ),
     ],
 )
 def test_bad_replay_arguments_are_refused(kwargs, error, message):
@@ -282,11 +366,14 @@ def test_bad_replay_arguments_are_refused(kwargs, error, message):
 # ------------------------------------------------------------------------- synthesisers
 
 
-@pytest.mark.parametrize("synthesiser, linear", [
-    (LinearSynthesiser(4), True),
-    (MLPSynthesiser(4, 6, trace_parameters="output"), True),
-    (MLPSynthesiser(4, 6, trace_parameters="all"), False),
-])
+@pytest.mark.parametrize(
+    "synthesiser, linear",
+    [
+        (LinearSynthesiser(4), True),
+        (MLPSynthesiser(4, 6, trace_parameters="output"), True),
+        (MLPSynthesiser(4, 6, trace_parameters="all"), False),
+    ],
+)
 def test_linear_in_trace_parameters_says_whether_dg_dtheta_moves_with_theta(synthesiser, linear):
     """The property replay relies on to skip parameter copies, checked by moving theta."""
     synthesiser = synthesiser.double()
@@ -309,9 +396,19 @@ def test_the_replay_learns_the_toy_task_like_the_trace_path():
 
     learned = []
     for path in ("trace", "replay"):
-        learner = BPLambda(gym.make_vec("bpl/LineDraw-v0", num_envs=10), core="rnn",
-                           activation="identity", hidden_size=30, lam=1.0, gamma=1.0,
-                           lr_core=0.0, lr_readout=0.0, lr_synth=1e-4, seed=0, synth_update=path)
+        learner = BPLambda(
+            gym.make_vec("bpl/LineDraw-v0", num_envs=10),
+            core="rnn",
+            activation="identity",
+            hidden_size=30,
+            lam=1.0,
+            gamma=1.0,
+            lr_core=0.0,
+            lr_readout=0.0,
+            lr_synth=1e-4,
+            seed=0,
+            synth_update=path,
+        )
         learner.learn(episodes=30)
         learned.append([p.detach().clone() for p in learner.synthesiser.parameters()])
     for p, q in zip(*learned, strict=True):
