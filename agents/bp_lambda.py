@@ -39,6 +39,9 @@ from agents.synthesisers import make_synthesiser
 __all__ = ["SYNTH_UPDATES", "BPLambda"]
 
 SYNTH_UPDATES = ("trace", "replay", "forward_view")
+REPLAY_BLOCK = 32
+"""With ``update="sequence"``, how many tokens the replay may replay together (memory grows
+with it: the rows of a block are block · t · B · d numbers)."""
 
 
 class BPLambda(SequenceLearner):
@@ -200,13 +203,18 @@ class BPLambda(SequenceLearner):
         super()._begin_sequences(batch_size)
 
     def _make_replay(self) -> BackwardReplay:
-        """The replay of this batch of sequences. Parameters move within a sequence only with
-        ``update="step"``; then each stored state keeps a copy of those its derivatives use."""
-        online = self.update == "step"
+        """The replay of this batch of sequences. With ``update="sequence"`` the parameters stay
+        fixed until the sequence ends, so up to REPLAY_BLOCK tokens (at most the window) are
+        replayed together; with ``update="step"`` each token is replayed at once, and each
+        stored state keeps a copy of the parameters its derivatives use."""
+        if self.update == "sequence":
+            block = min(REPLAY_BLOCK, self.replay_window or REPLAY_BLOCK)
+            return BackwardReplay(self.core, self.synthesiser, self.gamma, self.lam,
+                                  self.replay_window, block=block)
         return BackwardReplay(
-            self.core, self.synthesiser, self.gamma * self.lam, self.replay_window,
-            copy_core_parameters=online and self.lr_core > 0,
-            copy_synthesiser_parameters=online and not self.synthesiser.linear_in_trace_parameters,
+            self.core, self.synthesiser, self.gamma, self.lam, self.replay_window,
+            copy_core_parameters=self.lr_core > 0,
+            copy_synthesiser_parameters=not self.synthesiser.linear_in_trace_parameters,
         )
 
     def _allocate_traces(self, shapes: list[tuple[int, ...]]) -> None:
@@ -228,7 +236,6 @@ class BPLambda(SequenceLearner):
             for block, shape in zip(self._increment_buffer.split(widths), shapes, strict=True)
         ]
 
-    @torch.no_grad()
     def _learn_step(self, loss_grad, target, scored, final) -> None:
         if self.update == "step":
             self._zero_grads()
@@ -239,16 +246,17 @@ class BPLambda(SequenceLearner):
         if self.lr_synth > 0 and self.synth_update == "forward_view":
             self._sequence.append((s_t, cache_t, l_t, g_t))
             self._watch(loss_grad, g_t)
+        elif self.lr_synth > 0 and self.synth_update == "replay":
+            self._replay.push(s_t, cache_t, l_t, g_t)
+            self._watch(loss_grad, g_t)
+            if self._replay.pending >= self._replay.block:
+                self._apply_replayed_increments(*self._replay.flush())
         elif self._previous is not None and self.lr_synth > 0:
             s_tm1, cache_tm1, g_tm1 = self._previous
             delta = traces.td_error(
                 l_t, g_t, g_tm1, self.gamma, lambda u: self.core.vjp(cache_t, u)
             )
-            if self._replay is not None:
-                increments = self._replay.increment(delta, s_tm1, cache_tm1)
-            else:
-                increments = self._trace_increments(delta, s_tm1, cache_tm1)
-            self._apply_synth_increments(increments)
+            self._apply_synth_increments(self._trace_increments(delta, s_tm1, cache_tm1))
             self._watch(g_t, delta)  # delta is non-finite if loss_grad is (l_t enters it via J)
         else:
             self._watch(loss_grad, g_t)
@@ -297,6 +305,25 @@ class BPLambda(SequenceLearner):
             else:
                 parameter.grad.sub_(increment.div_(batch_size))
 
+    def _apply_replayed_increments(self, first_state: int, increments) -> None:
+        """As :meth:`_apply_synth_increments` for the increments of the states first_state, ...,
+        first_state + P - 1 at once, each (P, *theta.shape): every state's increment rescaled to
+        norm <= 1 on its own. The trace path applies state u's increment at token u + 1, which
+        the finite check names."""
+        batch_size = self._state.shape[0]
+        for parameter, increment in zip(
+            self._trainable_parameters("synthesiser"), increments, strict=True
+        ):
+            per_state = increment.view(increment.shape[0], -1)
+            norms = torch.linalg.vector_norm(per_state, dim=1)
+            self._watch_tokens(first_state + 1, norms)
+            if self.clip_synth_update:
+                self._increment_norms.append(norms)
+                per_state = per_state / norms.clamp(min=batch_size).unsqueeze(1)
+                parameter.grad.sub_(per_state.sum(0).view_as(parameter))
+            else:
+                parameter.grad.sub_(per_state.sum(0).view_as(parameter), alpha=1.0 / batch_size)
+
     def _forward_view_increments(self) -> tuple[torch.Tensor, ...] | None:
         """sum_t sum_b (G^lambda_t - g_t) . dg(s_t)/dtheta over the stored sequence, with
         G^lambda_t = (l_{t+1} + gamma[(1 - lambda) g_{t+1} + lambda G^lambda_{t+1}]) J_{t+1}
@@ -315,6 +342,9 @@ class BPLambda(SequenceLearner):
         )
 
     def _end_sequences(self) -> None:
+        if self._replay is not None and self._replay.pending:  # the states not yet replayed
+            self._apply_replayed_increments(*self._replay.flush())
+            self._check_finite()
         if self.update == "sequence" and self.lr_synth > 0 and self.synth_update == "forward_view":
             increments = self._forward_view_increments()
             self._sequence = []
@@ -327,7 +357,8 @@ class BPLambda(SequenceLearner):
     def _record_metrics(self, losses, scored_steps, correct, steps) -> None:
         super()._record_metrics(losses, scored_steps, correct, steps)
         if self._increment_norms:  # the batch's per-token increments, clipped when |inc| > B
-            rescaled = torch.stack(self._increment_norms) > self._state.shape[0]
+            norms = torch.cat([norm.reshape(-1) for norm in self._increment_norms])
+            rescaled = norms > self._state.shape[0]
             self.logger.record("train/synth_clip_fraction", float(rescaled.double().mean()))
 
     # ------------------------------------------------------------------- checkpoints

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from agents.base import check_fraction, check_non_negative
-from agents.cores import StepCache
+from agents.cores import StepCache, stack_caches
 from agents.sequence_learner import SequenceLearner
 from agents.synthesisers import make_synthesiser
 from bpl_envs.checks import check_int
@@ -48,14 +48,6 @@ def check_truncation(n: object) -> int:
     return check_int("n (the truncation length, in tokens)", n, minimum=1)
 
 
-def _stack_caches(caches: list[StepCache]) -> StepCache:
-    """The caches of several steps as one cache of their concatenated batches (every field of a
-    cache is (B, ...)), so one ``local_vjp`` sums the local gradients of all the steps."""
-    if len(caches) == 1:
-        return caches[0]
-    return type(caches[0])(*(torch.cat(fields) for fields in zip(*caches, strict=True)))
-
-
 class _ChunkedBackprop(SequenceLearner):
     """The shared rule: backward sweeps through chunks of ``_chunk_length`` tokens (None: whole
     sequences). Subclasses set the chunk length and may override :meth:`_end_chunk`."""
@@ -66,7 +58,6 @@ class _ChunkedBackprop(SequenceLearner):
         super()._begin_sequences(batch_size)
         self._chunk: list[tuple[StepCache, torch.Tensor]] = []  # (cache_t, l_t) per token
 
-    @torch.no_grad()
     def _learn_step(self, loss_grad, target, scored, final) -> None:
         if self.update == "step" and not self._chunk:
             self._zero_grads()
@@ -109,7 +100,7 @@ class _ChunkedBackprop(SequenceLearner):
         """grad W += sum_t m_t . (ds_t/dW)_local over the chunk, in one ``local_vjp``."""
         self._watch(signals[0])
         caches = [cache for cache, _ in self._chunk]
-        self._local_core_update(_stack_caches(caches), torch.cat(signals))
+        self._local_core_update(stack_caches(caches), torch.cat(signals))
 
 
 class BPTT(_ChunkedBackprop):

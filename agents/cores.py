@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from agents.grad_mode import no_grad
 from bpl_envs.checks import check_int
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "RNNStepCache",
     "RecurrentCore",
     "make_core",
+    "stack_caches",
 ]
 
 CORE_KINDS = ("rnn", "lstm")
@@ -133,7 +135,7 @@ class JacobianOperator(ABC):
         self.dtype, self.device = like.dtype, like.device
         self._scale: float | None = None
 
-    @torch.no_grad()
+    @no_grad
     def apply_block(
         self, e: Tensor, out: Tensor, rows: slice = slice(None), scale: float = 1.0
     ) -> Tensor:
@@ -295,20 +297,20 @@ class RecurrentCore(nn.Module, ABC):
         return s_next, self._make_cache(x, s, s_next, activations)
 
     # ----------------------------------------------------------------- derivative products
-    @torch.no_grad()
+    @no_grad
     def jacobian(self, cache: StepCache) -> Tensor:
         """J = ∂s'/∂s, dense: (B, d, d), J[b, k, j] = ∂s'_{b,k}/∂s_{b,j}."""
         self._check_cache(cache)
         return self._jacobian(cache)
 
-    @torch.no_grad()
+    @no_grad
     def vjp(self, cache: StepCache, v: Tensor) -> Tensor:
         """v J for row vectors v (B, d) → (B, d), without building J."""
         self._check_cache(cache)
         _check_tensor("v", v, (cache.x.shape[0], self.state_size), self.weight_hh.dtype)
         return self._vjp(cache, v)
 
-    @torch.no_grad()
+    @no_grad
     def jvp(
         self, cache: StepCache, e: Tensor, *, scale: float = 1.0, out: Tensor | None = None
     ) -> Tensor:
@@ -334,7 +336,7 @@ class RecurrentCore(nn.Module, ABC):
         operator.apply_block(e.reshape(batch, d, -1), out.view(batch, d, -1), scale=scale)
         return out
 
-    @torch.no_grad()
+    @no_grad
     def jacobian_operator(self, cache: StepCache) -> JacobianOperator:
         """J = ∂s'/∂s as an operator: ``apply_block(e, out, rows, scale)`` computes scale · J e
         for any block of rows and columns of a (B, d, P) tensor into a given buffer (see
@@ -342,7 +344,7 @@ class RecurrentCore(nn.Module, ABC):
         self._check_cache(cache)
         return self._jacobian_operator(cache)
 
-    @torch.no_grad()
+    @no_grad
     def local_vjp(self, cache: StepCache, m: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Σ_b m_b (∂s'_b/∂θ)_local for a learning signal m (B, d), s held fixed.
 
@@ -354,7 +356,7 @@ class RecurrentCore(nn.Module, ABC):
         adjoint = self._preactivation_vjp(cache, m)  # (B, G·H): m · ∂s'/∂a
         return adjoint.T @ cache.x, adjoint.T @ cache.h_prev, adjoint.sum(0)
 
-    @torch.no_grad()
+    @no_grad
     def local_jacobian(self, cache: StepCache) -> tuple[Tensor, Tensor, Tensor]:
         """Dense (∂s'/∂θ)_local, s held fixed: one (B, d, *θ.shape) tensor per parameter."""
         self._check_cache(cache)
@@ -588,6 +590,15 @@ class LSTMCore(RecurrentCore):
         unit_diagonal[:, 0, :3] = slopes[:, :3] * cache.cell_to_hidden[:, None, :]
         unit_diagonal[:, 0, 3] = slopes[:, 3]
         return ds_da.view(batch, 2 * H, 4 * H)
+
+
+def stack_caches(caches: Sequence[StepCache]) -> StepCache:
+    """The caches of several steps as one cache of their concatenated batches (every field of a
+    cache is (B, ...)), so that one derivative call (``vjp``, ``local_vjp``, ...) covers all the
+    steps: n caches of B rows give one of n·B rows, the steps' rows one after the other."""
+    if len(caches) == 1:
+        return caches[0]
+    return type(caches[0])(*(torch.cat(fields) for fields in zip(*caches, strict=True)))
 
 
 def make_core(

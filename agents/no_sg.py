@@ -11,8 +11,6 @@ still learns, but only from the last step's local derivatives.
 
 from __future__ import annotations
 
-import torch
-
 from agents.sequence_learner import SequenceLearner
 
 __all__ = ["NoSG"]
@@ -30,7 +28,6 @@ class NoSG(SequenceLearner):
             as :class:`~agents.sequence_learner.SequenceLearner`.
     """
 
-    @torch.no_grad()
     def _learn_step(self, loss_grad, target, scored, final) -> None:
         if self.update == "step":
             self._zero_grads()

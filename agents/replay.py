@@ -4,43 +4,53 @@ Unrolling the accumulating trace e_u = γλ J_u e_{u−1} + ∂g(s_u)/∂θ (e_{
 gives each token's increment as a sum over the states of the sequence so far:
 
     δ_u · e_u = Σ_{τ=0}^{u} (γλ)^{u−τ} (δ_u J_u J_{u−1} ⋯ J_{τ+1}) · ∂g(s_τ)/∂θ
-              = Σ_τ w_τ · ∂g(s_τ)/∂θ,      w_u = δ_u,   w_τ = γλ · w_{τ+1} J_{τ+1}.
+              = Σ_{j≥0} w_{u,j} · ∂g(s_{u−j})/∂θ,
+    w_{u,0} = δ_u,    w_{u,j} = γλ · w_{u,j−1} J_{u−j+1}    (j steps back from state u),
 
-:class:`BackwardReplay` stores s_τ and the core's step cache of J_τ, and per token computes the
-rows w_τ by u vector-Jacobian products (``core.vjp``, newest first) and contracts them with
-∂g(s_τ)/∂θ in one ``synthesiser.parameter_vjp`` over the stacked (states, rows) (one GEMM for a
-linear synthesiser): O(u·B·d²) work and O(u·B·d) memory per token, instead of the trace's
-O(B·d_out²·|θ|) work and memory. Same index convention as the trace path: J_τ (the Jacobian *into*
-s_τ) carries w from τ to τ − 1, the TD error δ_u uses J_{u+1}.
+with the TD error δ_u = (l_{u+1} + γ g_{u+1}) J_{u+1} − g_u (:func:`agents.traces.td_error`).
+:class:`BackwardReplay` stores, per token t, the state s_t, the core's step cache of J_t, the
+immediate gradient l_t and the synthetic gradient g_t. Once token u + 1 is stored, state u can be
+replayed: δ_u, then the rows w_{u,j} by vector-Jacobian products (``core.vjp`` on the stored
+caches), contracted with ∂g/∂θ in one ``synthesiser.parameter_vjp`` over the stacked (states,
+rows) (one GEMM for a linear synthesiser): O(u·B·d²) work and O(u·B·d) memory for state u,
+instead of the trace's O(B·d_out²·|θ|) work and memory. Same index convention as the trace path:
+J_τ (the Jacobian *into* s_τ) carries a row from τ back to τ − 1, and δ_u uses J_{u+1}.
 
-Exactness (equal to the trace path up to rounding). The trace path evaluates J_τ, for the decay of
-e_{τ−1}, and ∂g(s_τ)/∂θ when it adds state τ, at the parameters of that moment; replay evaluates
-them when it replays. They coincide while the parameters stay fixed (``update="sequence"``: the
-optimiser steps after the sequence's last token; or frozen modules), and for ∂g/∂θ whenever g is
-linear in its trace parameters (a linear synthesiser, or an MLP with traces over its output layer
-only). Otherwise the parameters move after every token, and this class keeps a copy of them with
-each stored state: the core's (``copy_core_parameters``: |Ψ| numbers per token, loaded into a
-spare core before each replayed J_τ) and the synthesiser's trace parameters
-(``copy_synthesiser_parameters``: |θ| per token, one ``parameter_vjp`` per stored state instead of
-one in all). Replay is then exact in every mode.
+Several states at once. While the parameters stay fixed (BP(λ)'s ``update="sequence"``: the
+optimiser steps after the sequence's last token), a state's increment can be computed any time
+after token u + 1, so up to ``block`` states wait and are replayed together: one TD-error call for
+all of them, the j-th step back of all of them in one ``core.vjp`` over their rows (the caches of
+consecutive steps stacked along the batch), and one grouped ``parameter_vjp``. Each state's
+increment is the same as replayed alone (up to rounding); only the number of calls changes, from
+about u per state to about one per step back per block.
 
-Window: ``window=k`` keeps only the last k states, so the sum runs over τ > u − k and drops the
-tail (γλ)^k (δ_u J_u ⋯ J_{u−k+1}) · e_{u−k}: bounded memory and work per token on streams and long
-sequences, and exactly the trace path while u < k.
+Exactness (equal to the trace path up to rounding). The trace path evaluates J_τ (for the decay of
+e_{τ−1}) and ∂g(s_τ)/∂θ at the parameters of token τ + 1; replay evaluates them when it replays.
+They coincide while the parameters stay fixed, and for ∂g/∂θ whenever g is linear in its trace
+parameters (a linear synthesiser, or an MLP with traces over its output layer only). When the
+parameters move after every token (``update="step"``, ``block=1``) this class keeps a copy of them
+for each state, taken when the state is first replayed: the core's (``copy_core_parameters``: |Ψ|
+numbers per token, loaded into a spare core before each replayed J_τ) and the synthesiser's trace
+parameters (``copy_synthesiser_parameters``: |θ| per token, one ``parameter_vjp`` per stored
+state instead of one in all). Replay is then exact in every mode.
+
+Window: ``window=k`` replays only the last k states of each token (j < k), dropping the tail
+(γλ)^k (δ_u J_u ⋯ J_{u−k+1}) · e_{u−k}: memory and work per token bounded by k (for streams and
+long sequences), and exactly the trace path while u < k.
 """
 
 from __future__ import annotations
 
 import copy
-from collections import deque
 from collections.abc import Iterable
-from itertools import islice
 
 import torch
 from torch import Tensor, nn
 
-from agents.cores import RecurrentCore, StepCache
+from agents import traces
+from agents.cores import RecurrentCore, StepCache, stack_caches
 from agents.synthesisers import Synthesiser
+from bpl_envs.checks import check_int
 
 __all__ = ["BackwardReplay", "check_replay_window"]
 
@@ -62,53 +72,6 @@ def check_replay_window(window: object) -> int | None:
     return window
 
 
-class _RecentRows:
-    """The last ``window`` (B, d) tensors pushed (None: all since :meth:`clear`), kept contiguous
-    and oldest first in one buffer, so that they are one (n, B, d) slice without restacking.
-
-    With a window the buffer holds 2·window rows and the occupied slice slides forward; when it
-    reaches the end, its newest window − 1 rows move to the front (one copy per window pushes).
-    Without a window the buffer doubles when full.
-    """
-
-    def __init__(self, window: int | None) -> None:
-        self.window = window
-        self._buffer: Tensor | None = None
-        self._start = self._stop = 0
-
-    def clear(self) -> None:
-        self._start = self._stop = 0
-
-    def push(self, row: Tensor) -> None:
-        buffer = self._buffer
-        if (
-            buffer is None
-            or buffer.shape[1:] != row.shape
-            or buffer.dtype != row.dtype
-            or (buffer.device != row.device)
-        ):
-            capacity = 16 if self.window is None else 2 * self.window
-            buffer = self._buffer = row.new_empty(capacity, *row.shape)
-            self._start = self._stop = 0
-        if self._stop == buffer.shape[0]:
-            if self.window is None:  # grow
-                grown = buffer.new_empty(2 * buffer.shape[0], *buffer.shape[1:])
-                grown[: self._stop].copy_(buffer[: self._stop])
-                buffer = self._buffer = grown
-            else:  # slide: the newest window - 1 rows to the front (they do not overlap)
-                keep = self.window - 1
-                buffer[:keep].copy_(buffer[self._stop - keep : self._stop])
-                self._start, self._stop = 0, keep
-        buffer[self._stop].copy_(row)
-        self._stop += 1
-        if self.window is not None:
-            self._start = max(self._start, self._stop - self.window)
-
-    def view(self) -> Tensor:
-        """The stored rows, oldest first: (n, B, d)."""
-        return self._buffer[self._start : self._stop]
-
-
 def _parameter_copy(parameters: Iterable[nn.Parameter]) -> list[Tensor]:
     return [parameter.detach().clone() for parameter in parameters]
 
@@ -118,117 +81,204 @@ def _load_(parameters: Iterable[nn.Parameter], values: list[Tensor]) -> None:
         parameter.copy_(value)
 
 
+def _rows_of(cache: StepCache, start: int, stop: int) -> StepCache:
+    """The batch rows start:stop of every field of a (stacked) cache, as views."""
+    return type(cache)(*(field[start:stop] for field in cache))
+
+
 class BackwardReplay:
-    """The stored states and step caches of a batch of sequences, and the backward replay that
-    turns each TD error into the trace path's increment Σ_b δ_u · e_u (see the module docstring).
+    """The tokens of a batch of sequences since it began (states, step caches, immediate and
+    synthetic gradients), and the backward replay that turns them into the trace path's
+    increments Σ_b δ_u · e_u (module docstring).
+
+    Use: :meth:`push` every token; :meth:`flush` when ``pending >= block`` and after the last
+    token; :meth:`clear` between batches.
 
     Args:
         core: the recurrent core; ``core.vjp(cache, w)`` is w J for the cache of a step.
         synthesiser: g; ``synthesiser.parameter_vjp(s, w)`` is Σ_rows w · ∂g(s)/∂θ.
-        discount: γλ.
-        window: keep the last ``window`` states (an int >= 1), or None for every state since
-            :meth:`clear`.
-        copy_core_parameters: evaluate each J_τ at the core's parameters when state τ was stored
-            (needed for exactness when the core learns after every token).
-        copy_synthesiser_parameters: likewise for ∂g(s_τ)/∂θ (needed when the synthesiser learns
-            after every token and is not linear in its trace parameters).
+        gamma: γ, the discount of the TD error.
+        lam: λ; the rows decay by γλ per step back.
+        window: replay the last ``window`` states of each token (an int >= 1), or None for every
+            state since :meth:`clear`.
+        block: how many states may be replayed together (1: each as soon as it can be; more only
+            while the parameters stay fixed between :meth:`push` and :meth:`flush`).
+        copy_core_parameters: evaluate each J_τ at the core's parameters when state τ was first
+            replayed (for exactness when the core learns after every token; needs ``block=1``).
+        copy_synthesiser_parameters: likewise for ∂g(s_τ)/∂θ (when the synthesiser learns after
+            every token and is not linear in its trace parameters; needs ``block=1``).
     """
 
     def __init__(
         self,
         core: RecurrentCore,
         synthesiser: Synthesiser,
-        discount: float,
+        gamma: float,
+        lam: float,
         window: int | None = None,
         *,
+        block: int = 1,
         copy_core_parameters: bool = False,
         copy_synthesiser_parameters: bool = False,
     ) -> None:
-        self.core, self.synthesiser, self.discount = core, synthesiser, float(discount)
+        self.core, self.synthesiser = core, synthesiser
+        self.gamma, self.discount = float(gamma), float(gamma) * float(lam)
         self.window = 1 if self.discount == 0.0 else check_replay_window(window)
-        self._states = _RecentRows(self.window)
-        self._rows: Tensor | None = None
-        self._caches: deque[StepCache] = deque(maxlen=self.window)
+        self.block = check_int("block", block, minimum=1)
+        if (copy_core_parameters or copy_synthesiser_parameters) and block != 1:
+            raise ValueError(
+                f"parameter copies are for parameters that move after every token: they need "
+                f"block=1, got block={block}"
+            )
+        # per stored token t = first, first + 1, ...: s_t, the cache of J_t, l_t, g_t
+        self._tokens: list[tuple[Tensor, StepCache, Tensor, Tensor]] = []
+        self._first = 0  # the token of self._tokens[0]
+        self._next = 0  # the first state not replayed yet
         self._spare_core = self._spare_synthesiser = None
-        self._core_copies: deque[list[Tensor]] | None = None
-        self._synthesiser_copies: deque[list[Tensor]] | None = None
+        self._core_copies: list[list[Tensor]] | None = None  # per state from self._first
+        self._synthesiser_copies: list[list[Tensor]] | None = None
         if copy_core_parameters and self.window != 1:  # (window 1 replays no Jacobian)
             self._spare_core = copy.deepcopy(core).requires_grad_(False)
-            self._core_copies = deque(maxlen=self.window)
+            self._core_copies = []
         if copy_synthesiser_parameters:
             self._spare_synthesiser = copy.deepcopy(synthesiser).requires_grad_(False)
-            self._synthesiser_copies = deque(maxlen=self.window)
+            self._synthesiser_copies = []
+
+    @property
+    def pending(self) -> int:
+        """States that can be replayed (their next token is stored) and have not been yet."""
+        return max(0, self._first + len(self._tokens) - 1 - self._next)
 
     def clear(self) -> None:
-        """Forget every stored state (a new batch of sequences starts)."""
-        self._states.clear()
-        self._caches.clear()
-        for copies in (self._core_copies, self._synthesiser_copies):
-            if copies is not None:
-                copies.clear()
+        """Forget every stored token (a new batch of sequences starts)."""
+        for stored in (self._tokens, self._core_copies, self._synthesiser_copies):
+            if stored is not None:
+                stored.clear()
+        self._first = self._next = 0
 
-    def increment(self, delta_u: Tensor, s_u: Tensor, cache_u: StepCache) -> tuple[Tensor, ...]:
-        """Store state u, then return Σ_b δ_u · e_u for each trace parameter of the synthesiser.
+    def push(self, s_t: Tensor, cache_t: StepCache, l_t: Tensor, g_t: Tensor) -> None:
+        """Store token t of the sequences (tokens are pushed in order, t = 0, 1, ...).
 
         Args:
-            delta_u: (B, d) the TD error of state u.
-            s_u: (B, d) the state u.
-            cache_u: the core's step cache of the step into s_u (J_u).
+            s_t: (B, d) the state after the token.
+            cache_t: the core's step cache of the step into s_t (J_t).
+            l_t: (B, d) the immediate gradient dL_t/ds_t.
+            g_t: (B, d) the synthetic gradient g(s_t) (zero after the sequence's last token).
+        """
+        self._tokens.append((s_t, cache_t, l_t, g_t))
+
+    def flush(self) -> tuple[int, tuple[Tensor, ...]]:
+        """Replay the pending states u = first, ..., first + P - 1.
 
         Returns:
-            one tensor per ``synthesiser.trace_parameters()`` entry, shaped like it (freshly
-            allocated: the caller may modify them).
+            (first, increments): the increments Σ_b δ_u · e_u, one tensor per
+            ``synthesiser.trace_parameters()`` entry, (P, *θ.shape) with the states in order
+            (freshly allocated: the caller may modify them).
         """
-        self._store(s_u, cache_u)
-        states = self._states.view()  # (n, B, d), oldest first
-        rows = self._replay_rows(delta_u, states.shape[0])
-        if self._synthesiser_copies is None:
-            d = states.shape[-1]
-            return self.synthesiser.parameter_vjp(states.reshape(-1, d), rows.reshape(-1, d))
-        return self._contract_at_copies(states, rows)
-
-    def _store(self, s_u: Tensor, cache_u: StepCache) -> None:
-        self._states.push(s_u)
-        self._caches.append(cache_u)
-        if self._core_copies is not None:
+        pending = self.pending
+        if pending == 0:
+            raise RuntimeError("flush() needs a pending state: push() two tokens first")
+        oldest, newest = self._next, self._next + pending - 1  # the states replayed now
+        if self._core_copies is not None:  # (block 1: the parameters of this token)
             self._core_copies.append(_parameter_copy(self.core.parameters()))
         if self._synthesiser_copies is not None:
             self._synthesiser_copies.append(_parameter_copy(self.synthesiser.trace_parameters()))
+        steps = newest + 1 if self.window is None else min(self.window, newest + 1)
+        # the caches of J for tokens first_cache, ..., newest + 1, consecutive along the batch
+        first_cache = max(1, oldest - steps + 2)
+        stacked = stack_caches([cache for _, cache, _, _ in self._stored(first_cache, newest + 2)])
+        deltas = self._td_errors(oldest, newest, stacked, first_cache)  # (P, B, d)
+        rows = self._replay_rows(oldest, newest, steps, deltas, stacked, first_cache)
+        increments = self._contract(oldest, newest, rows)
+        self._next = newest + 1
+        if self.window is not None:  # state newest + 1 replays states newest + 2 - window, ...
+            self._forget_before(newest + 2 - self.window)
+        return oldest, increments
 
-    def _replay_rows(self, delta_u: Tensor, n: int) -> Tensor:
-        """w_τ for the n stored states, oldest first: (n, B, d), w_u = δ_u and
-        w_τ = γλ · w_{τ+1} J_{τ+1} (J of the stored state τ + 1, newest first)."""
-        if self._rows is None or self._rows.shape[0] < n or self._rows.shape[1:] != delta_u.shape:
-            self._rows = delta_u.new_empty(self.window or 2 * n, *delta_u.shape)
-        rows = self._rows[:n]
-        rows[n - 1].copy_(delta_u)
-        caches = islice(reversed(self._caches), n - 1)  # J_u, J_{u-1}, ..., J_{u-n+2}
-        copies = (
-            islice(reversed(self._core_copies), n - 1)
-            if self._core_copies is not None
-            else [None] * (n - 1)
+    def _stored(self, start: int, stop: int) -> list[tuple[Tensor, StepCache, Tensor, Tensor]]:
+        return self._tokens[start - self._first : stop - self._first]
+
+    def _cache_rows(self, stacked: StepCache, first_cache: int, start: int, stop: int):
+        """The stacked cache's rows of the tokens start, ..., stop - 1."""
+        batch = self._tokens[0][0].shape[0]
+        return _rows_of(stacked, (start - first_cache) * batch, (stop - first_cache) * batch)
+
+    def _td_errors(self, oldest: int, newest: int, stacked: StepCache, first_cache: int) -> Tensor:
+        """δ_u = (l_{u+1} + γ g_{u+1}) J_{u+1} − g_u for u = oldest, ..., newest: (P, B, d),
+        one :func:`agents.traces.td_error` over all of them."""
+        _, _, l_next, g_next = zip(*self._stored(oldest + 1, newest + 2), strict=True)
+        g_now = [g for _, _, _, g in self._stored(oldest, newest + 1)]
+        caches = self._cache_rows(stacked, first_cache, oldest + 1, newest + 2)
+        d = g_now[0].shape[-1]
+        deltas = traces.td_error(
+            torch.cat(l_next),
+            torch.cat(g_next),
+            torch.cat(g_now),
+            self.gamma,
+            lambda u: self.core.vjp(caches, u),
         )
-        for k, cache, parameters in zip(range(n - 2, -1, -1), caches, copies, strict=True):
-            torch.mul(self._vjp(cache, rows[k + 1], parameters), self.discount, out=rows[k])
-        return rows
+        return deltas.view(newest - oldest + 1, -1, d)
 
-    def _vjp(self, cache: StepCache, w: Tensor, parameters: list[Tensor] | None) -> Tensor:
-        """w J for the step of ``cache``, at the stored core ``parameters`` when given."""
-        if parameters is None:
-            return self.core.vjp(cache, w)
-        _load_(self._spare_core.parameters(), parameters)
-        return self._spare_core.vjp(cache, w)
+    def _replay_rows(
+        self,
+        oldest: int,
+        newest: int,
+        steps: int,
+        deltas: Tensor,
+        stacked: StepCache,
+        first_cache: int,
+    ) -> Tensor:
+        """rows[j, u - oldest] = w_{u,j} for the pending states u and j < steps (zero where
+        u - j < 0): rows[0] = δ_u, rows[j] = γλ · rows[j - 1] J_{u-j+1}, all u at once."""
+        pending, batch, d = deltas.shape
+        rows = deltas.new_zeros(steps, pending * batch, d)
+        rows[0] = deltas.view(-1, d)
+        for j in range(1, steps):
+            low = max(oldest, j)  # the states that reach back j steps (u - j >= 0)
+            if low > newest:
+                break
+            previous, out = rows[j - 1, (low - oldest) * batch :], rows[j, (low - oldest) * batch :]
+            if self._core_copies is None:  # J_{u-j+1} of every such u, one call
+                caches = self._cache_rows(stacked, first_cache, low - j + 1, newest - j + 2)
+                product = self.core.vjp(caches, previous)
+            else:  # block 1: one state, its J at the parameters copied for it
+                token = low - j + 1
+                _load_(self._spare_core.parameters(), self._core_copies[token - self._first])
+                product = self._spare_core.vjp(self._stored(token, token + 1)[0][1], previous)
+            torch.mul(product, self.discount, out=out)
+        return rows.view(steps, pending, batch, d)
 
-    def _contract_at_copies(self, states: Tensor, rows: Tensor) -> tuple[Tensor, ...]:
-        """Σ_τ w_τ · ∂g(s_τ)/∂θ with each ∂g(s_τ)/∂θ at the synthesiser copy stored with s_τ."""
-        spare = self._spare_synthesiser
-        totals: list[Tensor] | None = None
-        for parameters, s_tau, w_tau in zip(self._synthesiser_copies, states, rows, strict=True):
-            _load_(spare.trace_parameters(), parameters)
-            part = spare.parameter_vjp(s_tau, w_tau)
-            totals = (
-                list(part)
-                if totals is None
-                else [a.add_(b) for a, b in zip(totals, part, strict=True)]
+    def _contract(self, oldest: int, newest: int, rows: Tensor) -> tuple[Tensor, ...]:
+        """Per pending state u: Σ_j w_{u,j} · ∂g(s_{u-j})/∂θ, as (P, *θ.shape) tensors."""
+        steps, pending, batch, d = rows.shape
+        # the state of every (u, j), as an index into the stored tokens (the rows are zero
+        # where u - j < 0)
+        index = [
+            [max(u - j, 0) - self._first for j in range(steps)] for u in range(oldest, newest + 1)
+        ]
+        index = torch.tensor(index, device=rows.device)
+        states = torch.stack([s for s, _, _, _ in self._tokens])[index]  # (P, steps, B, d)
+        if self._synthesiser_copies is None:  # one grouped parameter-VJP
+            return self.synthesiser.parameter_vjp(
+                states.view(pending, -1, d), rows.transpose(0, 1).reshape(pending, -1, d)
             )
-        return tuple(totals)
+        # block 1: each ∂g(s_τ)/∂θ at the synthesiser's parameters copied for s_τ
+        spare, totals = self._spare_synthesiser, None
+        for j in range(steps):
+            state = max(oldest - j, 0) - self._first
+            _load_(spare.trace_parameters(), self._synthesiser_copies[state])
+            part = spare.parameter_vjp(states[0, j], rows[j, 0])
+            if totals is None:
+                totals = list(part)
+            else:
+                totals = [a.add_(b) for a, b in zip(totals, part, strict=True)]
+        return tuple(total.unsqueeze(0) for total in totals)
+
+    def _forget_before(self, token: int) -> None:
+        """Drop the stored tokens (and parameter copies) older than ``token``."""
+        drop = token - self._first
+        if drop > 0:
+            for stored in (self._tokens, self._core_copies, self._synthesiser_copies):
+                if stored is not None:
+                    del stored[:drop]
+            self._first = token

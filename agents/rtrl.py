@@ -46,7 +46,6 @@ class RTRL(SequenceLearner):
         ]
         self._scratch = [torch.empty_like(s) for s in self._sensitivities]
 
-    @torch.no_grad()
     def _learn_step(self, loss_grad, target, scored, final) -> None:
         if self.update == "step":
             self._zero_grads()

@@ -28,6 +28,7 @@ value the env paid as reward.
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import abstractmethod
 from typing import Any
 
@@ -48,6 +49,8 @@ ADAM_BETAS = (0.9, 0.98)
 ADAM_EPS = 1e-9
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 UPDATE_MODES = ("sequence", "step")
+WATCH_LIMIT = 4096
+"""Learning quantities :meth:`SequenceLearner._watch` keeps before it checks them mid-batch."""
 
 
 def task_spec_of(env) -> TaskSpec:
@@ -189,42 +192,48 @@ class SequenceLearner(BaseLearner):
         obs, _ = env.reset(seed=self._next_seed())
         batch_size = env.num_envs
         self.task = task_spec_of(env)
-        self._first_non_finite = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._watched: list[torch.Tensor] = []  # see _watch
+        self._watched_tokens: list[int] = []
+        self._watched_spans: list[tuple[int, torch.Tensor]] = []
         self._begin_sequences(batch_size)
         keep_going, step, losses, scored_steps, correct = True, 0, 0.0, 0, 0
         while True:
-            x = torch.as_tensor(obs, dtype=self.dtype, device=self.device)
-            prediction = self._forward(x)
-            action = prediction.detach().to("cpu", torch.float32).numpy()
-            if not np.isfinite(action).all():
-                self._raise_non_finite(step, "prediction")
-            obs, _, terminated, truncated, info = env.step(action)
-            if "final_info" in info:  # AutoresetMode.SAME_STEP: the terminal step's info
-                info = info["final_info"]
-            ended = sequence_ended(terminated, truncated, info)
-            final = bool(ended.all())
-            if ended.any() and not final:
-                raise RuntimeError(
-                    f"sub-envs ended at different steps ({ended.tolist()}); recurrent learners "
-                    "need the sequences of a batch in lock-step, as the bpl/ envs provide"
-                )
-            scored = np.asarray(info["scored"], dtype=bool)
-            target = torch.as_tensor(info["target"], dtype=self.dtype, device=self.device)
-            scored_t = torch.as_tensor(scored, dtype=self.dtype, device=self.device)
-            loss_grad = self.loss.gradient(prediction.detach(), target)
-            loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
-            self._token_index = step
-            self._learn_step(loss_grad, target, scored_t, final)
-            if scored.any():
-                losses += float(np.asarray(info["loss"])[scored].sum())
-                scored_steps += int(scored.sum())
-                if self.task.loss == "ce":
-                    hits = action.argmax(-1) == np.asarray(info["target"]).argmax(-1)
-                    correct += int(hits[scored].sum())
-            step += 1
-            if final:  # the batch's update lands before callbacks see its last step
-                self._check_finite()
-                self._end_sequences()
+            with torch.no_grad():  # the learner's work; callbacks run outside
+                x = torch.as_tensor(obs, dtype=self.dtype, device=self.device)
+                prediction = self._forward(x)
+                action = prediction.to("cpu", torch.float32).numpy()
+                if not np.isfinite(action).all():
+                    self._raise_non_finite(step, "prediction")
+                obs, _, terminated, truncated, info = env.step(action)
+                if "final_info" in info:  # AutoresetMode.SAME_STEP: the terminal step's info
+                    info = info["final_info"]
+                ended = sequence_ended(terminated, truncated, info)
+                final = bool(ended.all())
+                if ended.any() and not final:
+                    raise RuntimeError(
+                        f"sub-envs ended at different steps ({ended.tolist()}); recurrent "
+                        "learners need the sequences of a batch in lock-step, as the bpl/ envs "
+                        "provide"
+                    )
+                scored = np.asarray(info["scored"], dtype=bool)
+                self._token_index = step
+                if scored.any():
+                    target = torch.as_tensor(info["target"], dtype=self.dtype, device=self.device)
+                    scored_t = torch.as_tensor(scored, dtype=self.dtype, device=self.device)
+                    loss_grad = self.loss.gradient(prediction, target)
+                    loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
+                    self._learn_step(loss_grad, target, scored_t, final)
+                    losses += float(np.asarray(info["loss"])[scored].sum())
+                    scored_steps += int(scored.sum())
+                    if self.task.loss == "ce":
+                        hits = action.argmax(-1) == np.asarray(info["target"]).argmax(-1)
+                        correct += int(hits[scored].sum())
+                else:  # no loss at this token: l_t = 0, nothing to differentiate
+                    self._learn_step(None, None, None, final)
+                step += 1
+                if final:  # the batch's update lands before callbacks see its last step
+                    self._check_finite()
+                    self._end_sequences()
             keep_going = self._on_env_step(batch_size, episode_done=final)
             if final or not keep_going:
                 break
@@ -241,15 +250,27 @@ class SequenceLearner(BaseLearner):
                 self.logger.record("train/accuracy", correct / scored_steps)
         self.logger.record("train/sequence_length", steps)
 
-    def _watch(self, *tensors: torch.Tensor) -> None:
-        """Remember the first token whose learning quantities are not finite.
+    def _watch(self, *tensors: torch.Tensor | None) -> None:
+        """Keep this token's learning quantities for the finite check of :meth:`_check_finite`.
 
-        Kept on the device as one 0-d tensor (no growth with the sequence length) and read once
-        per batch by :meth:`_check_finite`, so the hot path never waits for the device.
+        One cheap reduction per tensor, max |x| (NaN if any entry is NaN, inf if any is
+        infinite; it cannot overflow), kept on the device with the token's index (None entries
+        are skipped). :meth:`_check_finite` reads them once per batch (every token with
+        ``update="step"``, and every ``WATCH_LIMIT`` tokens of a long sequence), so the hot path
+        never waits for the device.
         """
-        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
-        first = self._first_non_finite
-        self._first_non_finite = torch.where(finite | (first >= 0), first, self._token_index)
+        for tensor in tensors:
+            if tensor is not None:
+                self._watched.append(torch.linalg.vector_norm(tensor, math.inf))
+                self._watched_tokens.append(self._token_index)
+        if len(self._watched) >= WATCH_LIMIT:
+            self._check_finite()
+
+    def _watch_tokens(self, first: int, witnesses: torch.Tensor) -> None:
+        """Like :meth:`_watch` for quantities of several tokens computed at once: ``witnesses``
+        (n,) are finite where the quantities of the tokens first, ..., first + n - 1 were (e.g.
+        their norms)."""
+        self._watched_spans.append((first, witnesses))
 
     def _raise_non_finite(self, step: int, what: str) -> None:
         raise FloatingPointError(
@@ -259,10 +280,23 @@ class SequenceLearner(BaseLearner):
         )
 
     def _check_finite(self) -> None:
-        """Stop with an error naming the first token whose learning quantities were NaN/inf."""
-        first = int(self._first_non_finite)
-        if first >= 0:
-            self._raise_non_finite(first, "loss gradient or update")
+        """Stop with an error naming the first token whose learning quantities were NaN/inf
+        (those given to :meth:`_watch` since the last check)."""
+        values = [torch.stack(self._watched)] if self._watched else []
+        values += [witnesses.reshape(-1) for _, witnesses in self._watched_spans]
+        if not values:
+            return
+        finite = torch.isfinite(torch.cat(values))
+        if not bool(finite.all()):
+            tokens = self._watched_tokens + [
+                first + k for first, witnesses in self._watched_spans
+                for k in range(witnesses.numel())
+            ]
+            bad = finite.logical_not().nonzero()[:, 0].tolist()
+            self._raise_non_finite(min(tokens[i] for i in bad), "loss gradient or update")
+        self._watched.clear()
+        self._watched_tokens.clear()
+        self._watched_spans.clear()
 
     # ----------------------------------------------------------------- learner hooks
     def _begin_sequences(self, batch_size: int) -> None:
@@ -272,7 +306,6 @@ class SequenceLearner(BaseLearner):
         if self.update == "sequence":
             self._zero_grads()
 
-    @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Advance the state with tokens x (B, input_size); return predictions (B, output_size).
 
@@ -287,12 +320,13 @@ class SequenceLearner(BaseLearner):
     def _learn_step(
         self, loss_grad: torch.Tensor, target: torch.Tensor, scored: torch.Tensor, final: bool
     ) -> None:
-        """Learn from the step just taken.
+        """Learn from the step just taken (called under ``torch.no_grad()``).
 
         Args:
-            loss_grad: d(batch-mean loss)/d prediction, (B, output_size), zero on unscored steps.
-            target: the step's targets (B, output_size).
-            scored: 1.0 where the step carries a loss, (B,).
+            loss_grad: d(batch-mean loss)/d prediction, (B, output_size), zero in the rows of
+                unscored sequences; None when no sequence is scored at this token (l_t = 0).
+            target: the step's targets (B, output_size); None when ``loss_grad`` is.
+            scored: 1.0 where the step carries a loss, (B,); None when ``loss_grad`` is.
             final: True on the last token of the sequences.
         """
 
@@ -320,12 +354,14 @@ class SequenceLearner(BaseLearner):
             self._optimizers[name].step()
 
     # ------------------------------------------- forward-mode helpers (no autograd in the loop)
-    def _immediate_gradient(self, loss_grad: torch.Tensor) -> torch.Tensor:
+    def _immediate_gradient(self, loss_grad: torch.Tensor | None) -> torch.Tensor:
         """Accumulate the readout's gradient and return l_t = dL_t/ds_t, (B, state_size).
 
         Uses the hidden units of the last ``_forward`` (``self._hidden``); the LSTM's cell part
-        of l_t is zero.
+        of l_t is zero, and all of it when ``loss_grad`` is None (no loss at this token).
         """
+        if loss_grad is None:
+            return torch.zeros_like(self._state)
         if self.lr_readout > 0:
             self.readout.weight.grad.addmm_(loss_grad.T, self._hidden)
             self.readout.bias.grad.add_(loss_grad.sum(0))

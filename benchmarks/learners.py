@@ -45,8 +45,10 @@ from common import (
 from stable_baselines3.common.callbacks import BaseCallback
 
 SCRIPT = Path(__file__).resolve()
-LEARNER_NAMES = ("bp_lambda_trace", "bp_lambda_forward_view", "bptt", "tbptt_5", "dni_5", "rtrl",
-                 "plain_bptt")
+REPLAY_WINDOWS = (5, 10)
+LEARNER_NAMES = ("bp_lambda_trace", "bp_lambda_replay",
+                 *(f"bp_lambda_replay_window_{k}" for k in REPLAY_WINDOWS),
+                 "bp_lambda_forward_view", "bptt", "tbptt_5", "dni_5", "rtrl", "plain_bptt")
 PARTIAL = {("c", "bp_lambda_trace"), ("c", "rtrl")}  # a few tokens, not whole sequences
 
 
@@ -59,6 +61,12 @@ def build_learner(name: str, config: Config, env):
     common = dict(core=config.core, hidden_size=config.hidden_size, seed=0)
     if name == "bp_lambda_trace":
         return BPLambda(env, lam=1.0, gamma=0.9, **common)
+    if name == "bp_lambda_replay":
+        return BPLambda(env, lam=1.0, gamma=0.9, synth_update="replay", **common)
+    if name.startswith("bp_lambda_replay_window_"):
+        window = int(name.rsplit("_", 1)[1])
+        return BPLambda(env, lam=1.0, gamma=0.9, synth_update="replay", replay_window=window,
+                        **common)
     if name == "bp_lambda_forward_view":
         return BPLambda(env, lam=1.0, gamma=0.9, synth_update="forward_view",
                         clip_synth_update=False, **common)

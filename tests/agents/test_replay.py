@@ -31,15 +31,24 @@ def replay_env(seed=0):
 
 
 def recording(learner):
-    """Record every increment sum_b delta . e the learner applies (before clipping), per token."""
+    """Record every increment sum_b delta . e the learner applies (before clipping), token by
+    token: one at a time on the trace path, P tokens at a time (each (P, *theta.shape)) on the
+    replay path."""
     applied = []
-    apply = learner._apply_synth_increments
+    apply_one, apply_many = learner._apply_synth_increments, learner._apply_replayed_increments
 
-    def record(increments):
+    def record_one(increments):
         applied.append([increment.clone() for increment in increments])
-        apply(increments)
+        apply_one(increments)
 
-    learner._apply_synth_increments = record
+    def record_many(first_state, increments):
+        applied.extend(
+            [list(token) for token in zip(*(i.clone().unbind(0) for i in increments), strict=True)]
+        )
+        apply_many(first_state, increments)
+
+    learner._apply_synth_increments = record_one
+    learner._apply_replayed_increments = record_many
     return applied
 
 
