@@ -139,9 +139,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                 "--env-arg sequence_length=30")
     option(train, "--resume", metavar="DIR",
            help="continue the run in DIR from its checkpoint (exactly, on CPU)")
-    option(train, "--threads", type=_positive_int, metavar="N",
-           help="torch CPU threads (default: torch's choice; 1 is often fastest for small "
-                "models)")
+    option(train, "--threads", type=_positive_int, default=1, metavar="N",
+           help="torch CPU threads (default 1: the models here are small, so more threads "
+                "gain little, and they run several times slower when other processes share the "
+                "cores; raise it for large models, e.g. BP(λ)'s trace path at H >= 100)")
     option(train, "--force", action="store_true", help="replace the content of --out")
     option(train, "--no-progress", action="store_true", help="hide the progress bar")
 
@@ -288,13 +289,12 @@ def _parse_env_args(items: Sequence[str], parser) -> dict[str, Any]:
 
 
 def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParser) -> int:
+    import torch
+
     from agents.experiments.output import OutputExistsError
     from agents.experiments.training import RunConfig, resume, train
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     if args.resume is not None:
         fixed = {"ENV_ID": args.env, "--learner": args.learner, "--config": args.config,
                  "--num-envs": args.num_envs, "--seed": args.seed, "--out": args.out,

@@ -13,11 +13,14 @@ import copy
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from agents.bp_lambda import BPLambda
-from agents.synthesisers import LinearSynthesiser, MLPSynthesiser
+from agents.cores import make_core
+from agents.replay import BackwardReplay
+from agents.synthesisers import make_synthesiser
 from bpl_envs.replay import SequenceReplayVectorEnv
 from tests.agents.autograd_reference import make_data, randomise, unroll
 
@@ -150,10 +153,12 @@ def test_a_window_that_covers_the_sequence_is_the_full_replay(window, update):
     assert_same_run(learners, records)
 
 
-def test_a_long_stream_slides_its_window_and_stays_exact():
-    """Sequences of 40 tokens through a window of 7 (the window's buffer slides several times):
-    every increment equals the explicit truncated sum."""
-    steps, window = 40, 7
+@pytest.mark.parametrize("window", [7, None])
+def test_a_long_sequence_is_replayed_in_blocks_and_stays_exact(window):
+    """Sequences of 40 tokens: with update="sequence" the states are replayed in blocks (of the
+    window, or of REPLAY_BLOCK = 32 without one), and a window forgets old states as it slides;
+    every increment equals the explicit (truncated) sum."""
+    steps = 40
     inputs, targets, scored = make_data("mse", B, steps, N_IN, N_OUT, seed=5)
     learner = BPLambda(
         SequenceReplayVectorEnv(inputs, targets, "mse", scored),
@@ -180,17 +185,47 @@ def test_a_long_stream_slides_its_window_and_stays_exact():
             torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12, msg=f"state {u}")
 
 
+@pytest.mark.parametrize("update", ["sequence", "step"])
+def test_a_long_sequence_learns_exactly_like_the_trace_path(update):
+    """40 tokens, everything learning: several replay blocks (update="sequence") or one state
+    per token with parameter copies (update="step") give the trace path's increments."""
+    steps = 40
+    inputs, targets, scored = make_data("mse", B, steps, N_IN, N_OUT, seed=6, n_batches=2)
+    learners, records = [], []
+    for path in ("trace", "replay"):
+        learner = BPLambda(
+            SequenceReplayVectorEnv(inputs, targets, "mse", scored, num_envs=B),
+            core="lstm",
+            hidden_size=H,
+            dtype="float64",
+            seed=0,
+            lam=0.9,
+            gamma=0.9,
+            update=update,
+            synth_hidden=3,
+            lr_synth=1e-2,
+            lr_core=1e-2,
+            lr_readout=1e-2,
+            synth_update=path,
+        )
+        randomise(learner.synthesiser, seed=1, scale=0.3)
+        records.append(recording(learner))
+        learners.append(learner.learn(episodes=2))
+    assert len(records[0]) == len(records[1]) == 2 * (steps - 1)
+    for token, (want, got) in enumerate(zip(*records, strict=True)):
+        for w, g in zip(want, got, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12, msg=f"token {token}")
+
+
 # -------------------------------------------- against the unrolled sum, computed independently
 
 
-def explicit_increments(learner, inputs, targets, scored, lam, gamma, window):
-    """sum_b delta_u . e_u for every state u of the first batch, as the unrolled sum over
-    tau = u, u-1, ... (the last ``window`` of them, or all): rows w_u = delta_u,
-    w_tau = gamma lam w_{tau+1} J_{tau+1} with autograd Jacobians, contracted with autograd's
-    dg(s_tau)/dtheta; delta_u = (l_{u+1} + gamma g_{u+1}) J_{u+1} - g_u, g := 0 at the end."""
-    x, y, s = (torch.as_tensor(a, dtype=torch.float64) for a in (inputs, targets, scored))
-    states, immediate, jacobians = unroll(learner.core, learner.readout, learner.loss, x, y, s)
-    synth = copy.deepcopy(learner.synthesiser)
+def unrolled_sum(synth, states, immediate, jacobians, lam, gamma, window):
+    """sum_b delta_u . e_u for every state u, as the unrolled sum over tau = u, u-1, ... (the
+    last ``window`` of them, or all): rows w_u = delta_u, w_tau = gamma lam w_{tau+1} J_{tau+1},
+    contracted with autograd's dg(s_tau)/dtheta; delta_u = (l_{u+1} + gamma g_{u+1}) J_{u+1} - g_u
+    with g := 0 at the last token. ``jacobians[t]`` is J_t (B, d, d)."""
+    synth = copy.deepcopy(synth)
     params = list(synth.trace_parameters())
     steps = len(states)
     g = [synth(state).detach() for state in states[:-1]] + [torch.zeros_like(states[-1])]
@@ -207,6 +242,14 @@ def explicit_increments(learner, inputs, targets, scored, lam, gamma, window):
             w = gamma * lam * torch.einsum("bi,bij->bj", w, jacobians[tau])
         increments.append(total)
     return increments
+
+
+def explicit_increments(learner, inputs, targets, scored, lam, gamma, window):
+    """:func:`unrolled_sum` for the learner's first batch: states, immediate gradients (of the
+    batch-mean loss) and Jacobians by autograd through its core and readout."""
+    x, y, s = (torch.as_tensor(a, dtype=torch.float64) for a in (inputs, targets, scored))
+    states, immediate, jacobians = unroll(learner.core, learner.readout, learner.loss, x, y, s)
+    return unrolled_sum(learner.synthesiser, states, immediate, jacobians, lam, gamma, window)
 
 
 @pytest.mark.parametrize(
@@ -240,6 +283,68 @@ def test_replay_equals_the_unrolled_sum_by_autograd(core, synth_hidden, window):
     if window is not None and window < T - 1:  # the window dropped something
         full = explicit_increments(learner, inputs, targets, scored, lam, gamma, None)
         assert not torch.allclose(full[-1][0], expected[-1][0], rtol=1e-6, atol=0)
+
+
+def random_tokens(core_kind="lstm", steps=9, seed=0):
+    """A float64 core and MLP synthesiser with random parameters, and the states, step caches,
+    random immediate gradients, autograd Jacobians and g of one batch of sequences."""
+    generator = torch.Generator().manual_seed(seed)
+    core = make_core(core_kind, N_IN, H).double()
+    synth = make_synthesiser(core.state_size, hidden_size=3).double()
+    randomise(core, seed=seed + 1)
+    randomise(synth, seed=seed + 2)
+    state = torch.zeros(B, core.state_size, dtype=torch.float64)
+    states, caches, jacobians = [], [], []
+    for _ in range(steps):
+        x = torch.randn(B, N_IN, generator=generator, dtype=torch.float64)
+        full = torch.autograd.functional.jacobian(lambda s, x=x: core(x, s), state)
+        jacobians.append(torch.stack([full[b, :, b, :] for b in range(B)]))
+        with torch.no_grad():
+            state, cache = core.step(x, state)
+        states.append(state)
+        caches.append(cache)
+    immediate = [
+        torch.randn(B, core.state_size, generator=generator, dtype=torch.float64)
+        for _ in range(steps)
+    ]
+    with torch.no_grad():
+        g = [synth(s) for s in states[:-1]] + [torch.zeros_like(states[-1])]
+    return core, synth, states, caches, immediate, jacobians, g
+
+
+@pytest.mark.parametrize("block", [1, 2, 5, 32])
+@pytest.mark.parametrize("window", [None, 1, 3])
+def test_backward_replay_gives_each_states_increment_in_any_block_size(block, window):
+    """BackwardReplay on its own: states replayed one at a time or in blocks, with or without a
+    window, give the unrolled sums by autograd, in order, each state once."""
+    gamma, lam = 0.9, 0.8
+    core, synth, states, caches, immediate, jacobians, g = random_tokens()
+    expected = unrolled_sum(synth, states, immediate, jacobians, lam, gamma, window)
+    replay = BackwardReplay(core, synth, gamma, lam, window, block=block)
+    got, firsts = [], []
+    for t in range(len(states)):
+        replay.push(states[t], caches[t], immediate[t], g[t])
+        if replay.pending >= block or (t == len(states) - 1 and replay.pending):
+            first, increments = replay.flush()
+            firsts.append(first)
+            got.extend(zip(*(i.unbind(0) for i in increments), strict=True))
+    assert firsts == list(range(0, len(states) - 1, block))
+    assert len(got) == len(expected) == len(states) - 1
+    for u, (want, mine) in enumerate(zip(expected, got, strict=True)):
+        for w, m in zip(want, mine, strict=True):
+            torch.testing.assert_close(m, w, rtol=1e-10, atol=1e-12, msg=f"state {u}")
+    replay.clear()
+    assert replay.pending == 0
+    with pytest.raises(RuntimeError, match="flush\\(\\) needs a pending state"):
+        replay.flush()
+
+
+def test_backward_replay_refuses_parameter_copies_with_blocks():
+    core, synth, *_ = random_tokens(steps=1)
+    with pytest.raises(ValueError, match="parameter copies .* need block=1, got block=4"):
+        BackwardReplay(core, synth, 0.9, 1.0, block=4, copy_core_parameters=True)
+    with pytest.raises(ValueError, match="block must be an int >= 1"):
+        BackwardReplay(core, synth, 0.9, 1.0, block=0)
 
 
 # --------------------------------------------------------------------- clipping, metric
@@ -372,30 +477,31 @@ def test_bad_replay_arguments_are_refused(kwargs, error, message):
         BPLambda(replay_env(), **kwargs)
 
 
-# ------------------------------------------------------------------------- synthesisers
+@pytest.mark.parametrize("path", ["trace", "replay"])
+def test_a_non_finite_update_names_the_token_the_trace_path_names(path):
+    """The replay computes state u's increment later (at the end of the sequence here), but
+    names the token at which the trace path would have: u + 1."""
+    learner = BPLambda(replay_env(), hidden_size=H, seed=0, synth_update=path)
+
+    def overflowing_vjp(cache, u):
+        return torch.full_like(u, float("inf"))
+
+    learner.core.vjp = overflowing_vjp
+    with pytest.raises(FloatingPointError, match="non-finite loss gradient or update at step 1 "):
+        learner.learn(episodes=1)
 
 
-@pytest.mark.parametrize(
-    "synthesiser, linear",
-    [
-        (LinearSynthesiser(4), True),
-        (MLPSynthesiser(4, 6, trace_parameters="output"), True),
-        (MLPSynthesiser(4, 6, trace_parameters="all"), False),
-    ],
-)
-def test_linear_in_trace_parameters_says_whether_dg_dtheta_moves_with_theta(synthesiser, linear):
-    """The property replay relies on to skip parameter copies, checked by moving theta."""
-    synthesiser = synthesiser.double()
-    randomise(synthesiser, seed=0)
-    s = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    before = synthesiser.parameter_jacobians(s)
-    with torch.no_grad():
-        for p in synthesiser.trace_parameters():
-            p.add_(torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(2)))
-    after = synthesiser.parameter_jacobians(s)
-    unchanged = all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
-    assert synthesiser.linear_in_trace_parameters is linear
-    assert unchanged is linear
+@pytest.mark.parametrize("update", ["sequence", "step"])
+def test_a_non_finite_loss_gradient_stops_the_replay_naming_its_token(update):
+    inputs, targets, _ = make_data("mse", B, T, N_IN, N_OUT)
+    targets[:, 3] = np.nan
+    env = SequenceReplayVectorEnv(inputs, targets, "mse")
+    learner = BPLambda(env, hidden_size=H, seed=0, synth_update="replay", update=update)
+    with pytest.raises(FloatingPointError, match="non-finite loss gradient or update at step 3 "):
+        learner.learn(episodes=1)
+
+
+# ------------------------------------------------------------------------- learning
 
 
 def test_the_replay_learns_the_toy_task_like_the_trace_path():
