@@ -2,7 +2,8 @@
 
 Three configurations (see ``common.CONFIGS``): (a) tanh RNN H=30, B=10, T=20; (b) LSTM H=30,
 B=50, T=28; (c) LSTM H=100, B=100, T=20, each streaming random sequences of the task's shape from
-a replay env. Learners: BP(lambda) on its online trace path (the default) and on its
+a replay env. Learners: BP(lambda) on its online trace path (the default), on its replay path
+(``synth_update="replay"``: the whole sequence so far, and windows of 5 and 10 tokens) and on its
 offline-equivalent fast path (``synth_update="forward_view"``), BPTT, truncated BPTT (n=5), DNI
 (n=5), RTRL, and a plain PyTorch BPTT loop (``torch.nn.RNN``/``LSTM`` unrolled over the same env
 stream, one backward and Adam step per batch of sequences).
@@ -229,19 +230,26 @@ def print_config_table(best: dict[str, dict]) -> None:
 
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Per configuration: BP(lambda)'s trace path against BPTT (learner and plain loop), and the
-    fast path against the trace path."""
+    """Per configuration: BP(lambda)'s trace and replay paths against BPTT (learner and plain
+    loop), the replay and fast paths against the trace path (tokens/s and peak RSS)."""
     out: dict[str, dict[str, float]] = {}
     for config in sorted({row["config"] for row in rows}):
         rate = {row["learner"]: row["tokens_per_s"] for row in rows if row["config"] == config}
+        rss = {row["learner"]: row["peak_rss_bytes"] for row in rows if row["config"] == config}
         pairs = {
             "trace_over_bptt": ("bp_lambda_trace", "bptt"),
             "trace_over_plain_bptt": ("bp_lambda_trace", "plain_bptt"),
+            "replay_over_plain_bptt": ("bp_lambda_replay", "plain_bptt"),
+            "replay_over_trace": ("bp_lambda_replay", "bp_lambda_trace"),
             "forward_view_over_trace": ("bp_lambda_forward_view", "bp_lambda_trace"),
             "bptt_over_plain_bptt": ("bptt", "plain_bptt"),
         }
         out[config] = {key: rate[a] / rate[b] for key, (a, b) in pairs.items()
                        if a in rate and b in rate}
+        if "bp_lambda_replay" in rss and "bp_lambda_trace" in rss:
+            out[config]["replay_rss_over_trace_rss"] = (
+                rss["bp_lambda_replay"] / rss["bp_lambda_trace"]
+            )
     return out
 
 
