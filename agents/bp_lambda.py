@@ -73,13 +73,17 @@ class BPLambda(SequenceLearner):
               work and memory per token.
             - ``"replay"``: the trace path's per-token increments delta_t . e_t computed without
               traces, by a backward replay over the states and step caches stored since the
-              sequence began (:mod:`agents.replay`): at token t, t core VJPs and one synthesiser
-              parameter-VJP, O(t·B·d²) work and O(t·B·d) memory. Online, and equal to the trace
-              path (tested to 1e-10 in float64) in every mode: with ``update="step"`` it keeps,
-              with each stored state, a copy of the core's parameters (when ``lr_core > 0``) and
-              of an MLP synthesiser's (when its hidden layer carries traces), so that every
-              Jacobian and dg/dtheta is evaluated at the parameters the trace path used. Per-token
-              clipping works as on the trace path.
+              sequence began (:mod:`agents.replay`): for token t, t core VJPs and a synthesiser
+              parameter-VJP, O(t·B·d²) work and O(t·B·d) memory. Equal to the trace path (tested
+              to 1e-10 in float64) in every mode, per-token clipping included. With
+              ``update="step"`` each token is replayed at once (fully online), and each stored
+              state keeps a copy of the core's parameters (when ``lr_core > 0``) and of an MLP
+              synthesiser's (when its hidden layer carries traces), so that every Jacobian and
+              dg/dtheta is evaluated at the parameters the trace path used. With
+              ``update="sequence"`` nothing is applied before the sequence ends, so the tokens
+              are replayed in blocks of up to ``REPLAY_BLOCK`` (at most ``replay_window``), one
+              core VJP per step back for the whole block: the same increments in far fewer
+              calls.
             - ``"forward_view"``: the summed update of each sequence, equal to the trace path's
               sum, but not online: memory grows with sequence length. The states, caches and
               gradients of a sequence are stored and sum_t (G^lambda_t - g(s_t)) . dg(s_t)/dtheta
@@ -167,6 +171,7 @@ class BPLambda(SequenceLearner):
             verbose=verbose,
         )
         self._traces: list[torch.Tensor] = []
+        self._replay: BackwardReplay | None = None
 
     # ----------------------------------------------------------------------- modules
     def _build_extra_modules(self) -> None:
@@ -198,24 +203,32 @@ class BPLambda(SequenceLearner):
         self._traces_are_zero = True  # e_{-1} = 0: the first token skips the decay
         self._previous = None  # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
         self._sequence: list[tuple] = []  # forward view: (s_t, cache_t, l_t, g_t) per token
-        self._replay = self._make_replay() if self.synth_update == "replay" else None
+        if self.synth_update == "replay" and self.lr_synth > 0:
+            self._use_replay()
         self._increment_norms: list[torch.Tensor] = []  # clipping: |sum_b delta . e| per tensor
         super()._begin_sequences(batch_size)
 
-    def _make_replay(self) -> BackwardReplay:
-        """The replay of this batch of sequences. With ``update="sequence"`` the parameters stay
-        fixed until the sequence ends, so up to REPLAY_BLOCK tokens (at most the window) are
-        replayed together; with ``update="step"`` each token is replayed at once, and each
-        stored state keeps a copy of the parameters its derivatives use."""
-        if self.update == "sequence":
+    def _use_replay(self) -> None:
+        """An empty replay for this batch of sequences (built once per core and synthesiser).
+        With ``update="sequence"`` the parameters stay fixed until the sequence ends, so up to
+        REPLAY_BLOCK tokens (at most the window) are replayed together; with ``update="step"``
+        each token is replayed at once, and each stored state keeps a copy of the parameters
+        its derivatives use."""
+        replay = self._replay
+        if replay is not None and replay.core is self.core and replay.synthesiser is (
+            self.synthesiser
+        ):
+            replay.clear()
+        elif self.update == "sequence":
             block = min(REPLAY_BLOCK, self.replay_window or REPLAY_BLOCK)
-            return BackwardReplay(self.core, self.synthesiser, self.gamma, self.lam,
-                                  self.replay_window, block=block)
-        return BackwardReplay(
-            self.core, self.synthesiser, self.gamma, self.lam, self.replay_window,
-            copy_core_parameters=self.lr_core > 0,
-            copy_synthesiser_parameters=not self.synthesiser.linear_in_trace_parameters,
-        )
+            self._replay = BackwardReplay(self.core, self.synthesiser, self.gamma, self.lam,
+                                          self.replay_window, block=block)
+        else:
+            self._replay = BackwardReplay(
+                self.core, self.synthesiser, self.gamma, self.lam, self.replay_window,
+                copy_core_parameters=self.lr_core > 0,
+                copy_synthesiser_parameters=not self.synthesiser.linear_in_trace_parameters,
+            )
 
     def _allocate_traces(self, shapes: list[tuple[int, ...]]) -> None:
         """One (B, d_out, sum P) buffer holds every parameter's trace side by side, so each token
