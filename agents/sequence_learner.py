@@ -21,8 +21,9 @@ gradients; ``_forward`` advances the core by ``core.step``, keeping ``self._stat
 ``self._cache`` and ``self._hidden``; ``_end_sequences`` applies the accumulated update in
 ``update="sequence"`` mode). Everything else lives here once. The loss gradient handed to
 ``_learn_step`` is that of the batch-mean loss (ALGORITHM.md §5): ``loss.gradient(ŷ, y) / B`` on
-scored steps and zero elsewhere, computed with the same :mod:`bpl_envs.losses` function whose
-value the env paid as reward.
+scored steps and zero elsewhere (None on a token no sequence scores), computed with the same
+:mod:`bpl_envs.losses` function whose value the env paid as reward. The hooks run under
+``torch.no_grad()`` (the learners differentiate by hand); callbacks run outside it.
 """
 
 from __future__ import annotations
@@ -318,7 +319,11 @@ class SequenceLearner(BaseLearner):
 
     @abstractmethod
     def _learn_step(
-        self, loss_grad: torch.Tensor, target: torch.Tensor, scored: torch.Tensor, final: bool
+        self,
+        loss_grad: torch.Tensor | None,
+        target: torch.Tensor | None,
+        scored: torch.Tensor | None,
+        final: bool,
     ) -> None:
         """Learn from the step just taken (called under ``torch.no_grad()``).
 
