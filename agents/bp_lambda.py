@@ -41,7 +41,7 @@ __all__ = ["SYNTH_UPDATES", "BPLambda"]
 SYNTH_UPDATES = ("trace", "replay", "forward_view")
 REPLAY_BLOCK = 32
 """With ``update="sequence"``, how many tokens the replay may replay together (memory grows
-with it: the rows of a block are block · t · B · d numbers)."""
+with it: a block's rows are REPLAY_BLOCK · min(t, replay_window) · B · d numbers)."""
 
 
 class BPLambda(SequenceLearner):
@@ -81,9 +81,8 @@ class BPLambda(SequenceLearner):
               synthesiser's (when its hidden layer carries traces), so that every Jacobian and
               dg/dtheta is evaluated at the parameters the trace path used. With
               ``update="sequence"`` nothing is applied before the sequence ends, so the tokens
-              are replayed in blocks of up to ``REPLAY_BLOCK`` (at most ``replay_window``), one
-              core VJP per step back for the whole block: the same increments in far fewer
-              calls.
+              are replayed in blocks of up to ``REPLAY_BLOCK``, one core VJP per step back for
+              the whole block: the same increments in far fewer calls.
             - ``"forward_view"``: the summed update of each sequence, equal to the trace path's
               sum, but not online: memory grows with sequence length. The states, caches and
               gradients of a sequence are stored and sum_t (G^lambda_t - g(s_t)) . dg(s_t)/dtheta
@@ -211,18 +210,16 @@ class BPLambda(SequenceLearner):
     def _use_replay(self) -> None:
         """An empty replay for this batch of sequences (built once per core and synthesiser).
         With ``update="sequence"`` the parameters stay fixed until the sequence ends, so up to
-        REPLAY_BLOCK tokens (at most the window) are replayed together; with ``update="step"``
-        each token is replayed at once, and each stored state keeps a copy of the parameters
-        its derivatives use."""
+        REPLAY_BLOCK tokens are replayed together; with ``update="step"`` each token is replayed
+        at once, and each stored state keeps a copy of the parameters its derivatives use."""
         replay = self._replay
         if replay is not None and replay.core is self.core and replay.synthesiser is (
             self.synthesiser
         ):
             replay.clear()
         elif self.update == "sequence":
-            block = min(REPLAY_BLOCK, self.replay_window or REPLAY_BLOCK)
             self._replay = BackwardReplay(self.core, self.synthesiser, self.gamma, self.lam,
-                                          self.replay_window, block=block)
+                                          self.replay_window, block=REPLAY_BLOCK)
         else:
             self._replay = BackwardReplay(
                 self.core, self.synthesiser, self.gamma, self.lam, self.replay_window,

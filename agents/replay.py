@@ -35,8 +35,8 @@ parameters (``copy_synthesiser_parameters``: |θ| per token, one ``parameter_vjp
 state instead of one in all). Replay is then exact in every mode.
 
 Window: ``window=k`` replays only the last k states of each token (j < k), dropping the tail
-(γλ)^k (δ_u J_u ⋯ J_{u−k+1}) · e_{u−k}: memory and work per token bounded by k (for streams and
-long sequences), and exactly the trace path while u < k.
+(γλ)^k (δ_u J_u ⋯ J_{u−k+1}) · e_{u−k}: work per token bounded by k and memory by k + ``block``
+tokens (for streams and long sequences), and exactly the trace path while u < k.
 """
 
 from __future__ import annotations

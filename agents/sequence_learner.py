@@ -16,10 +16,10 @@ never terminates), where ``info["sequence_end"]`` marks the boundary; the next b
 ``env.reset()`` either way, so each batch starts from the zero state.
 
 Subclasses implement ``_learn_step``; the other hooks have defaults that most learners keep
-(``_begin_sequences`` starts from the zero state and, in ``update="sequence"`` mode, zeroes the
-gradients; ``_forward`` advances the core by ``core.step``, keeping ``self._state``,
-``self._cache`` and ``self._hidden``; ``_end_sequences`` applies the accumulated update in
-``update="sequence"`` mode). Everything else lives here once. The loss gradient handed to
+(``_begin_sequences`` starts from the zero state and zeroes the gradients; ``_forward``
+advances the core by ``core.step``, keeping ``self._state``, ``self._cache`` and
+``self._hidden``; ``_end_sequences`` applies the accumulated update in ``update="sequence"``
+mode). Everything else lives here once. The loss gradient handed to
 ``_learn_step`` is that of the batch-mean loss (ALGORITHM.md §5): ``loss.gradient(ŷ, y) / B`` on
 scored steps and zero elsewhere (None on a token no sequence scores), computed with the same
 :mod:`bpl_envs.losses` function whose value the env paid as reward. The hooks run under
@@ -301,11 +301,12 @@ class SequenceLearner(BaseLearner):
 
     # ----------------------------------------------------------------- learner hooks
     def _begin_sequences(self, batch_size: int) -> None:
-        """Start a new batch of sequences: the zero state (B, state_size) and, in
-        ``update="sequence"`` mode, zeroed gradients (subclasses add their traces)."""
+        """Start a new batch of sequences: the zero state (B, state_size) and zeroed gradients
+        (subclasses add their traces)."""
         self._state = self.core.initial_state(batch_size)
-        if self.update == "sequence":
-            self._zero_grads()
+        self._zero_grads()  # (with update="step", again before every token's update)
+        if self.lr_core > 0:  # zeroed in place from now on: the same tensors all batch
+            self._core_grads = [parameter.grad for parameter in self.core.parameters()]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Advance the state with tokens x (B, input_size); return predictions (B, output_size).
@@ -377,9 +378,7 @@ class SequenceLearner(BaseLearner):
     def _local_core_update(self, cache, signal: torch.Tensor) -> None:
         """Accumulate signal . (ds_t/dW)_local (one step, no propagation through time)."""
         if self.lr_core > 0:
-            grads = self.core.local_vjp(cache, signal)
-            for parameter, grad in zip(self.core.parameters(), grads, strict=True):
-                parameter.grad.add_(grad)
+            torch._foreach_add_(self._core_grads, self.core.local_vjp(cache, signal))
 
     # ------------------------------------------------------------------------ predict
     def initial_state(self, batch_size: int) -> np.ndarray:

@@ -155,8 +155,8 @@ def test_a_window_that_covers_the_sequence_is_the_full_replay(window, update):
 
 @pytest.mark.parametrize("window", [7, None])
 def test_a_long_sequence_is_replayed_in_blocks_and_stays_exact(window):
-    """Sequences of 40 tokens: with update="sequence" the states are replayed in blocks (of the
-    window, or of REPLAY_BLOCK = 32 without one), and a window forgets old states as it slides;
+    """Sequences of 40 tokens: with update="sequence" the states are replayed in blocks of
+    REPLAY_BLOCK = 32, and a window forgets the states it no longer needs after each block;
     every increment equals the explicit (truncated) sum."""
     steps = 40
     inputs, targets, scored = make_data("mse", B, steps, N_IN, N_OUT, seed=5)
