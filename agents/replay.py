@@ -198,18 +198,15 @@ class BackwardReplay:
     def _stored(self, start: int, stop: int) -> list[tuple[Tensor, StepCache, Tensor, Tensor]]:
         return self._tokens[start - self._first : stop - self._first]
 
-    def _cache_rows(self, stacked: StepCache, first_cache: int, start: int, stop: int):
-        """The stacked cache's rows of the tokens start, ..., stop - 1."""
-        batch = self._tokens[0][0].shape[0]
-        return _rows_of(stacked, (start - first_cache) * batch, (stop - first_cache) * batch)
-
     def _td_errors(self, oldest: int, newest: int, stacked: StepCache, first_cache: int) -> Tensor:
         """δ_u = (l_{u+1} + γ g_{u+1}) J_{u+1} − g_u for u = oldest, ..., newest: (P, B, d),
         one :func:`agents.traces.td_error` over all of them."""
         _, _, l_next, g_next = zip(*self._stored(oldest + 1, newest + 2), strict=True)
         g_now = [g for _, _, _, g in self._stored(oldest, newest + 1)]
-        caches = self._cache_rows(stacked, first_cache, oldest + 1, newest + 2)
-        d = g_now[0].shape[-1]
+        batch, d = g_now[0].shape
+        caches = _rows_of(
+            stacked, (oldest + 1 - first_cache) * batch, (newest + 2 - first_cache) * batch
+        )
         deltas = traces.td_error(
             torch.cat(l_next),
             torch.cat(g_next),
@@ -239,8 +236,8 @@ class BackwardReplay:
                 break
             previous, out = rows[j - 1, (low - oldest) * batch :], rows[j, (low - oldest) * batch :]
             if self._core_copies is None:  # J_{u-j+1} of every such u, one call
-                caches = self._cache_rows(stacked, first_cache, low - j + 1, newest - j + 2)
-                product = self.core.vjp(caches, previous)
+                start = (low - j + 1 - first_cache) * batch
+                product = self.core.vjp(_rows_of(stacked, start, start + len(previous)), previous)
             else:  # block 1: one state, its J at the parameters copied for it
                 token = low - j + 1
                 _load_(self._spare_core.parameters(), self._core_copies[token - self._first])
@@ -253,10 +250,8 @@ class BackwardReplay:
         steps, pending, batch, d = rows.shape
         # the state of every (u, j), as an index into the stored tokens (the rows are zero
         # where u - j < 0)
-        index = [
-            [max(u - j, 0) - self._first for j in range(steps)] for u in range(oldest, newest + 1)
-        ]
-        index = torch.tensor(index, device=rows.device)
+        u = torch.arange(oldest, newest + 1, device=rows.device)
+        index = (u[:, None] - torch.arange(steps, device=rows.device)).clamp_(min=0) - self._first
         states = torch.stack([s for s, _, _, _ in self._tokens])[index]  # (P, steps, B, d)
         if self._synthesiser_copies is None:  # one grouped parameter-VJP
             return self.synthesiser.parameter_vjp(
