@@ -1,26 +1,28 @@
 """Accumulate BP(lambda): a recurrent core learning online from synthetic gradients that a small
 network g(s; theta) learns with TD errors and eligibility traces (Pemberton & Costa, TMLR 2024).
 
-Per token t (ALGORITHM.md §2-4; s_t the core's state, J_t = ds_t/ds_{t-1}, l_t = dL_t/ds_t of the
-batch-mean loss, g_t = g(s_t) with g := 0 on the last token of a sequence):
+Per token t (docs/algorithm.md#the-rule-per-token; s_t the core's state, J_t = ds_t/ds_{t-1},
+l_t = dL_t/ds_t of the batch-mean loss, g_t = g(s_t) with g := 0 on the last token of a
+sequence):
 
     delta_{t-1} = (l_t + gamma g_t) J_t - g_{t-1}                    TD error of state t-1
     e_{t-1}     = gamma lambda J_{t-1} e_{t-2} + dg(s_{t-1})/dtheta    trace (the STORED J_{t-1})
     theta      += mean_b delta_{t-1} . e_{t-1}                       rescaled to norm <= 1
-    W_core     += (l_t + beta g_t) . (ds_t/dW)_local                   one-step derivatives only
+    grad_W     = (l_t + beta g_t) . (ds_t/dW)_local                  one-step derivatives only
+    W_core     -= Adam step along grad_W                               descent: against the gradient
 
 The TD error and the trace decay are the functions of :mod:`agents.traces` with the transition
 operator J applied implicitly by the core (``core.vjp`` for u -> u J, ``core.jacobian_operator``
 for e -> J e): TD(lambda) is the special case J = 1 with a scalar value.
 
-Cost of the trace path (ALGORITHM.md §6): traces of B·d_out·|theta| numbers, decayed in place in
-cache-sized tiles with the TD-error contraction fused into the same pass, so each token reads and
-writes every trace once and allocates nothing trace-sized. With gamma·lambda = 0 the traces are
-just dg/dtheta and are never stored. ``synth_update="replay"`` computes the same per-token
-increments without traces, by a backward replay over the states stored since the sequence began
-(:mod:`agents.replay`, O(t·B·d²) per token; ``replay_window`` bounds it). ``synth_update=
-"forward_view"`` replaces the traces by the equivalent backward recursion over the stored sequence
-(the summed update of a sequence, not online).
+Cost of the trace path (docs/algorithm.md#trace-path): traces of B·d_out·|theta| numbers,
+decayed in place in cache-sized tiles with the TD-error contraction fused into the same pass, so
+each token reads and writes every trace once and allocates nothing trace-sized. With
+gamma·lambda = 0 the traces are just dg/dtheta and are never stored. ``synth_update="replay"``
+computes the same per-token increments without traces, by a backward replay over the states
+stored since the sequence began (:mod:`agents.replay`, O(t·B·d²) per token; ``replay_window``
+bounds it). ``synth_update="forward_view"`` replaces the traces by the equivalent backward
+recursion over the stored sequence (the summed update of a sequence, not online).
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from typing import Any
 import torch
 
 from agents import traces
-from agents.base import check_fraction, check_non_negative
-from agents.replay import BackwardReplay, check_replay_window
-from agents.sequence_learner import SequenceLearner
+from agents.cores import StepCache
+from agents.replay import BackwardReplay
+from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
+from bpl_envs.checks import check_bool, check_fraction, check_non_negative, check_optional_int
 
 __all__ = ["SYNTH_UPDATES", "BPLambda"]
 
@@ -102,7 +105,7 @@ class BPLambda(SequenceLearner):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         core: str = "rnn",
         hidden_size: int = 30,
@@ -129,11 +132,10 @@ class BPLambda(SequenceLearner):
         self.gamma = check_fraction("gamma", gamma)
         self.sg_weight = check_non_negative("sg_weight", sg_weight)
         self.lr_synth = check_non_negative("lr_synth", lr_synth)
-        if not isinstance(clip_synth_update, bool):
-            raise TypeError(f"clip_synth_update must be a bool, got {clip_synth_update!r}")
+        clip_synth_update = check_bool("clip_synth_update", clip_synth_update)
         if synth_update not in SYNTH_UPDATES:
             raise ValueError(f"synth_update must be one of {SYNTH_UPDATES}, got {synth_update!r}")
-        replay_window = check_replay_window(replay_window)
+        replay_window = check_optional_int("replay_window", replay_window, minimum=1)
         if replay_window is not None and synth_update != "replay":
             raise ValueError(
                 f"replay_window={replay_window!r} needs synth_update='replay' (it bounds the "
@@ -170,6 +172,7 @@ class BPLambda(SequenceLearner):
             verbose=verbose,
         )
         self._traces: list[torch.Tensor] = []
+        self._trace_buffer: torch.Tensor | None = None  # holds the traces side by side
         self._replay: BackwardReplay | None = None
 
     # ----------------------------------------------------------------------- modules
@@ -186,7 +189,7 @@ class BPLambda(SequenceLearner):
     def _learning_rates(self) -> dict[str, float]:
         return {**super()._learning_rates(), "synthesiser": self.lr_synth}
 
-    def _trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+    def _trainable_parameters(self, name: str) -> list[torch.Tensor]:
         if name == "synthesiser":
             return list(self.synthesiser.trace_parameters())
         return super()._trainable_parameters(name)
@@ -197,10 +200,11 @@ class BPLambda(SequenceLearner):
         shapes = self.synthesiser.trace_shapes(batch_size) if traced else []
         if [tuple(e.shape) for e in self._traces] != [tuple(s) for s in shapes]:
             self._allocate_traces(shapes)
-        elif self._traces:
+        elif self._trace_buffer is not None:
             self._trace_buffer.zero_()
         self._traces_are_zero = True  # e_{-1} = 0: the first token skips the decay
-        self._previous = None  # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
+        # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
+        self._previous: tuple[torch.Tensor, StepCache, torch.Tensor] | None = None
         self._sequence: list[tuple] = []  # forward view: (s_t, cache_t, l_t, g_t) per token
         if self.synth_update == "replay" and self.lr_synth > 0:
             self._use_replay()
@@ -213,16 +217,28 @@ class BPLambda(SequenceLearner):
         REPLAY_BLOCK tokens are replayed together; with ``update="step"`` each token is replayed
         at once, and each stored state keeps a copy of the parameters its derivatives use."""
         replay = self._replay
-        if replay is not None and replay.core is self.core and replay.synthesiser is (
-            self.synthesiser
+        if (
+            replay is not None
+            and replay.core is self.core
+            and replay.synthesiser is (self.synthesiser)
         ):
             replay.clear()
         elif self.update == "sequence":
-            self._replay = BackwardReplay(self.core, self.synthesiser, self.gamma, self.lam,
-                                          self.replay_window, block=REPLAY_BLOCK)
+            self._replay = BackwardReplay(
+                self.core,
+                self.synthesiser,
+                self.gamma,
+                self.lam,
+                self.replay_window,
+                block=REPLAY_BLOCK,
+            )
         else:
             self._replay = BackwardReplay(
-                self.core, self.synthesiser, self.gamma, self.lam, self.replay_window,
+                self.core,
+                self.synthesiser,
+                self.gamma,
+                self.lam,
+                self.replay_window,
                 copy_core_parameters=self.lr_core > 0,
                 copy_synthesiser_parameters=not self.synthesiser.linear_in_trace_parameters,
             )
@@ -238,15 +254,16 @@ class BPLambda(SequenceLearner):
             shapes, dtype=self.dtype, device=self.device
         )
         self._scratch = traces.decay_scratch(self._trace_buffer)
-        self._increment_buffer = torch.empty(self._trace_buffer.shape[2], dtype=self.dtype,
-                                             device=self.device)
+        self._increment_buffer = torch.empty(
+            self._trace_buffer.shape[2], dtype=self.dtype, device=self.device
+        )
         widths = [math.prod(shape[2:]) for shape in shapes]
         self._increment_views = [
             block.view(shape[2:])
             for block, shape in zip(self._increment_buffer.split(widths), shapes, strict=True)
         ]
 
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:
         if self.update == "step":
             self._zero_grads()
         s_t, cache_t = self._state, self._cache
@@ -256,7 +273,7 @@ class BPLambda(SequenceLearner):
         if self.lr_synth > 0 and self.synth_update == "forward_view":
             self._sequence.append((s_t, cache_t, l_t, g_t))
             self._watch(loss_grad, g_t)
-        elif self.lr_synth > 0 and self.synth_update == "replay":
+        elif self.lr_synth > 0 and self._replay is not None:  # synth_update="replay"
             self._replay.push(s_t, cache_t, l_t, g_t)
             self._watch(loss_grad, g_t)
             if self._replay.pending >= self._replay.block:
@@ -287,15 +304,19 @@ class BPLambda(SequenceLearner):
         delta . (decayed trace), accumulated by ``decay_trace_`` tile by tile in the same pass
         that decays the trace. With gamma lambda = 0 there are no traces: e_{t-1} = dg/dtheta.
         """
-        if not self._traces:
+        if self._trace_buffer is None:  # no traces
             return self.synthesiser.parameter_vjp(s_tm1, delta)
         # delta . dg/dtheta into the (sum P,) buffer, then delta . (decayed trace) added to it
         increments = self.synthesiser.parameter_vjp(s_tm1, delta, out=self._increment_views)
         if not self._traces_are_zero:  # (with e_{t-2} = 0 there is nothing to decay)
             jacobian_tm1 = self.core.jacobian_operator(cache_tm1)  # the STORED J_{t-1}
             traces.decay_trace_(
-                self._trace_buffer, self.gamma * self.lam, jacobian_tm1, scratch=self._scratch,
-                delta_t=delta, increment=self._increment_buffer,
+                self._trace_buffer,
+                self.gamma * self.lam,
+                jacobian_tm1,
+                scratch=self._scratch,
+                delta_t=delta,
+                increment=self._increment_buffer,
             )
         self.synthesiser.add_parameter_jacobians_(self._traces, s_tm1)
         self._traces_are_zero = False
@@ -311,11 +332,13 @@ class BPLambda(SequenceLearner):
             if self.clip_synth_update:  # (inc / B) / max(|inc / B|, 1) = inc / max(|inc|, B)
                 norm = increment.norm()
                 self._increment_norms.append(norm)
-                parameter.grad.addcdiv_(increment, norm.clamp(min=batch_size), value=-1.0)
+                grad_of(parameter).addcdiv_(increment, norm.clamp(min=batch_size), value=-1.0)
             else:
-                parameter.grad.sub_(increment.div_(batch_size))
+                grad_of(parameter).sub_(increment.div_(batch_size))
 
-    def _apply_replayed_increments(self, first_state: int, increments) -> None:
+    def _apply_replayed_increments(
+        self, first_state: int, increments: tuple[torch.Tensor, ...]
+    ) -> None:
         """As :meth:`_apply_synth_increments` for the increments of the states first_state, ...,
         first_state + P - 1 at once, each (P, *theta.shape): every state's increment rescaled to
         norm <= 1 on its own. The trace path applies state u's increment at token u + 1, which
@@ -330,9 +353,9 @@ class BPLambda(SequenceLearner):
             if self.clip_synth_update:
                 self._increment_norms.append(norms)
                 per_state = per_state / norms.clamp(min=batch_size).unsqueeze(1)
-                parameter.grad.sub_(per_state.sum(0).view_as(parameter))
+                grad_of(parameter).sub_(per_state.sum(0).view_as(parameter))
             else:
-                parameter.grad.sub_(per_state.sum(0).view_as(parameter), alpha=1.0 / batch_size)
+                grad_of(parameter).sub_(per_state.sum(0).view_as(parameter), alpha=1.0 / batch_size)
 
     def _forward_view_increments(self) -> tuple[torch.Tensor, ...] | None:
         """sum_t sum_b (G^lambda_t - g_t) . dg(s_t)/dtheta over the stored sequence, with
@@ -342,7 +365,10 @@ class BPLambda(SequenceLearner):
             return None
         states, caches, immediate, predicted = zip(*self._sequence, strict=True)
         targets = traces.lambda_returns(
-            torch.stack(immediate[1:]), self.gamma, torch.stack(predicted[1:]), self.lam,
+            torch.stack(immediate[1:]),
+            self.gamma,
+            torch.stack(predicted[1:]),
+            self.lam,
             lambda t, u: self.core.vjp(caches[t + 1], u),
         )  # targets[t] is G^lambda for the state of token t
         cotangents = targets - torch.stack(predicted[:-1])

@@ -20,7 +20,7 @@ learner            chunk                         v (gradient arriving at the chu
 =================  ============================  =================================================
 
 DNI's synthesiser g (Jaderberg et al. 2017) is regressed on the n-step bootstrapped gradient that
-arrives at the chunk's first state (ALGORITHM.md §2; BP(0) is DNI with n = 1):
+arrives at the chunk's first state (docs/algorithm.md#baselines; BP(0) is DNI with n = 1):
 
     target_k = sum_{t=k+1}^{k+n} gamma^{t-k-1} dL_t/ds_k + gamma^n g(s_{k+n}) ds_{k+n}/ds_k,
 
@@ -34,11 +34,10 @@ from typing import Any
 
 import torch
 
-from agents.base import check_fraction, check_non_negative
 from agents.cores import StepCache, stack_caches
-from agents.sequence_learner import SequenceLearner
+from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_fraction, check_int, check_non_negative
 
 __all__ = ["BPTT", "DNI", "TruncatedBPTT", "check_truncation"]
 
@@ -58,7 +57,7 @@ class _ChunkedBackprop(SequenceLearner):
         super()._begin_sequences(batch_size)
         self._chunk: list[tuple[StepCache, torch.Tensor]] = []  # (cache_t, l_t) per token
 
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:
         if self.update == "step" and not self._chunk:
             self._zero_grads()
         self._chunk.append((self._cache, self._immediate_gradient(loss_grad)))
@@ -70,7 +69,7 @@ class _ChunkedBackprop(SequenceLearner):
                 self._check_finite()
                 self._optimizer_step()
 
-    def _end_chunk(self, final: bool) -> None:
+    def _end_chunk(self, final: bool) -> None:  # noqa: ARG002 (DNI uses final)
         """Accumulate the chunk's gradient (plain truncated BPTT: nothing arrives from after it)."""
         if self.lr_core > 0:
             self._accumulate_core_gradient(self._sweep(None, 1.0))
@@ -119,7 +118,7 @@ class BPTT(_ChunkedBackprop):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         core: str = "rnn",
         hidden_size: int = 30,
@@ -174,7 +173,7 @@ class TruncatedBPTT(_ChunkedBackprop):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         n: int = 5,
         core: str = "rnn",
@@ -240,7 +239,7 @@ class DNI(TruncatedBPTT):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         n: int = 5,
         core: str = "rnn",
@@ -326,7 +325,7 @@ class DNI(TruncatedBPTT):
             prediction = self.synthesiser(s_k)
             grads = torch.autograd.grad(prediction, parameters, (g_k - target) / s_k.shape[0])
         for parameter, grad in zip(parameters, grads, strict=True):
-            parameter.grad.add_(grad)
+            grad_of(parameter).add_(grad)
 
     # ------------------------------------------------------------------- checkpoints
     def _hyperparameters(self) -> dict[str, Any]:

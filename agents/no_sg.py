@@ -1,6 +1,7 @@
 """No synthetic gradient: the core learns from each token's immediate loss alone.
 
-Per token t, with l_t = dL_t/ds_t of the batch-mean loss (ALGORITHM.md §4 with beta = 0):
+Per token t, with l_t = dL_t/ds_t of the batch-mean loss (docs/algorithm.md#how-the-core-learns
+with beta = 0):
 
     grad W += l_t . (ds_t/dW)_local                (one-step derivatives, no propagation in time)
 
@@ -10,6 +11,8 @@ still learns, but only from the last step's local derivatives.
 """
 
 from __future__ import annotations
+
+import torch
 
 from agents.sequence_learner import SequenceLearner
 
@@ -28,7 +31,7 @@ class NoSG(SequenceLearner):
             as :class:`~agents.sequence_learner.SequenceLearner`.
     """
 
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:  # noqa: ARG002 (hook)
         if self.update == "step":
             self._zero_grads()
         self._watch(loss_grad)

@@ -42,43 +42,42 @@ tokens (for streams and long sequences), and exactly the trace path while u < k.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from agents import traces
 from agents.cores import RecurrentCore, StepCache, stack_caches
 from agents.synthesisers import Synthesiser
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_int, check_optional_int
 
-__all__ = ["BackwardReplay", "check_replay_window"]
-
-
-def check_replay_window(window: object) -> int | None:
-    """Return ``window`` if it is None or an int >= 1, else raise naming ``replay_window``."""
-    if window is None:
-        return None
-    if isinstance(window, bool) or not isinstance(window, int):
-        raise TypeError(
-            f"replay_window must be None (the whole sequence so far) or an int >= 1 (the last k "
-            f"tokens), got {window!r} of type {type(window).__name__}"
-        )
-    if window < 1:
-        raise ValueError(
-            f"replay_window must be None (the whole sequence so far) or an int >= 1 (the last k "
-            f"tokens), got {window}"
-        )
-    return window
+__all__ = ["BackwardReplay"]
 
 
-def _parameter_copy(parameters: Iterable[nn.Parameter]) -> list[Tensor]:
-    return [parameter.detach().clone() for parameter in parameters]
+Module = TypeVar("Module", RecurrentCore, Synthesiser)
 
 
-def _load_(parameters: Iterable[nn.Parameter], values: list[Tensor]) -> None:
-    for parameter, value in zip(parameters, values, strict=True):
-        parameter.copy_(value)
+class _ParameterCopies(Generic[Module]):
+    """The values of a module's parameters at each stored state, and a spare copy of the module
+    to evaluate its derivatives at any of them."""
+
+    def __init__(self, module: Module, parameters: Callable[[Module], Iterable[Tensor]]) -> None:
+        self.module: Module = module
+        self.parameters: Callable[[Module], Iterable[Tensor]] = parameters
+        self.spare: Module = copy.deepcopy(module).requires_grad_(False)
+        self.values: list[list[Tensor]] = []  # per state, from the replay's first stored one
+
+    def take(self) -> None:
+        """Keep the module's current parameter values (for the next state)."""
+        self.values.append([p.detach().clone() for p in self.parameters(self.module)])
+
+    def spare_at(self, index: int) -> Module:
+        """The spare module with the values kept for stored state ``index`` loaded."""
+        for parameter, value in zip(self.parameters(self.spare), self.values[index], strict=True):
+            parameter.copy_(value)
+        return self.spare
 
 
 def _rows_of(cache: StepCache, start: int, stop: int) -> StepCache:
@@ -123,7 +122,8 @@ class BackwardReplay:
     ) -> None:
         self.core, self.synthesiser = core, synthesiser
         self.gamma, self.discount = float(gamma), float(gamma) * float(lam)
-        self.window = 1 if self.discount == 0.0 else check_replay_window(window)
+        window = check_optional_int("window", window, minimum=1)
+        self.window = 1 if self.discount == 0.0 else window
         self.block = check_int("block", block, minimum=1)
         if (copy_core_parameters or copy_synthesiser_parameters) and block != 1:
             raise ValueError(
@@ -134,15 +134,14 @@ class BackwardReplay:
         self._tokens: list[tuple[Tensor, StepCache, Tensor, Tensor]] = []
         self._first = 0  # the token of self._tokens[0]
         self._next = 0  # the first state not replayed yet
-        self._spare_core = self._spare_synthesiser = None
-        self._core_copies: list[list[Tensor]] | None = None  # per state from self._first
-        self._synthesiser_copies: list[list[Tensor]] | None = None
+        self._core_copies: _ParameterCopies[RecurrentCore] | None = None
+        self._synthesiser_copies: _ParameterCopies[Synthesiser] | None = None
         if copy_core_parameters and self.window != 1:  # (window 1 replays no Jacobian)
-            self._spare_core = copy.deepcopy(core).requires_grad_(False)
-            self._core_copies = []
+            self._core_copies = _ParameterCopies(core, lambda module: module.parameters())
         if copy_synthesiser_parameters:
-            self._spare_synthesiser = copy.deepcopy(synthesiser).requires_grad_(False)
-            self._synthesiser_copies = []
+            self._synthesiser_copies = _ParameterCopies(
+                synthesiser, lambda module: module.trace_parameters()
+            )
 
     @property
     def pending(self) -> int:
@@ -151,9 +150,10 @@ class BackwardReplay:
 
     def clear(self) -> None:
         """Forget every stored token (a new batch of sequences starts)."""
-        for stored in (self._tokens, self._core_copies, self._synthesiser_copies):
-            if stored is not None:
-                stored.clear()
+        self._tokens.clear()
+        for copies in (self._core_copies, self._synthesiser_copies):
+            if copies is not None:
+                copies.values.clear()
         self._first = self._next = 0
 
     def push(self, s_t: Tensor, cache_t: StepCache, l_t: Tensor, g_t: Tensor) -> None:
@@ -179,10 +179,9 @@ class BackwardReplay:
         if pending == 0:
             raise RuntimeError("flush() needs a pending state: push() two tokens first")
         oldest, newest = self._next, self._next + pending - 1  # the states replayed now
-        if self._core_copies is not None:  # (block 1: the parameters of this token)
-            self._core_copies.append(_parameter_copy(self.core.parameters()))
-        if self._synthesiser_copies is not None:
-            self._synthesiser_copies.append(_parameter_copy(self.synthesiser.trace_parameters()))
+        for copies in (self._core_copies, self._synthesiser_copies):
+            if copies is not None:  # (block 1: the parameters of this token, for this state)
+                copies.take()
         steps = newest + 1 if self.window is None else min(self.window, newest + 1)
         # the caches of J for tokens first_cache, ..., newest + 1, consecutive along the batch
         first_cache = max(1, oldest - steps + 2)
@@ -240,8 +239,8 @@ class BackwardReplay:
                 product = self.core.vjp(_rows_of(stacked, start, start + len(previous)), previous)
             else:  # block 1: one state, its J at the parameters copied for it
                 token = low - j + 1
-                _load_(self._spare_core.parameters(), self._core_copies[token - self._first])
-                product = self._spare_core.vjp(self._stored(token, token + 1)[0][1], previous)
+                spare = self._core_copies.spare_at(token - self._first)
+                product = spare.vjp(self._stored(token, token + 1)[0][1], previous)
             torch.mul(product, self.discount, out=out)
         return rows.view(steps, pending, batch, d)
 
@@ -258,22 +257,24 @@ class BackwardReplay:
                 states.view(pending, -1, d), rows.transpose(0, 1).reshape(pending, -1, d)
             )
         # block 1: each ∂g(s_τ)/∂θ at the synthesiser's parameters copied for s_τ
-        spare, totals = self._spare_synthesiser, None
-        for j in range(steps):
-            state = max(oldest - j, 0) - self._first
-            _load_(spare.trace_parameters(), self._synthesiser_copies[state])
-            part = spare.parameter_vjp(states[0, j], rows[j, 0])
-            if totals is None:
-                totals = list(part)
-            else:
-                totals = [a.add_(b) for a, b in zip(totals, part, strict=True)]
-        return tuple(total.unsqueeze(0) for total in totals)
+        copies = self._synthesiser_copies
+        parts = [
+            copies.spare_at(max(oldest - j, 0) - self._first).parameter_vjp(
+                states[0, j], rows[j, 0]
+            )
+            for j in range(steps)
+        ]
+        per_parameter = zip(*parts, strict=True)
+        return tuple(
+            torch.stack(steps_of_one).sum(0, keepdim=True) for steps_of_one in per_parameter
+        )
 
     def _forget_before(self, token: int) -> None:
         """Drop the stored tokens (and parameter copies) older than ``token``."""
         drop = token - self._first
         if drop > 0:
-            for stored in (self._tokens, self._core_copies, self._synthesiser_copies):
-                if stored is not None:
-                    del stored[:drop]
+            del self._tokens[:drop]
+            for copies in (self._core_copies, self._synthesiser_copies):
+                if copies is not None:
+                    del copies.values[:drop]
             self._first = token

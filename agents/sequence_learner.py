@@ -8,7 +8,7 @@ supervised sequence task one token at a time. Per batch of sequences, :meth:`_ru
     for each token:
         prediction = self._forward(x_t)    # advance the recurrent state, predict y_t
         obs, ..., info = env.step(prediction)
-        self._learn_step(dL_t/dprediction, final)   # the learner's rule
+        self._learn_step(loss_grad, final)   # loss_grad = dL_t/dprediction; the rule
     self._end_sequences()                  # e.g. apply the accumulated update
 
 A batch ends on the step where every sub-env terminates or, with a ``stream=True`` env (which
@@ -19,9 +19,9 @@ Subclasses implement ``_learn_step``; the other hooks have defaults that most le
 (``_begin_sequences`` starts from the zero state and zeroes the gradients; ``_forward``
 advances the core by ``core.step``, keeping ``self._state``, ``self._cache`` and
 ``self._hidden``; ``_end_sequences`` applies the accumulated update in ``update="sequence"``
-mode). Everything else lives here once. The loss gradient handed to
-``_learn_step`` is that of the batch-mean loss (ALGORITHM.md §5): ``loss.gradient(ŷ, y) / B`` on
-scored steps and zero elsewhere (None on a token no sequence scores), computed with the same
+mode). Everything else lives here once. The loss gradient handed to ``_learn_step`` is that of
+the batch-mean loss (docs/algorithm.md#optimiser-and-scaling-details): ``loss.gradient(ŷ, y) / B``
+on scored steps and zero elsewhere (None on a token no sequence scores), computed with the same
 :mod:`bpl_envs.losses` function whose value the env paid as reward. The hooks run under
 ``torch.no_grad()`` (the learners differentiate by hand); callbacks run outside it.
 """
@@ -38,13 +38,13 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from agents.base import BaseLearner, check_non_negative, make_env
+from agents.base import BaseLearner, make_env
 from agents.cores import make_core
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_int, check_non_negative
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
 
-__all__ = ["SequenceLearner", "sequence_ended", "task_spec_of"]
+__all__ = ["SequenceLearner", "grad_of", "sequence_ended", "task_spec_of"]
 
 ADAM_BETAS = (0.9, 0.98)
 ADAM_EPS = 1e-9
@@ -82,11 +82,23 @@ def sequence_ended(terminated, truncated, info: dict) -> np.ndarray:
     return ended
 
 
+def grad_of(parameter: torch.Tensor) -> torch.Tensor:
+    """The gradient buffer of a trainable parameter (allocated by ``_zero_grads``)."""
+    if parameter.grad is None:
+        raise RuntimeError("the gradient buffers are allocated by _zero_grads(); call it first")
+    return parameter.grad
+
+
 def _as_vector_env(env) -> gym.vector.VectorEnv:
     """A single env becomes a batch of one (autoreset off: the learner resets between batches)."""
     if isinstance(env, gym.vector.VectorEnv):
         return env
     return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.DISABLED)
+
+
+LearnerEnv = str | gym.Env | gym.vector.VectorEnv | TaskSpec
+"""What a recurrent learner's ``env`` may be: an env id, an env, a vector env, or a
+:class:`~bpl_envs.TaskSpec` (predict only)."""
 
 
 class SequenceLearner(BaseLearner):
@@ -110,7 +122,7 @@ class SequenceLearner(BaseLearner):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         core: str = "rnn",
         hidden_size: int = 30,
@@ -134,13 +146,14 @@ class SequenceLearner(BaseLearner):
         self.lr_readout = check_non_negative("lr_readout", lr_readout)
         self.update, self.n_envs, self.dtype_name = update, n_envs, dtype
         self.dtype, self.device = DTYPES[dtype], torch.device(device)
+        vector_env = None
         if isinstance(env, TaskSpec):
-            self.task, env = env, None
+            self.task = env
         else:
-            env = _as_vector_env(make_env(env, n_envs))
-            self.task = task_spec_of(env)
+            vector_env = _as_vector_env(make_env(env, n_envs))
+            self.task = task_spec_of(vector_env)
         self.loss = get_loss(self.task.loss)
-        super().__init__(env, seed=seed, verbose=verbose)
+        super().__init__(vector_env, seed=seed, verbose=verbose)
 
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
@@ -164,7 +177,7 @@ class SequenceLearner(BaseLearner):
         """Adam learning rate of each module in :meth:`_modules`."""
         return {"core": self.lr_core, "readout": self.lr_readout}
 
-    def _trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+    def _trainable_parameters(self, name: str) -> list[torch.Tensor]:
         """The parameters of module ``name`` that its optimiser moves."""
         return list(self._modules()[name].parameters())
 
@@ -222,15 +235,14 @@ class SequenceLearner(BaseLearner):
                     target = torch.as_tensor(info["target"], dtype=self.dtype, device=self.device)
                     scored_t = torch.as_tensor(scored, dtype=self.dtype, device=self.device)
                     loss_grad = self.loss.gradient(prediction, target)
-                    loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
-                    self._learn_step(loss_grad, target, scored_t, final)
+                    self._learn_step(loss_grad * (scored_t / batch_size).unsqueeze(-1), final)
                     losses += float(np.asarray(info["loss"])[scored].sum())
                     scored_steps += int(scored.sum())
                     if self.task.loss == "ce":
                         hits = action.argmax(-1) == np.asarray(info["target"]).argmax(-1)
                         correct += int(hits[scored].sum())
                 else:  # no loss at this token: l_t = 0, nothing to differentiate
-                    self._learn_step(None, None, None, final)
+                    self._learn_step(None, final)
                 step += 1
                 if final:  # the batch's update lands before callbacks see its last step
                     self._check_finite()
@@ -290,7 +302,8 @@ class SequenceLearner(BaseLearner):
         finite = torch.isfinite(torch.cat(values))
         if not bool(finite.all()):
             tokens = self._watched_tokens + [
-                first + k for first, witnesses in self._watched_spans
+                first + k
+                for first, witnesses in self._watched_spans
                 for k in range(witnesses.numel())
             ]
             bad = finite.logical_not().nonzero()[:, 0].tolist()
@@ -306,7 +319,7 @@ class SequenceLearner(BaseLearner):
         self._state = self.core.initial_state(batch_size)
         self._zero_grads()  # (with update="step", again before every token's update)
         if self.lr_core > 0:  # zeroed in place from now on: the same tensors all batch
-            self._core_grads = [parameter.grad for parameter in self.core.parameters()]
+            self._core_grads = [grad_of(parameter) for parameter in self.core.parameters()]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Advance the state with tokens x (B, input_size); return predictions (B, output_size).
@@ -319,20 +332,12 @@ class SequenceLearner(BaseLearner):
         return self.readout(self._hidden)
 
     @abstractmethod
-    def _learn_step(
-        self,
-        loss_grad: torch.Tensor | None,
-        target: torch.Tensor | None,
-        scored: torch.Tensor | None,
-        final: bool,
-    ) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:
         """Learn from the step just taken (called under ``torch.no_grad()``).
 
         Args:
             loss_grad: d(batch-mean loss)/d prediction, (B, output_size), zero in the rows of
                 unscored sequences; None when no sequence is scored at this token (l_t = 0).
-            target: the step's targets (B, output_size); None when ``loss_grad`` is.
-            scored: 1.0 where the step carries a loss, (B,); None when ``loss_grad`` is.
             final: True on the last token of the sequences.
         """
 
@@ -369,8 +374,8 @@ class SequenceLearner(BaseLearner):
         if loss_grad is None:
             return torch.zeros_like(self._state)
         if self.lr_readout > 0:
-            self.readout.weight.grad.addmm_(loss_grad.T, self._hidden)
-            self.readout.bias.grad.add_(loss_grad.sum(0))
+            grad_of(self.readout.weight).addmm_(loss_grad.T, self._hidden)
+            grad_of(self.readout.bias).add_(loss_grad.sum(0))
         hidden_gradient = loss_grad @ self.readout.weight
         pad = self.core.state_size - hidden_gradient.shape[-1]
         return torch.nn.functional.pad(hidden_gradient, (0, pad)) if pad else hidden_gradient
@@ -391,7 +396,7 @@ class SequenceLearner(BaseLearner):
         observation: np.ndarray,
         state: np.ndarray | None = None,
         episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
+        deterministic: bool = True,  # noqa: ARG002 (SB3 signature; predictions are deterministic)
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict the target of the current token and advance the recurrent state.
 
@@ -450,8 +455,21 @@ class SequenceLearner(BaseLearner):
         return {"task": dataclasses.asdict(self.task)}
 
     @classmethod
-    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
-        return cls(TaskSpec(**rebuild["task"]) if env is None else env, **hyperparameters)
+    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):  # noqa: ARG003 (hook)
+        saved = TaskSpec(**rebuild["task"])
+        learner = cls(saved if env is None else env, **hyperparameters)
+        differ = [
+            f"{field} {getattr(saved, field)!r} (checkpoint) vs "
+            f"{getattr(learner.task, field)!r} (env)"
+            for field in ("input_size", "output_size", "loss")
+            if getattr(saved, field) != getattr(learner.task, field)
+        ]
+        if differ:
+            raise ValueError(
+                f"the env given to {cls.__name__}.load does not fit the checkpoint: "
+                + "; ".join(differ)
+            )
+        return learner
 
     def _get_state(self) -> dict[str, Any]:
         return {

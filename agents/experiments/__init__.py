@@ -45,28 +45,35 @@ class Experiment:
 
 EXPERIMENTS: dict[str, Experiment] = {
     "toy": Experiment(
-        "agents.experiments.toy", "toy", "Toy task: synthetic-gradient alignment against λ",
+        "agents.experiments.toy",
+        "toy",
+        "Toy task: synthetic-gradient alignment against λ",
         "alignment of g(s_t) with the true future gradient vs λ on LineDraw, frozen and "
         "learning RNN, T = 10, 30, 60",
     ),
     "digits": Experiment(
-        "agents.experiments.digits", "digits", "Sequential digits: test accuracy per learner",
+        "agents.experiments.digits",
+        "digits",
+        "Sequential digits: test accuracy per learner",
         "test accuracy of BP(λ) and the baselines on bpl/SequentialDigits-v0 (sequential MNIST "
         "with --mnist-root)",
     ),
     "copy-repeat": Experiment(
-        "agents.experiments.copy_repeat", "copy_repeat",
+        "agents.experiments.copy_repeat",
+        "copy_repeat",
         "Copy-repeat: curriculum length reached per learner",
         "sequence length reached on the copy-repeat curriculum within a budget, per learner",
     ),
     "random-walk": Experiment(
-        "agents.experiments.random_walk", "random_walk",
+        "agents.experiments.random_walk",
+        "random_walk",
         "TD(λ) on the 19-state random walk: RMS error against α",
         "TD(λ) RMS error vs α for each λ on Sutton & Barto's random walk (accumulate and true "
         "online traces)",
     ),
     "compare": Experiment(
-        "agents.experiments.compare", "compare",
+        "agents.experiments.compare",
+        "compare",
         "TD(λ) and BP(λ) side by side",
         "TD(λ) RMS error vs α on the random walk next to BP(λ) alignment vs the synthesiser's "
         "learning rate on the toy task, same λ grid (also `bpl compare`)",
@@ -127,8 +134,7 @@ def reproduce(
     seed_list = list(range(seeds))
 
     start = time.perf_counter()
-    table, data, figures = module.run(settings, out, seed_list, progress=progress,
-                                      workers=workers)
+    table, data, figures = module.run(settings, out, seed_list, progress=progress, workers=workers)
     elapsed = time.perf_counter() - start
 
     figure_names = [pathlib.Path(f).name for f in figures]

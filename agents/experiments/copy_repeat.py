@@ -3,10 +3,10 @@
 Each learner of the preset trains on ``bpl/CopyRepeat-v0`` with a
 :class:`~bpl_envs.copy_repeat.CopyRepeatCurriculum` given to the env: start at N = R = 1 and,
 whenever a batch's loss drops below 0.15 bits per output bit, R += 1 if R < N else N += 1
-(T = (R + 1)·N + 3 = 5, 7, 9, 12, 15, ...; ALGORITHM.md §5). The metric is the curriculum length
-reached: the T of the stage the learner is on when the budget (a number of batches) runs out.
-Learners that stop at the same stage are told apart by their final loss: the mean loss per
-output bit over the last (up to) 100 batches of the stage they trained on last.
+(T = (R + 1)·N + 3 = 5, 7, 9, 12, 15, ...; docs/algorithm.md#copy-repeat). The metric is the
+curriculum length reached: the T of the stage the learner is on when the budget (a number of
+batches) runs out. Learners that stop at the same stage are told apart by their final loss: the
+mean loss per output bit over the last (up to) 100 batches of the stage they trained on last.
 
 ``bpl reproduce copy-repeat`` writes:
 
@@ -44,8 +44,9 @@ __all__ = ["check", "curriculum_cell", "final_stage_loss", "run"]
 FINAL_LOSS_WINDOW = 100
 
 
-def final_stage_loss(lengths: list[int], loss_bits: list[float],
-                     window: int = FINAL_LOSS_WINDOW) -> float:
+def final_stage_loss(
+    lengths: list[int], loss_bits: list[float], window: int = FINAL_LOSS_WINDOW
+) -> float:
     """Mean loss of the last ``window`` batches of the stage trained on last.
 
     Args:
@@ -72,8 +73,10 @@ def curriculum_cell(config: dict[str, Any]) -> dict[str, Any]:
     """
     run_config = RunConfig(**config)
     if "curriculum" not in run_config.env_kwargs:
-        raise ValueError("the copy-repeat experiment needs env_kwargs.curriculum (the "
-                         "CopyRepeatCurriculum's arguments)")
+        raise ValueError(
+            "the copy-repeat experiment needs env_kwargs.curriculum (the "
+            "CopyRepeatCurriculum's arguments)"
+        )
     start = time.perf_counter()
     learner, _ = train_in_memory(run_config)
     seconds = time.perf_counter() - start
@@ -96,11 +99,18 @@ def check(config: dict[str, Any]) -> None:
     comparison_runs(config)
 
 
-def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
-        workers: int):
+def run(
+    config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool, workers: int
+):
     """Train every learner for every seed; return (table, json data, figure paths)."""
-    runs, results = run_comparison(config, seeds, curriculum_cell, workers=workers,
-                                   progress=progress, desc="copy-repeat: (learner, seed)")
+    runs, results = run_comparison(
+        config,
+        seeds,
+        curriculum_cell,
+        workers=workers,
+        progress=progress,
+        desc="copy-repeat: (learner, seed)",
+    )
     rows, table_rows = [], []
     for label, run_config in runs.items():
         cell = results[label]
@@ -115,9 +125,15 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
             "seconds": float(np.mean([c["seconds"] for c in cell])),
         }
         rows.append(row)
-        table_rows.append([label, format_mean_std(row["length_reached"], 1),
-                           format_mean_std(row["stages_passed"], 1),
-                           format_mean_std(row["final_loss_bits"], 3), f"{row['seconds']:.0f}"])
+        table_rows.append(
+            [
+                label,
+                format_mean_std(row["length_reached"], 1),
+                format_mean_std(row["stages_passed"], 1),
+                format_mean_std(row["final_loss_bits"], 3),
+                f"{row['seconds']:.0f}",
+            ]
+        )
     base = next(iter(runs.values()))
     threshold = next(iter(results.values()))[0]["threshold_bits"]
     table = (
@@ -126,18 +142,34 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         f"{threshold} bits per output bit); final loss: mean bits per output bit over the last "
         f"(up to) {FINAL_LOSS_WINDOW} batches of the last stage trained; "
         f"{over_seeds(len(seeds))}.\n\n"
-        + markdown_table(["learner", "length reached (T)", "stages passed", "final loss (bits)",
-                          "train time (s)"], table_rows)
+        + markdown_table(
+            [
+                "learner",
+                "length reached (T)",
+                "stages passed",
+                "final loss (bits)",
+                "train time (s)",
+            ],
+            table_rows,
+        )
     )
 
     fig, axes = new_figure(1, 1, figsize=(6.5, 3.8))
     ax = axes[0][0]
     for i, row in enumerate(rows):
         curve = row["length_curve"]
-        ax.plot(np.arange(1, len(curve) + 1), curve, color=f"C{i}", label=row["label"],
-                drawstyle="steps-post")
-    ax.set(xlabel="update (batch of sequences)", ylabel="sequence length T (mean over seeds)",
-           title="copy-repeat curriculum")
+        ax.plot(
+            np.arange(1, len(curve) + 1),
+            curve,
+            color=f"C{i}",
+            label=row["label"],
+            drawstyle="steps-post",
+        )
+    ax.set(
+        xlabel="update (batch of sequences)",
+        ylabel="sequence length T (mean over seeds)",
+        title="copy-repeat curriculum",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     figure = save_figure(fig, out / "curriculum.png")

@@ -6,7 +6,8 @@ synthetic gradient) is trained on the training split of ``bpl/SequentialDigits-v
 with :func:`agents.evaluation.evaluate_sequences` (through
 :func:`agents.experiments.training.test_metrics`). With ``--mnist-root DIR`` the same comparison
 runs on ``bpl/SequentialMNIST-v0`` read from the IDX files in DIR, with the paper's seqMNIST
-preset (LSTM H = 30, Adam 3e-4, batch 50, 50 epochs, λ = 1, γ = 0.9, β = 0.1; ALGORITHM.md §5).
+preset (LSTM H = 30, Adam 3e-4, batch 50, 50 epochs, λ = 1, γ = 0.9, β = 0.1;
+docs/algorithm.md#sequential-mnist).
 
 ``bpl reproduce digits`` writes:
 
@@ -81,11 +82,18 @@ def check(config: dict[str, Any]) -> None:
     comparison_runs(config)
 
 
-def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
-        workers: int):
+def run(
+    config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool, workers: int
+):
     """Train and test every learner for every seed; return (table, json data, figures)."""
-    runs, results = run_comparison(config, seeds, digits_cell, workers=workers,
-                                   progress=progress, desc="digits: (learner, seed)")
+    runs, results = run_comparison(
+        config,
+        seeds,
+        digits_cell,
+        workers=workers,
+        progress=progress,
+        desc="digits: (learner, seed)",
+    )
     rows, table_rows = [], []
     for label, run_config in runs.items():
         cell = results[label]
@@ -101,16 +109,23 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
             "seconds": float(np.mean([c["seconds"] for c in cell])),
         }
         rows.append(row)
-        table_rows.append([label, format_mean_std(row["test_accuracy"]),
-                           format_mean_std(row["test_loss"]),
-                           format_mean_std(row["train_loss"]), f"{row['seconds']:.0f}"])
+        table_rows.append(
+            [
+                label,
+                format_mean_std(row["test_accuracy"]),
+                format_mean_std(row["test_loss"]),
+                format_mean_std(row["train_loss"]),
+                f"{row['seconds']:.0f}",
+            ]
+        )
     base = next(iter(runs.values()))
     table = (
         f"{base.env}: test accuracy over the whole test split after {base.updates} updates of "
         f"batch {base.num_envs}; training loss = mean over the last 10 % of updates; "
         f"{over_seeds(len(seeds))}.\n\n"
-        + markdown_table(["learner", "test accuracy", "test loss", "train loss",
-                          "train time (s)"], table_rows)
+        + markdown_table(
+            ["learner", "test accuracy", "test loss", "train loss", "train time (s)"], table_rows
+        )
     )
 
     labels = [r["label"] for r in rows]
@@ -128,8 +143,11 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         window = max(1, curve.size // 20)
         smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
         curves.plot(np.arange(smooth.size) + window, smooth, color=colour, label=row["label"])
-    curves.set(xlabel="update (batch of sequences)", ylabel="training loss (nats)",
-               title="training loss (moving average)")
+    curves.set(
+        xlabel="update (batch of sequences)",
+        ylabel="training loss (nats)",
+        title="training loss (moving average)",
+    )
     curves.grid(alpha=0.3)
     curves.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     figure = save_figure(fig, out / "test_accuracy.png")

@@ -5,7 +5,8 @@ Only the synthesiser learns in the "frozen" condition (RNN and readout stay at t
 initialisation); in the "learning" condition the RNN and readout learn too. After training, the
 cosine alignment between g(s_t) and the true future gradient G_t (by autograd through the same
 sequences, :func:`agents.analysis.alignment`) is measured at every step t = 0 .. T-2, for each λ
-and sequence length T (ALGORITHM.md §5). Each seed draws a different random RNN.
+and sequence length T (docs/algorithm.md#toy-task-line-draw). Each seed draws a different random
+RNN.
 
 ``bpl reproduce toy`` writes:
 
@@ -70,12 +71,14 @@ def toy_cells(config: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
                         hyperparameters={**rates, "lam": float(lam)},
                         seed=seed,
                     )
-                    cells.append({
-                        "config": run_config.to_dict(),
-                        "eval_sequences": int(settings["eval_sequences"]),
-                        "eval_seed": 10_000 + seed,
-                        "_key": (condition, int(length), float(lam), seed),
-                    })
+                    cells.append(
+                        {
+                            "config": run_config.to_dict(),
+                            "eval_sequences": int(settings["eval_sequences"]),
+                            "eval_seed": 10_000 + seed,
+                            "_key": (condition, int(length), float(lam), seed),
+                        }
+                    )
     return cells
 
 
@@ -84,14 +87,20 @@ def check(config: dict[str, Any]) -> None:
     toy_cells(config, [0])
 
 
-def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
-        workers: int):
+def run(
+    config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool, workers: int
+):
     """Train every (condition, T, λ, seed); return (table, json data, figure paths)."""
     settings = config["experiment"]
     cells = toy_cells(config, seeds)
     keys = [cell.pop("_key") for cell in cells]
-    curves = run_cells(alignment_cell, cells, workers=workers, progress=progress,
-                       desc="toy: (condition, T, λ, seed)")
+    curves = run_cells(
+        alignment_cell,
+        cells,
+        workers=workers,
+        progress=progress,
+        desc="toy: (condition, T, λ, seed)",
+    )
     by_key = dict(zip(keys, curves, strict=True))
 
     conditions, lengths = list(settings["cores"]), [int(t) for t in settings["sequence_lengths"]]
@@ -101,32 +110,36 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         for length in lengths:
             for lam in lambdas:
                 per_seed = np.array([by_key[(condition, length, lam, s)] for s in seeds])
-                rows.append({
-                    "core": condition,
-                    "sequence_length": length,
-                    "lam": lam,
-                    "alignment": mean_std(per_seed.mean(axis=1)),
-                    "alignment_per_step": {
-                        "mean": per_seed.mean(axis=0),
-                        "std": per_seed.std(axis=0, ddof=1) if len(seeds) > 1 else None,
-                    },
-                })
+                rows.append(
+                    {
+                        "core": condition,
+                        "sequence_length": length,
+                        "lam": lam,
+                        "alignment": mean_std(per_seed.mean(axis=1)),
+                        "alignment_per_step": {
+                            "mean": per_seed.mean(axis=0),
+                            "std": per_seed.std(axis=0, ddof=1) if len(seeds) > 1 else None,
+                        },
+                    }
+                )
 
     def find(condition, length, lam):
-        return next(r for r in rows if (r["core"], r["sequence_length"], r["lam"])
-                    == (condition, length, lam))
+        return next(
+            r
+            for r in rows
+            if (r["core"], r["sequence_length"], r["lam"]) == (condition, length, lam)
+        )
 
     header = ["λ"] + [f"{c} T={t}" for c in conditions for t in lengths]
     table_rows = [
-        [f"{lam:g}"] + [format_mean_std(find(c, t, lam)["alignment"])
-                        for c in conditions for t in lengths]
+        [f"{lam:g}"]
+        + [format_mean_std(find(c, t, lam)["alignment"]) for c in conditions for t in lengths]
         for lam in lambdas
     ]
     table = (
         f"Cosine alignment between g(s_t) and the true future gradient G_t, averaged over the "
         f"steps t = 0..T-2, after {config['updates']} updates of batch {config['num_envs']}; "
-        f"{over_seeds(len(seeds))} (random RNNs).\n\n"
-        + markdown_table(header, table_rows)
+        f"{over_seeds(len(seeds))} (random RNNs).\n\n" + markdown_table(header, table_rows)
     )
 
     colours = lambda_colours(lambdas)
@@ -136,8 +149,15 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         for i, length in enumerate(lengths):
             means = [find(condition, length, lam)["alignment"]["mean"] for lam in lambdas]
             stds = [find(condition, length, lam)["alignment"]["std"] or 0.0 for lam in lambdas]
-            ax.errorbar(lambdas, means, yerr=stds, marker=markers[i % len(markers)], ms=4,
-                        capsize=3, label=f"T = {length}")
+            ax.errorbar(
+                lambdas,
+                means,
+                yerr=stds,
+                marker=markers[i % len(markers)],
+                ms=4,
+                capsize=3,
+                label=f"T = {length}",
+            )
         ax.set(title=f"{condition} RNN", xlabel="λ")
         ax.set_ylim(min(-0.1, *(r["alignment"]["mean"] - 0.05 for r in rows)), 1.05)
         ax.grid(alpha=0.3)
@@ -145,8 +165,12 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
     axes[0][0].legend(fontsize=8)
     first = save_figure(fig, out / "alignment_vs_lambda.png")
 
-    fig, axes = new_figure(len(conditions), len(lengths),
-                           figsize=(3.3 * len(lengths), 2.6 * len(conditions)), sharey=True)
+    fig, axes = new_figure(
+        len(conditions),
+        len(lengths),
+        figsize=(3.3 * len(lengths), 2.6 * len(conditions)),
+        sharey=True,
+    )
     for row_axes, condition in zip(axes, conditions, strict=True):
         for ax, length in zip(row_axes, lengths, strict=True):
             for colour, lam in zip(colours, lambdas, strict=True):

@@ -42,7 +42,14 @@ import bpl_envs  # noqa: F401  (registers the bpl/ ids)
 from agents.evaluation import evaluate_sequences, last_step_targets
 from agents.experiments import hyperparameters as hp
 from agents.experiments.config import check_keys, load_config
-from agents.experiments.output import new_figure, prepare_output_dir, save_figure, write_json
+from agents.experiments.output import (
+    new_figure,
+    prepare_output_dir,
+    save_figure,
+    write_json,
+    write_text,
+)
+from agents.experiments.output_folder import atomic_write, record_output
 from agents.experiments.parallel import run_cells
 from agents.registry import LEARNERS, get_learner
 from agents.sequence_learner import SequenceLearner
@@ -133,8 +140,18 @@ class RunConfig:
     save_every: int | None = None
     log_interval: int = 10
 
-    KEYS = ("env", "learner", "env_kwargs", "hyperparameters", "num_envs", "steps", "updates",
-            "seed", "save_every", "log_interval")
+    KEYS = (
+        "env",
+        "learner",
+        "env_kwargs",
+        "hyperparameters",
+        "num_envs",
+        "steps",
+        "updates",
+        "seed",
+        "save_every",
+        "log_interval",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, str):
@@ -189,11 +206,17 @@ class RunConfig:
         their types (what run.json records)."""
         cls = learner_class(self.learner)
         owner = f"learner {self.learner!r}"
-        return dataclasses.replace(self, hyperparameters=hp.resolve(cls, self.hyperparameters,
-                                                                    owner))
+        return dataclasses.replace(
+            self, hyperparameters=hp.resolve(cls, self.hyperparameters, owner)
+        )
 
-    def derive(self, *, env_kwargs: Mapping[str, Any] | None = None,
-               hyperparameters: Mapping[str, Any] | None = None, **fields: Any) -> RunConfig:
+    def derive(
+        self,
+        *,
+        env_kwargs: Mapping[str, Any] | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> RunConfig:
         """A copy with ``env_kwargs`` / ``hyperparameters`` merged into this one's (given keys
         win) and other fields replaced, e.g. ``derive(learner="bptt", seed=3)``."""
         return dataclasses.replace(
@@ -231,15 +254,15 @@ def env_arguments(env_id: str, given: Mapping[str, Any]) -> dict[str, Any]:
     names = {str(k).replace("-", "_"): v for k, v in given.items()}
     unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(
-            f"unknown env argument(s) {unknown} for {env_id}; valid: {sorted(known)}"
-        )
+        raise ValueError(f"unknown env argument(s) {unknown} for {env_id}; valid: {sorted(known)}")
     converted = {}
     for name, value in names.items():
         annotation = known[name].annotation
         classes = [
-            m for m in hp.union_members(annotation)
-            if isinstance(m, type) and m not in (bool, int, float, str, type(None))
+            m
+            for m in hp.union_members(annotation)
+            if isinstance(m, type)
+            and m not in (bool, int, float, str, type(None))
             and m.__module__.startswith("bpl_envs")
         ]
         if isinstance(value, Mapping) and classes:
@@ -256,8 +279,9 @@ def build_env(env_id: str, env_kwargs: Mapping[str, Any], num_envs: int, vector:
     if vector:
         return gym.make_vec(env_id, num_envs=num_envs, **kwargs)
     if num_envs != 1:
-        raise ValueError(f"this learner learns from a single env; num_envs must be 1, got "
-                         f"{num_envs}")
+        raise ValueError(
+            f"this learner learns from a single env; num_envs must be 1, got {num_envs}"
+        )
     return gym.make(env_id, **kwargs)
 
 
@@ -291,8 +315,11 @@ class _EveryNthTable(HumanOutputFormat):
 
 
 def _make_logger(out: pathlib.Path, log_interval: int, stdout: bool = True) -> Logger:
-    logger = configure(str(out), ["stdout", "csv", "tensorboard"] if stdout
-                       else ["csv", "tensorboard"])
+    record_output(out / PROGRESS)
+    record_output(out / "events.out.tfevents.*", pattern=True)
+    logger = configure(
+        str(out), ["stdout", "csv", "tensorboard"] if stdout else ["csv", "tensorboard"]
+    )
     logger.output_formats = [
         _EveryNthTable(log_interval) if isinstance(f, HumanOutputFormat) else f
         for f in logger.output_formats
@@ -340,7 +367,8 @@ def plot_learning_curve(progress: dict[str, np.ndarray], title: str, path: pathl
     steps: every batch faintly, a moving average over 5 % of the run on top."""
     steps = progress.get("time/total_timesteps")
     keys = [
-        k for k in sorted(progress)
+        k
+        for k in sorted(progress)
         if k.startswith(("train/", "rollout/"))
         and np.isfinite(progress[k]).any()
         and (k != "train/sequence_length" or np.nanmin(progress[k]) != np.nanmax(progress[k]))
@@ -414,35 +442,54 @@ class BoundaryCheckpoints(BaseCallback):
         """Write the last snapshot to ``path`` (atomically: a temporary file, then a rename)."""
         if self._snapshot is None:
             return
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_bytes(self._snapshot)
-        os.replace(temporary, self.path)
+        snapshot = self._snapshot
+        atomic_write(self.path, lambda file: file.write(snapshot))
 
 
 def _versions() -> dict[str, str]:
     import stable_baselines3
     import torch
 
-    return {"torch": torch.__version__, "gymnasium": gym.__version__,
-            "numpy": np.__version__, "stable_baselines3": stable_baselines3.__version__}
+    return {
+        "torch": torch.__version__,
+        "gymnasium": gym.__version__,
+        "numpy": np.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+    }
 
 
-def _write_status(out: pathlib.Path, config: RunConfig, learner_class_name: str, status: str,
-                  counters, elapsed: float) -> None:
-    write_json(out / RUN_JSON, {
-        "format": RUN_FORMAT,
-        "config": config.to_dict(),
-        "learner_class": learner_class_name,
-        "status": status,
-        "num_timesteps": counters.num_timesteps,
-        "num_episodes": counters.num_episodes,
-        "elapsed_s": round(elapsed, 3),
-        "versions": _versions(),
-    })
+def _write_status(
+    out: pathlib.Path,
+    config: RunConfig,
+    learner_class_name: str,
+    status: str,
+    counters,
+    elapsed: float,
+) -> None:
+    write_json(
+        out / RUN_JSON,
+        {
+            "format": RUN_FORMAT,
+            "config": config.to_dict(),
+            "learner_class": learner_class_name,
+            "status": status,
+            "num_timesteps": counters.num_timesteps,
+            "num_episodes": counters.num_episodes,
+            "elapsed_s": round(elapsed, 3),
+            "versions": _versions(),
+        },
+    )
 
 
-def _run(learner, config: RunConfig, out: pathlib.Path, *, progress: bool,
-         callbacks: Sequence[BaseCallback], elapsed_before: float = 0.0) -> dict[str, Any]:
+def _run(
+    learner,
+    config: RunConfig,
+    out: pathlib.Path,
+    *,
+    progress: bool,
+    callbacks: Sequence[BaseCallback],
+    elapsed_before: float = 0.0,
+) -> dict[str, Any]:
     """Learn until the budget is spent; checkpoint, log, plot and write the metrics.
 
     Whatever happens (end of budget, Ctrl-C, an error), the state of the last complete batch is
@@ -458,8 +505,13 @@ def _run(learner, config: RunConfig, out: pathlib.Path, *, progress: bool,
     _write_status(out, config, name, "running", learner, elapsed_before)
     start, status, test = time.perf_counter(), "failed", {}
     try:
-        learner.learn(**budget, callback=[checkpoints, *callbacks], log_interval=1,
-                      progress_bar=progress, reset_num_timesteps=False)
+        learner.learn(
+            **budget,
+            callback=[checkpoints, *callbacks],
+            log_interval=1,
+            progress_bar=progress,
+            reset_num_timesteps=False,
+        )
         status = "finished"
         test = test_metrics(learner, config)
     except KeyboardInterrupt:
@@ -499,8 +551,14 @@ def test_metrics(learner, config: RunConfig) -> dict[str, float]:
     return {f"test/{key}": float(scores[key]) for key in ("loss", "accuracy") if key in scores}
 
 
-def _write_results(out: pathlib.Path, config: RunConfig, status: str, elapsed: float,
-                   counters, test: dict[str, float]) -> dict[str, Any]:
+def _write_results(
+    out: pathlib.Path,
+    config: RunConfig,
+    status: str,
+    elapsed: float,
+    counters,
+    test: dict[str, float],
+) -> dict[str, Any]:
     progress = read_progress(out / PROGRESS) if (out / PROGRESS).is_file() else {}
     title = f"{config.learner} on {config.env} (seed {config.seed})"
     plot_learning_curve(progress, title, out / "learning_curve.png")
@@ -516,9 +574,15 @@ def _write_results(out: pathlib.Path, config: RunConfig, status: str, elapsed: f
     return metrics
 
 
-def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
-          progress: bool = True, stdout: bool = True,
-          callbacks: Sequence[BaseCallback] = ()) -> dict[str, Any]:
+def train(
+    config: RunConfig,
+    out: str | os.PathLike,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    stdout: bool = True,
+    callbacks: Sequence[BaseCallback] = (),
+) -> dict[str, Any]:
     """Run ``config`` from scratch into the folder ``out``.
 
     Everything is validated before the folder is touched. An existing non-empty folder is
@@ -534,7 +598,7 @@ def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
     config = config.resolved()
     learner = build_learner(config)
     out = prepare_output_dir(out, force)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     learner.set_logger(_make_logger(out, config.log_interval, stdout))
     return _run(learner, config, out, progress=progress, callbacks=callbacks)
 
@@ -553,8 +617,14 @@ def load_run(out: str | os.PathLike) -> tuple[RunConfig, dict[str, Any]]:
     return RunConfig.from_mapping(run["config"], where=str(out / RUN_JSON)), run
 
 
-def resume(out: str | os.PathLike, *, steps: int | None = None, updates: int | None = None,
-           progress: bool = True, callbacks: Sequence[BaseCallback] = ()) -> dict[str, Any]:
+def resume(
+    out: str | os.PathLike,
+    *,
+    steps: int | None = None,
+    updates: int | None = None,
+    progress: bool = True,
+    callbacks: Sequence[BaseCallback] = (),
+) -> dict[str, Any]:
     """Continue the run in folder ``out`` from its checkpoint, to its budget (or a new one).
 
     The learner, its optimiser state, counters and the env's random state (and curriculum) come
@@ -573,9 +643,10 @@ def resume(out: str | os.PathLike, *, steps: int | None = None, updates: int | N
     logger = _make_logger(out, config.log_interval)
     _replay_progress(logger, old_rows, learner.num_timesteps)
     learner.set_logger(logger)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return _run(learner, config, out, progress=progress, callbacks=callbacks,
-                elapsed_before=elapsed_before)
+    write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return _run(
+        learner, config, out, progress=progress, callbacks=callbacks, elapsed_before=elapsed_before
+    )
 
 
 def _previous_elapsed(out: pathlib.Path) -> float:
@@ -615,8 +686,11 @@ def train_in_memory(config: RunConfig, callbacks: Sequence[BaseCallback] = ()):
     """
     learner = build_learner(config)
     history = MetricHistory()
-    budget = ({"total_timesteps": config.steps} if config.steps is not None
-              else {"episodes": config.updates})
+    budget = (
+        {"total_timesteps": config.steps}
+        if config.steps is not None
+        else {"episodes": config.updates}
+    )
     learner.learn(**budget, callback=[history, *callbacks], log_interval=1)
     return learner, history.history
 

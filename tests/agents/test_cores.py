@@ -240,8 +240,8 @@ def test_jacobian_operator_rejects_mismatched_blocks(kind, activation):
 @pytest.mark.parametrize("kind, activation", CONFIGS, ids=CONFIG_IDS)
 def test_bptt_gradient_from_vjp_and_local_vjp_recursion(kind, activation):
     """Σ_t (l_t + G_t) (∂s_t/∂θ)_local with G_{t-1} = (l_t + G_t) J_t is the BPTT gradient
-    (ALGORITHM.md §1, §4 with a perfect synthesiser): checked against autograd on the unrolled
-    sequence, for a loss Σ_t l_t · s_t."""
+    (docs/algorithm.md#how-the-core-learns, with a perfect synthesiser): checked against
+    autograd on the unrolled sequence, for a loss Σ_t l_t · s_t."""
     steps, batch = 6, 3
     core, _, s0 = build(kind, activation, batch, 2, 4)
     with torch.no_grad():
@@ -292,8 +292,12 @@ def test_stacked_caches_serve_every_step_in_one_call(kind, activation):
         jacobian = autograd_state_jacobian(core, x * (t + 1), states[t])
         want = torch.einsum("bi,bij->bj", v[2 * t : 2 * t + 2], jacobian)
         torch.testing.assert_close(rows[2 * t : 2 * t + 2], want, **TOL)
-    summed = [sum(parts) for parts in zip(*(core.local_vjp(c, v[2 * t : 2 * t + 2])
-                                            for t, c in enumerate(steps)), strict=True)]
+    summed = [
+        sum(parts)
+        for parts in zip(
+            *(core.local_vjp(c, v[2 * t : 2 * t + 2]) for t, c in enumerate(steps)), strict=True
+        )
+    ]
     for mine, theirs in zip(core.local_vjp(stacked, v), summed, strict=True):
         torch.testing.assert_close(mine, theirs, **TOL)
 

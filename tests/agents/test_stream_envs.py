@@ -32,8 +32,15 @@ def parameters(learner):
     [
         lambda env: BPLambda(env, hidden_size=8, lam=0.5, lr_synth=1e-2, seed=0),
         lambda env: BPLambda(env, hidden_size=8, update="step", seed=0),
-        lambda env: BPLambda(env, hidden_size=8, lam=0.5, lr_synth=1e-2, seed=0,
-                             synth_update="replay", replay_window=4),
+        lambda env: BPLambda(
+            env,
+            hidden_size=8,
+            lam=0.5,
+            lr_synth=1e-2,
+            seed=0,
+            synth_update="replay",
+            replay_window=4,
+        ),
         lambda env: BPLambda(env, hidden_size=8, update="step", seed=0, synth_update="replay"),
         lambda env: BPTT(env, hidden_size=8, seed=0),
         lambda env: TruncatedBPTT(env, n=2, hidden_size=8, seed=0),
