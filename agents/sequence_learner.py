@@ -29,7 +29,6 @@ on scored steps and zero elsewhere (None on a token no sequence scores), compute
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import abstractmethod
 from typing import Any
 
@@ -40,6 +39,7 @@ from gymnasium.vector import AutoresetMode
 
 from agents.base import BaseLearner, make_env
 from agents.cores import make_core
+from agents.finite_watch import FiniteWatch
 from bpl_envs.checks import check_int, check_non_negative
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
@@ -51,7 +51,8 @@ ADAM_EPS = 1e-9
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 UPDATE_MODES = ("sequence", "step")
 WATCH_LIMIT = 4096
-"""Learning quantities :meth:`SequenceLearner._watch` keeps before it checks them mid-batch."""
+"""Learning quantities the finite watch keeps before :meth:`SequenceLearner._watch` checks them
+mid-batch (bounded memory on long sequences)."""
 
 
 def task_spec_of(env) -> TaskSpec:
@@ -206,9 +207,7 @@ class SequenceLearner(BaseLearner):
         obs, _ = env.reset(seed=self._next_seed())
         batch_size = env.num_envs
         self.task = task_spec_of(env)
-        self._watched: list[torch.Tensor] = []  # see _watch
-        self._watched_tokens: list[int] = []
-        self._watched_spans: list[tuple[int, torch.Tensor]] = []
+        self._finite_watch = FiniteWatch()
         self._begin_sequences(batch_size)
         keep_going, step, losses, scored_steps, correct = True, 0, 0.0, 0, 0
         while True:
@@ -264,26 +263,18 @@ class SequenceLearner(BaseLearner):
         self.logger.record("train/sequence_length", steps)
 
     def _watch(self, *tensors: torch.Tensor | None) -> None:
-        """Keep this token's learning quantities for the finite check of :meth:`_check_finite`.
-
-        One cheap reduction per tensor, max |x| (NaN if any entry is NaN, inf if any is
-        infinite; it cannot overflow), kept on the device with the token's index (None entries
-        are skipped). :meth:`_check_finite` reads them once per batch (every token with
-        ``update="step"``, and every ``WATCH_LIMIT`` tokens of a long sequence), so the hot path
-        never waits for the device.
-        """
-        for tensor in tensors:
-            if tensor is not None:
-                self._watched.append(torch.linalg.vector_norm(tensor, math.inf))
-                self._watched_tokens.append(self._token_index)
-        if len(self._watched) >= WATCH_LIMIT:
+        """Keep this token's learning quantities (None entries skipped) for the finite check,
+        which :meth:`_check_finite` makes once per batch (every token with ``update="step"``,
+        and every ``WATCH_LIMIT`` quantities of a long sequence): the hot path never waits for
+        the device."""
+        self._finite_watch.watch(self._token_index, *tensors)
+        if len(self._finite_watch) >= WATCH_LIMIT:
             self._check_finite()
 
     def _watch_tokens(self, first: int, witnesses: torch.Tensor) -> None:
         """Like :meth:`_watch` for quantities of several tokens computed at once: ``witnesses``
-        (n,) are finite where the quantities of the tokens first, ..., first + n - 1 were (e.g.
-        their norms)."""
-        self._watched_spans.append((first, witnesses))
+        (n,) are finite where the quantities of the tokens first, ..., first + n - 1 were."""
+        self._finite_watch.watch_tokens(first, witnesses)
 
     def _raise_non_finite(self, step: int, what: str) -> None:
         raise FloatingPointError(
@@ -294,23 +285,10 @@ class SequenceLearner(BaseLearner):
 
     def _check_finite(self) -> None:
         """Stop with an error naming the first token whose learning quantities were NaN/inf
-        (those given to :meth:`_watch` since the last check)."""
-        values = [torch.stack(self._watched)] if self._watched else []
-        values += [witnesses.reshape(-1) for _, witnesses in self._watched_spans]
-        if not values:
-            return
-        finite = torch.isfinite(torch.cat(values))
-        if not bool(finite.all()):
-            tokens = self._watched_tokens + [
-                first + k
-                for first, witnesses in self._watched_spans
-                for k in range(witnesses.numel())
-            ]
-            bad = finite.logical_not().nonzero()[:, 0].tolist()
-            self._raise_non_finite(min(tokens[i] for i in bad), "loss gradient or update")
-        self._watched.clear()
-        self._watched_tokens.clear()
-        self._watched_spans.clear()
+        (those watched since the last check)."""
+        first = self._finite_watch.first_non_finite()
+        if first is not None:
+            self._raise_non_finite(first, "loss gradient or update")
 
     # ----------------------------------------------------------------- learner hooks
     def _begin_sequences(self, batch_size: int) -> None:

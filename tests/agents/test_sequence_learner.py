@@ -9,6 +9,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from agents import sequence_learner
 from agents.bp_lambda import BPLambda
 from agents.bptt import BPTT
+from agents.finite_watch import FiniteWatch
 from bpl_envs.replay import SequenceReplayVectorEnv
 from tests.agents.autograd_reference import make_data
 
@@ -79,3 +80,17 @@ def test_callbacks_run_with_gradient_tracking_as_the_caller_left_it():
         episodes=1, callback=Probe()
     )
     assert seen == [True] * T
+
+
+def test_the_finite_watch_names_the_first_bad_token_and_forgets():
+    watch = FiniteWatch()
+    watch.watch(0, torch.ones(2, 3), None)
+    watch.watch(1, torch.tensor([1.0, float("inf")]))
+    watch.watch_tokens(2, torch.tensor([1.0, float("nan"), 2.0]))  # tokens 2, 3, 4
+    watch.watch(5, torch.full((2,), 3e38), torch.full((2,), -3e38))  # huge, but finite
+    assert len(watch) == 7
+    assert watch.first_non_finite() == 1
+    assert len(watch) == 0 and watch.first_non_finite() is None
+    watch.watch_tokens(7, torch.tensor([0.0, float("-inf")]))
+    watch.watch(3, torch.tensor(float("nan")))
+    assert watch.first_non_finite() == 3  # the earliest token, whatever the order watched
