@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from agents import traces
-from agents.cores import StepCache
+from agents.cores import StepCache, stack_caches
 from agents.replay import BackwardReplay
 from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
@@ -206,8 +206,11 @@ class BPLambda(SequenceLearner):
         # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
         self._previous: tuple[torch.Tensor, StepCache, torch.Tensor] | None = None
         self._sequence: list[tuple] = []  # forward view: (s_t, cache_t, l_t, g_t) per token
+        self._block: list[tuple[torch.Tensor, StepCache, torch.Tensor]] = []  # replay, by block
         if self.synth_update == "replay" and self.lr_synth > 0:
             self._use_replay()
+        else:
+            self._replay = None
         self._increment_norms: list[torch.Tensor] = []  # clipping: |sum_b delta . e| per tensor
         super()._begin_sequences(batch_size)
 
@@ -268,15 +271,21 @@ class BPLambda(SequenceLearner):
             self._zero_grads()
         s_t, cache_t = self._state, self._cache
         l_t = self._immediate_gradient(loss_grad)
+        if self._replay is not None and self.update == "sequence":  # the rest per block
+            self._block.append((s_t, cache_t, l_t))
+            self._watch(loss_grad)
+            if len(self._block) == REPLAY_BLOCK or final:
+                self._learn_block(final)
+            return
         g_t = torch.zeros_like(s_t) if final else self.synthesiser(s_t)
 
         if self.lr_synth > 0 and self.synth_update == "forward_view":
             self._sequence.append((s_t, cache_t, l_t, g_t))
             self._watch(loss_grad, g_t)
-        elif self.lr_synth > 0 and self._replay is not None:  # synth_update="replay"
+        elif self._replay is not None:  # synth_update="replay", update="step": token by token
             self._replay.push(s_t, cache_t, l_t, g_t)
             self._watch(loss_grad, g_t)
-            if self._replay.pending >= self._replay.block:
+            if self._replay.pending:
                 self._apply_replayed_increments(*self._replay.flush())
         elif self._previous is not None and self.lr_synth > 0:
             s_tm1, cache_tm1, g_tm1 = self._previous
@@ -295,6 +304,33 @@ class BPLambda(SequenceLearner):
         if self.update == "step":
             self._check_finite()
             self._optimizer_step()
+
+    def _learn_block(self, final: bool) -> None:
+        """The replay path with ``update="sequence"``: what :meth:`_learn_step` does per token,
+        for the block of tokens stored since the last block, in a few batched calls (nothing is
+        applied before the sequence ends, so only the number of calls changes): the synthetic
+        gradients g(s_t) (zero after the sequence's last token), the replayed increments of every
+        state whose next token is stored, and the core's local update
+        sum_t (l_t + beta g_t) . (ds_t/dW)_local over the stacked step caches."""
+        replay = self._replay
+        if replay is None:
+            raise RuntimeError("_learn_block needs the replay that _begin_sequences makes")
+        states, caches, immediate = zip(*self._block, strict=True)
+        synthetic = self.synthesiser(torch.cat(states)).view(len(states), *states[0].shape)
+        if final:
+            synthetic[-1] = 0.0
+        first_token = self._token_index - len(states) + 1
+        self._watch_tokens(first_token, torch.linalg.vector_norm(synthetic, math.inf, dim=(1, 2)))
+        for s_t, cache_t, l_t, g_t in zip(states, caches, immediate, synthetic, strict=True):
+            replay.push(s_t, cache_t, l_t, g_t)
+        if replay.pending:
+            self._apply_replayed_increments(*replay.flush())
+        if self.lr_core > 0:
+            signals = torch.cat(immediate)
+            if self.sg_weight:
+                signals = torch.add(signals, synthetic.view_as(signals), alpha=self.sg_weight)
+            self._local_core_update(stack_caches(list(caches)), signals)
+        self._block = []
 
     def _trace_increments(self, delta, s_tm1, cache_tm1) -> tuple[torch.Tensor, ...]:
         """sum_b delta_b . e_b per trace parameter, after advancing the traces to state t-1.
