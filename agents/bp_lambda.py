@@ -43,8 +43,9 @@ __all__ = ["SYNTH_UPDATES", "BPLambda"]
 
 SYNTH_UPDATES = ("trace", "replay", "forward_view")
 REPLAY_BLOCK = 32
-"""With ``update="sequence"``, how many tokens the replay may replay together (memory grows
-with it: a block's rows are REPLAY_BLOCK · min(t, replay_window) · B · d numbers)."""
+"""With ``update="sequence"``, how many tokens the replay path learns from together (memory
+grows with it: a block's replayed rows are REPLAY_BLOCK · min(t, replay_window) · B · d
+numbers)."""
 
 
 class BPLambda(SequenceLearner):
@@ -83,9 +84,11 @@ class BPLambda(SequenceLearner):
               state keeps a copy of the core's parameters (when ``lr_core > 0``) and of an MLP
               synthesiser's (when its hidden layer carries traces), so that every Jacobian and
               dg/dtheta is evaluated at the parameters the trace path used. With
-              ``update="sequence"`` nothing is applied before the sequence ends, so the tokens
-              are replayed in blocks of up to ``REPLAY_BLOCK``, one core VJP per step back for
-              the whole block: the same increments in far fewer calls.
+              ``update="sequence"`` nothing is applied before the sequence ends, so the learner
+              stores each token and learns from blocks of up to ``REPLAY_BLOCK`` tokens: one
+              synthesiser call for the block's g(s_t), one core VJP per step back for all its
+              replayed states, one local core update over its stacked caches; the same numbers
+              in far fewer calls.
             - ``"forward_view"``: the summed update of each sequence, equal to the trace path's
               sum, but not online: memory grows with sequence length. The states, caches and
               gradients of a sequence are stored and sum_t (G^lambda_t - g(s_t)) . dg(s_t)/dtheta
@@ -216,9 +219,10 @@ class BPLambda(SequenceLearner):
 
     def _use_replay(self) -> None:
         """An empty replay for this batch of sequences (built once per core and synthesiser).
-        With ``update="sequence"`` the parameters stay fixed until the sequence ends, so up to
-        REPLAY_BLOCK tokens are replayed together; with ``update="step"`` each token is replayed
-        at once, and each stored state keeps a copy of the parameters its derivatives use."""
+        With ``update="sequence"`` the parameters stay fixed until the sequence ends, so blocks
+        of up to REPLAY_BLOCK tokens are replayed together (:meth:`_learn_block`); with
+        ``update="step"`` each token is replayed at once, and each stored state keeps a copy of
+        the parameters its derivatives use."""
         replay = self._replay
         if (
             replay is not None

@@ -19,10 +19,11 @@ J_τ (the Jacobian *into* s_τ) carries a row from τ back to τ − 1, and δ_u
 Several states at once. While the parameters stay fixed (BP(λ)'s ``update="sequence"``: the
 optimiser steps after the sequence's last token), a state's increment can be computed any time
 after token u + 1, so up to ``block`` states wait and are replayed together: one TD-error call for
-all of them, the j-th step back of all of them in one ``core.vjp`` over their rows (the caches of
-consecutive steps stacked along the batch), and one grouped ``parameter_vjp``. Each state's
-increment is the same as replayed alone (up to rounding); only the number of calls changes, from
-about u per state to about one per step back per block.
+all of them, then per step back j one ``core.vjp`` over the rows of every state that reaches it
+(the caches of consecutive steps stacked along the batch) and one grouped ``parameter_vjp`` with
+the states those rows reached. Each state's increment is the same as replayed alone (up to
+rounding); only the number of calls changes, from about u per state to about two per step back
+per block.
 
 Exactness (equal to the trace path up to rounding). The trace path evaluates J_τ (for the decay of
 e_{τ−1}) and ∂g(s_τ)/∂θ at the parameters of token τ + 1; replay evaluates them when it replays.
@@ -187,8 +188,7 @@ class BackwardReplay:
         first_cache = max(1, oldest - steps + 2)
         stacked = stack_caches([cache for _, cache, _, _ in self._stored(first_cache, newest + 2)])
         deltas = self._td_errors(oldest, newest, stacked, first_cache)  # (P, B, d)
-        rows = self._replay_rows(oldest, newest, steps, deltas, stacked, first_cache)
-        increments = self._contract(oldest, newest, rows)
+        increments = self._replay(oldest, newest, steps, deltas, stacked, first_cache)
         self._next = newest + 1
         if self.window is not None:  # state newest + 1 replays states newest + 2 - window, ...
             self._forget_before(newest + 2 - self.window)
@@ -215,7 +215,7 @@ class BackwardReplay:
         )
         return deltas.view(newest - oldest + 1, -1, d)
 
-    def _replay_rows(
+    def _replay(
         self,
         oldest: int,
         newest: int,
@@ -223,51 +223,50 @@ class BackwardReplay:
         deltas: Tensor,
         stacked: StepCache,
         first_cache: int,
-    ) -> Tensor:
-        """rows[j, u - oldest] = w_{u,j} for the pending states u and j < steps (zero where
-        u - j < 0): rows[0] = δ_u, rows[j] = γλ · rows[j - 1] J_{u-j+1}, all u at once."""
-        pending, batch, d = deltas.shape
-        rows = deltas.new_zeros(steps, pending * batch, d)
-        rows[0] = deltas.view(-1, d)
-        for j in range(1, steps):
-            low = max(oldest, j)  # the states that reach back j steps (u - j >= 0)
-            if low > newest:
-                break
-            previous, out = rows[j - 1, (low - oldest) * batch :], rows[j, (low - oldest) * batch :]
-            if self._core_copies is None:  # J_{u-j+1} of every such u, one call
-                start = (low - j + 1 - first_cache) * batch
-                product = self.core.vjp(_rows_of(stacked, start, start + len(previous)), previous)
-            else:  # block 1: one state, its J at the parameters copied for it
-                token = low - j + 1
-                spare = self._core_copies.spare_at(token - self._first)
-                product = spare.vjp(self._stored(token, token + 1)[0][1], previous)
-            torch.mul(product, self.discount, out=out)
-        return rows.view(steps, pending, batch, d)
+    ) -> tuple[Tensor, ...]:
+        """Σ_j w_{u,j} · ∂g(s_{u-j})/∂θ for the pending states u = oldest, ..., newest, as
+        (P, *θ.shape) tensors: the rows of all of them one step back at a time
+        (w_{u,0} = δ_u, w_{u,j} = γλ · w_{u,j-1} J_{u-j+1}, one ``core.vjp`` over the stacked
+        caches), each step's rows contracted with the states they reached in one grouped
+        ``parameter_vjp`` (a state u stops when u - j < 0 or j reaches the window)."""
+        batch, d = deltas.shape[1:]
+        states = torch.stack([s for s, _, _, _ in self._tokens])  # (n, B, d) from self._first
+        rows, low = deltas, oldest  # rows: (m, B, d), w_{u,j} for the states u = low, ..., newest
+        increments: list[Tensor] = []
+        for j in range(steps):
+            if j > 0:  # one step further back, for the states that reach it
+                previous, low = rows[max(oldest, j) - low :], max(oldest, j)
+                if low > newest:
+                    break
+                product = self._vjp_at(low - j + 1, newest - j + 2, previous, stacked, first_cache)
+                rows = torch.mul(product, self.discount).view(-1, batch, d)
+            reached = states[low - j - self._first : newest - j + 1 - self._first]
+            part = self._synthesiser_at(low - j).parameter_vjp(reached, rows)
+            if j == 0:
+                increments = list(part)
+            else:
+                for increment, contribution in zip(increments, part, strict=True):
+                    increment[low - oldest :].add_(contribution)
+        return tuple(increments)
 
-    def _contract(self, oldest: int, newest: int, rows: Tensor) -> tuple[Tensor, ...]:
-        """Per pending state u: Σ_j w_{u,j} · ∂g(s_{u-j})/∂θ, as (P, *θ.shape) tensors."""
-        steps, pending, batch, d = rows.shape
-        # the state of every (u, j), as an index into the stored tokens (the rows are zero
-        # where u - j < 0)
-        u = torch.arange(oldest, newest + 1, device=rows.device)
-        index = (u[:, None] - torch.arange(steps, device=rows.device)).clamp_(min=0) - self._first
-        states = torch.stack([s for s, _, _, _ in self._tokens])[index]  # (P, steps, B, d)
-        if self._synthesiser_copies is None:  # one grouped parameter-VJP
-            return self.synthesiser.parameter_vjp(
-                states.view(pending, -1, d), rows.transpose(0, 1).reshape(pending, -1, d)
-            )
-        # block 1: each ∂g(s_τ)/∂θ at the synthesiser's parameters copied for s_τ
-        copies = self._synthesiser_copies
-        parts = [
-            copies.spare_at(max(oldest - j, 0) - self._first).parameter_vjp(
-                states[0, j], rows[j, 0]
-            )
-            for j in range(steps)
-        ]
-        per_parameter = zip(*parts, strict=True)
-        return tuple(
-            torch.stack(steps_of_one).sum(0, keepdim=True) for steps_of_one in per_parameter
-        )
+    def _vjp_at(
+        self, start: int, stop: int, rows: Tensor, stacked: StepCache, first_cache: int
+    ) -> Tensor:
+        """rows (m, B, d) times J of the tokens start, ..., stop - 1 (one each), as (m·B, d);
+        with core copies (one state at a time), J at the parameters copied for its token."""
+        batch, d = rows.shape[1:]
+        if self._core_copies is None:
+            caches = _rows_of(stacked, (start - first_cache) * batch, (stop - first_cache) * batch)
+            return self.core.vjp(caches, rows.reshape(-1, d))
+        spare = self._core_copies.spare_at(start - self._first)
+        return spare.vjp(self._stored(start, stop)[0][1], rows.reshape(-1, d))
+
+    def _synthesiser_at(self, state: int) -> Synthesiser:
+        """The synthesiser whose ∂g/∂θ the state ``state`` (the first reached) contracts with:
+        the live one, or with copies (one state at a time) the spare at the copied values."""
+        if self._synthesiser_copies is None:
+            return self.synthesiser
+        return self._synthesiser_copies.spare_at(state - self._first)
 
     def _forget_before(self, token: int) -> None:
         """Drop the stored tokens (and parameter copies) older than ``token``."""
