@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from agents import traces
-from agents.cores import StepCache, stack_caches
+from agents.cores import RecurrentCore
 from agents.replay import BackwardReplay
 from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
@@ -54,9 +54,12 @@ class BPLambda(SequenceLearner):
     Args:
         env: a ``bpl/...`` env id, a single env, a vector env (its sub-envs are the batch), or a
             :class:`~bpl_envs.TaskSpec` for a learner that only predicts.
-        core: ``"rnn"`` or ``"lstm"`` (the LSTM's state, synthesised and traced, is [h, c]).
+        core: ``"rnn"``, ``"lstm"`` (the LSTM's state, synthesised and traced, is [h, c]),
+            ``"gru"``, or a core instance such as ``agents.cores.FunctionalCore(cell)``.
         hidden_size: H.
         activation: ``"tanh"`` or ``"identity"`` (RNN only).
+        num_layers, recurrent_init, spectral_radius: stacked layers and the initialisation of
+            W_hh, as :class:`~agents.sequence_learner.SequenceLearner`.
         lam: lambda in [0, 1]: 0 bootstraps one step ahead (DNI with n = 1), 1 learns the
             discounted BPTT future gradient without bootstrapping.
         gamma: discount in [0, 1] of future losses in the synthesised gradient.
@@ -110,9 +113,12 @@ class BPLambda(SequenceLearner):
         self,
         env: LearnerEnv,
         *,
-        core: str = "rnn",
+        core: str | RecurrentCore = "rnn",
         hidden_size: int = 30,
         activation: str = "tanh",
+        num_layers: int = 1,
+        recurrent_init: str = "uniform",
+        spectral_radius: float | None = None,
         lam: float = 1.0,
         gamma: float = 1.0,
         sg_weight: float = 1.0,
@@ -165,6 +171,9 @@ class BPLambda(SequenceLearner):
             core=core,
             hidden_size=hidden_size,
             activation=activation,
+            num_layers=num_layers,
+            recurrent_init=recurrent_init,
+            spectral_radius=spectral_radius,
             lr_core=lr_core,
             lr_readout=lr_readout,
             update=update,
@@ -207,9 +216,9 @@ class BPLambda(SequenceLearner):
             self._trace_buffer.zero_()
         self._traces_are_zero = True  # e_{-1} = 0: the first token skips the decay
         # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
-        self._previous: tuple[torch.Tensor, StepCache, torch.Tensor] | None = None
+        self._previous: tuple[torch.Tensor, Any, torch.Tensor] | None = None
         self._sequence: list[tuple] = []  # forward view: (s_t, cache_t, l_t, g_t) per token
-        self._block: list[tuple[torch.Tensor, StepCache, torch.Tensor]] = []  # replay, by block
+        self._block: list[tuple[torch.Tensor, Any, torch.Tensor]] = []  # replay, by block
         if self.synth_update == "replay" and self.lr_synth > 0:
             self._use_replay()
         else:
@@ -227,28 +236,22 @@ class BPLambda(SequenceLearner):
         if (
             replay is not None
             and replay.core is self.core
-            and replay.synthesiser is (self.synthesiser)
+            and replay.synthesiser is self.synthesiser
         ):
             replay.clear()
-        elif self.update == "sequence":
-            self._replay = BackwardReplay(
-                self.core,
-                self.synthesiser,
-                self.gamma,
-                self.lam,
-                self.replay_window,
-                block=REPLAY_BLOCK,
-            )
-        else:
-            self._replay = BackwardReplay(
-                self.core,
-                self.synthesiser,
-                self.gamma,
-                self.lam,
-                self.replay_window,
-                copy_core_parameters=self.lr_core > 0,
-                copy_synthesiser_parameters=not self.synthesiser.linear_in_trace_parameters,
-            )
+            return
+        per_token = self.update == "step"
+        self._replay = BackwardReplay(
+            self.core,
+            self.synthesiser,
+            self.gamma,
+            self.lam,
+            self.replay_window,
+            block=1 if per_token else REPLAY_BLOCK,
+            copy_core_parameters=per_token and self.lr_core > 0,
+            copy_synthesiser_parameters=per_token
+            and not self.synthesiser.linear_in_trace_parameters,
+        )
 
     def _allocate_traces(self, shapes: list[tuple[int, ...]]) -> None:
         """One (B, d_out, sum P) buffer holds every parameter's trace side by side, so each token
@@ -333,7 +336,7 @@ class BPLambda(SequenceLearner):
             signals = torch.cat(immediate)
             if self.sg_weight:
                 signals = torch.add(signals, synthetic.view_as(signals), alpha=self.sg_weight)
-            self._local_core_update(stack_caches(list(caches)), signals)
+            self._local_core_update(self.core.concat_caches(caches), signals)
         self._block = []
 
     def _trace_increments(self, delta, s_tm1, cache_tm1) -> tuple[torch.Tensor, ...]:

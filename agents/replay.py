@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor
 
 from agents import traces
-from agents.cores import RecurrentCore, StepCache, stack_caches
+from agents.cores import RecurrentCore
 from agents.synthesisers import Synthesiser
 from bpl_envs.checks import check_int, check_optional_int
 
@@ -81,9 +81,13 @@ class _ParameterCopies(Generic[Module]):
         return self.spare
 
 
-def _rows_of(cache: StepCache, start: int, stop: int) -> StepCache:
-    """The batch rows start:stop of every field of a (stacked) cache, as views."""
-    return type(cache)(*(field[start:stop] for field in cache))
+def _rows_of(cache: Any, start: int, stop: int) -> Any:
+    """The batch rows start:stop of every tensor of a (concatenated) cache, as views; caches are
+    tensors and (named) tuples of them, nested as a stacked core's per-layer caches are."""
+    if isinstance(cache, Tensor):
+        return cache[start:stop]
+    fields = [_rows_of(field, start, stop) for field in cache]
+    return type(cache)(*fields) if hasattr(cache, "_fields") else type(cache)(fields)
 
 
 class BackwardReplay:
@@ -132,7 +136,7 @@ class BackwardReplay:
                 f"block=1, got block={block}"
             )
         # per stored token t = first, first + 1, ...: s_t, the cache of J_t, l_t, g_t
-        self._tokens: list[tuple[Tensor, StepCache, Tensor, Tensor]] = []
+        self._tokens: list[tuple[Tensor, Any, Tensor, Tensor]] = []
         self._first = 0  # the token of self._tokens[0]
         self._next = 0  # the first state not replayed yet
         self._core_copies: _ParameterCopies[RecurrentCore] | None = None
@@ -157,7 +161,7 @@ class BackwardReplay:
                 copies.values.clear()
         self._first = self._next = 0
 
-    def push(self, s_t: Tensor, cache_t: StepCache, l_t: Tensor, g_t: Tensor) -> None:
+    def push(self, s_t: Tensor, cache_t: Any, l_t: Tensor, g_t: Tensor) -> None:
         """Store token t of the sequences (tokens are pushed in order, t = 0, 1, ...).
 
         Args:
@@ -186,7 +190,9 @@ class BackwardReplay:
         steps = newest + 1 if self.window is None else min(self.window, newest + 1)
         # the caches of J for tokens first_cache, ..., newest + 1, consecutive along the batch
         first_cache = max(1, oldest - steps + 2)
-        stacked = stack_caches([cache for _, cache, _, _ in self._stored(first_cache, newest + 2)])
+        stacked = self.core.concat_caches(
+            [cache for _, cache, _, _ in self._stored(first_cache, newest + 2)]
+        )
         deltas = self._td_errors(oldest, newest, stacked, first_cache)  # (P, B, d)
         increments = self._replay(oldest, newest, steps, deltas, stacked, first_cache)
         self._next = newest + 1
@@ -194,10 +200,10 @@ class BackwardReplay:
             self._forget_before(newest + 2 - self.window)
         return oldest, increments
 
-    def _stored(self, start: int, stop: int) -> list[tuple[Tensor, StepCache, Tensor, Tensor]]:
+    def _stored(self, start: int, stop: int) -> list[tuple[Tensor, Any, Tensor, Tensor]]:
         return self._tokens[start - self._first : stop - self._first]
 
-    def _td_errors(self, oldest: int, newest: int, stacked: StepCache, first_cache: int) -> Tensor:
+    def _td_errors(self, oldest: int, newest: int, stacked: Any, first_cache: int) -> Tensor:
         """δ_u = (l_{u+1} + γ g_{u+1}) J_{u+1} − g_u for u = oldest, ..., newest: (P, B, d),
         one :func:`agents.traces.td_error` over all of them."""
         _, _, l_next, g_next = zip(*self._stored(oldest + 1, newest + 2), strict=True)
@@ -221,7 +227,7 @@ class BackwardReplay:
         newest: int,
         steps: int,
         deltas: Tensor,
-        stacked: StepCache,
+        stacked: Any,
         first_cache: int,
     ) -> tuple[Tensor, ...]:
         """Σ_j w_{u,j} · ∂g(s_{u-j})/∂θ for the pending states u = oldest, ..., newest, as
@@ -250,7 +256,7 @@ class BackwardReplay:
         return tuple(increments)
 
     def _vjp_at(
-        self, start: int, stop: int, rows: Tensor, stacked: StepCache, first_cache: int
+        self, start: int, stop: int, rows: Tensor, stacked: Any, first_cache: int
     ) -> Tensor:
         """rows (m, B, d) times J of the tokens start, ..., stop - 1 (one each), as (m·B, d);
         with core copies (one state at a time), J at the parameters copied for its token."""

@@ -5,8 +5,9 @@ B=50, T=28; (c) LSTM H=100, B=100, T=20, each streaming random sequences of the 
 a replay env. Learners: BP(lambda) on its online trace path (the default), on its replay path
 (``synth_update="replay"``: the whole sequence so far, and windows of 5 and 10 tokens) and on its
 offline-equivalent fast path (``synth_update="forward_view"``), BPTT, truncated BPTT (n=5), DNI
-(n=5), RTRL, and a plain PyTorch BPTT loop (``torch.nn.RNN``/``LSTM`` unrolled over the same env
-stream, one backward and Adam step per batch of sequences).
+(n=5), RTRL, the online approximations of RTRL (UORO, SnAp-1, e-prop), and a plain PyTorch
+BPTT loop (``torch.nn.RNN``/``LSTM`` unrolled over the same env stream, one backward and Adam
+step per batch of sequences).
 
 Every (configuration, learner) runs in a fresh Python process, so its peak RSS
 (``getrusage`` maxrss) is its own; the process first imports and builds everything, and that
@@ -15,9 +16,14 @@ batches of sequences for at least ``--seconds`` (best of ``--repeats`` alternate
 where a learner is too slow for that (BP(lambda)'s trace path and RTRL on (c)): their rate is
 the steady state measured over tokens 3..``--partial-tokens`` of one sequence (the first two
 tokens of a sequence do no trace decay). Ratios are computed from the rates of the same run.
+
+``--cores analytic functional`` also runs each learner (but the plain loop) on the same torch
+cell wrapped in ``agents.cores.FunctionalCore`` (``torch.nn.RNNCell``, or ``torch.nn.LSTMCell``
+on the joint state [h, c]), whose derivatives come from ``torch.func``: the cost of generality.
 Usage::
 
     python benchmarks/learners.py [--configs a b c] [--seconds 3] [--repeats 2] [--threads N]
+                                  [--cores analytic functional]
                                   [--out benchmarks/results/learners.json]
 """
 
@@ -56,18 +62,56 @@ LEARNER_NAMES = (
     "tbptt_5",
     "dni_5",
     "rtrl",
+    "uoro",
+    "snap1",
+    "eprop",
     "plain_bptt",
 )
 PARTIAL = {("c", "bp_lambda_trace"), ("c", "rtrl")}  # a few tokens, not whole sequences
+CORE_IMPLEMENTATIONS = ("analytic", "functional")
 
 
-def build_learner(name: str, config: Config, env):
+class JointLSTMCell(torch.nn.Module):
+    """torch.nn.LSTMCell on one joint state tensor [h, c], as FunctionalCore needs."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTMCell(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        h, c = self.lstm(x, s.chunk(2, dim=1))
+        return torch.cat((h, c), dim=1)
+
+
+def build_core(config: Config, implementation: str):
+    """The configuration's core by name ("analytic"), or the same torch cell in a
+    FunctionalCore ("functional")."""
+    if implementation == "analytic":
+        return config.core
+    from agents.cores import FunctionalCore
+
+    torch.manual_seed(0)
+    if config.core == "lstm":
+        cell = JointLSTMCell(config.input_size, config.hidden_size)
+        return FunctionalCore(
+            cell,
+            input_size=config.input_size,
+            state_size=2 * config.hidden_size,
+            hidden_size=config.hidden_size,
+        )
+    return FunctionalCore(torch.nn.RNNCell(config.input_size, config.hidden_size))
+
+
+def build_learner(name: str, config: Config, env, implementation: str = "analytic"):
     """The learner ``name`` with its library defaults (lambda = 1, gamma = 0.9 for BP(lambda))."""
     from agents.bp_lambda import BPLambda
     from agents.bptt import BPTT, DNI, TruncatedBPTT
+    from agents.eprop import EProp
     from agents.rtrl import RTRL
+    from agents.snap import SnAp1
+    from agents.uoro import UORO
 
-    common = dict(core=config.core, hidden_size=config.hidden_size, seed=0)
+    common = dict(core=build_core(config, implementation), hidden_size=config.hidden_size, seed=0)
     if name == "bp_lambda_trace":
         return BPLambda(env, lam=1.0, gamma=0.9, **common)
     if name == "bp_lambda_replay":
@@ -89,6 +133,9 @@ def build_learner(name: str, config: Config, env):
         return DNI(env, n=5, **common)
     if name == "rtrl":
         return RTRL(env, **common)
+    online = {"uoro": UORO, "snap1": SnAp1, "eprop": EProp}
+    if name in online:
+        return online[name](env, **common)
     raise ValueError(f"unknown learner {name!r}")
 
 
@@ -151,7 +198,12 @@ def child(spec: dict) -> dict:
     config = CONFIGS[spec["config"]]
     name, seconds, partial_tokens = spec["learner"], spec["seconds"], spec["partial_tokens"]
     env = replay_env(config)
-    learner = PlainBPTT(config, env) if name == "plain_bptt" else build_learner(name, config, env)
+    implementation = spec["core"]
+    learner = (
+        PlainBPTT(config, env)
+        if name == "plain_bptt"
+        else build_learner(name, config, env, implementation)
+    )
     baseline_rss = peak_rss_bytes()
     if spec["partial"]:
         timer = StepTimes(limit=partial_tokens)
@@ -175,6 +227,7 @@ def child(spec: dict) -> dict:
     return {
         "config": config.name,
         "learner": name,
+        "core": implementation,
         "tokens_per_s": rate,
         "tokens_timed": tokens,
         "whole_sequences": not spec["partial"],
@@ -199,6 +252,13 @@ def main() -> None:
         help="tokens run by the learners too slow for whole sequences on (c)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--cores",
+        nargs="+",
+        default=["analytic"],
+        choices=CORE_IMPLEMENTATIONS,
+        help="core implementations to run every learner on",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learners.json"))
     args = parser.parse_args()
@@ -215,18 +275,26 @@ def main() -> None:
         config = CONFIGS[name]
         print(f"\n({name}) {config.description}", flush=True)
         best: dict[str, dict] = {}
+        runs = [
+            (learner, core)
+            for learner in args.learners
+            for core in args.cores
+            if learner != "plain_bptt" or core == "analytic"
+        ]
         for _ in range(args.repeats):  # alternate learners, keep each one's best run
-            for learner in args.learners:
+            for learner, core in runs:
                 spec = {
                     "config": name,
                     "learner": learner,
+                    "core": core,
                     "seconds": args.seconds,
                     "partial": (name, learner) in PARTIAL,
                     "partial_tokens": args.partial_tokens,
                 }
                 result = run_child(SCRIPT, spec, args.threads)
-                if learner not in best or result["tokens_per_s"] > best[learner]["tokens_per_s"]:
-                    best[learner] = result
+                key = label(learner, core)
+                if key not in best or result["tokens_per_s"] > best[key]["tokens_per_s"]:
+                    best[key] = result
         rows.extend(best.values())
         print_config_table(best)
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -238,6 +306,11 @@ def main() -> None:
     }
     print_ratios(report["ratios"])
     write_report(args.out, report)
+
+
+def label(learner: str, core: str) -> str:
+    """A learner's name in tables and ratios: ``bptt``, or ``bptt+functional``."""
+    return learner if core == "analytic" else f"{learner}+{core}"
 
 
 def print_config_table(best: dict[str, dict]) -> None:
@@ -260,11 +333,14 @@ def print_config_table(best: dict[str, dict]) -> None:
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
     """Per configuration: BP(lambda)'s trace and replay paths against BPTT (learner and plain
-    loop), the replay and fast paths against the trace path (tokens/s and peak RSS)."""
+    loop), the replay and fast paths against the trace path (tokens/s, and peak RSS for replay),
+    the online approximations of RTRL against RTRL, the trace path against them, and each
+    learner on the functional core against the same learner on the analytic core."""
     out: dict[str, dict[str, float]] = {}
     for config in sorted({row["config"] for row in rows}):
-        rate = {row["learner"]: row["tokens_per_s"] for row in rows if row["config"] == config}
-        rss = {row["learner"]: row["peak_rss_bytes"] for row in rows if row["config"] == config}
+        in_config = [row for row in rows if row["config"] == config]
+        rate = {label(row["learner"], row["core"]): row["tokens_per_s"] for row in in_config}
+        rss = {label(row["learner"], row["core"]): row["peak_rss_bytes"] for row in in_config}
         pairs = {
             "trace_over_bptt": ("bp_lambda_trace", "bptt"),
             "trace_over_plain_bptt": ("bp_lambda_trace", "plain_bptt"),
@@ -272,7 +348,18 @@ def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
             "replay_over_trace": ("bp_lambda_replay", "bp_lambda_trace"),
             "forward_view_over_trace": ("bp_lambda_forward_view", "bp_lambda_trace"),
             "bptt_over_plain_bptt": ("bptt", "plain_bptt"),
+            **{f"{name}_over_rtrl": (name, "rtrl") for name in ("uoro", "snap1", "eprop")},
+            **{
+                f"trace_over_{name}": ("bp_lambda_trace", name)
+                for name in ("uoro", "snap1", "eprop")
+            },
         }
+        pairs.update(
+            {
+                f"functional_over_analytic[{learner}]": (f"{learner}+functional", learner)
+                for learner in LEARNER_NAMES
+            }
+        )
         out[config] = {
             key: rate[a] / rate[b] for key, (a, b) in pairs.items() if a in rate and b in rate
         }

@@ -1,7 +1,9 @@
 """The paper's experiments, reproducible from the command line (``bpl reproduce NAME``).
 
 One module per experiment (:mod:`~agents.experiments.toy`, :mod:`~agents.experiments.digits`,
-:mod:`~agents.experiments.copy_repeat`, :mod:`~agents.experiments.random_walk`) and the
+:mod:`~agents.experiments.copy_repeat`, :mod:`~agents.experiments.random_walk`; beyond the paper
+:mod:`~agents.experiments.adding`, :mod:`~agents.experiments.charlm` and
+:mod:`~agents.experiments.mackey_glass`, which share :mod:`~agents.experiments.held_out`) and the
 side-by-side figure (:mod:`~agents.experiments.compare`), plus the shared parts: output folders
 and tables (:mod:`~agents.experiments.output`), YAML presets
 (:mod:`~agents.experiments.config`), training runs (:mod:`~agents.experiments.training`),
@@ -70,6 +72,27 @@ EXPERIMENTS: dict[str, Experiment] = {
         "TD(λ) on the 19-state random walk: RMS error against α",
         "TD(λ) RMS error vs α for each λ on Sutton & Barto's random walk (accumulate and true "
         "online traces)",
+    ),
+    "adding": Experiment(
+        "agents.experiments.adding",
+        "adding",
+        "Adding problem: held-out MSE per learner",
+        "held-out MSE of BP(λ) and the baselines on bpl/AddingProblem-v0 (T = 50) against the "
+        "chance level 1/6",
+    ),
+    "charlm": Experiment(
+        "agents.experiments.charlm",
+        "charlm",
+        "Character-level language model: held-out bits per character per learner",
+        "held-out bits per character of BP(λ) and the baselines on bpl/CharLM-v0 (Python's "
+        "docs) against the unigram entropy",
+    ),
+    "mackey-glass": Experiment(
+        "agents.experiments.mackey_glass",
+        "mackey_glass",
+        "Mackey-Glass: held-out one-step-ahead MSE per learner",
+        "held-out one-step MSE of BP(λ) and the baselines on bpl/MackeyGlass-v0 (tau = 17) "
+        "against persistence",
     ),
     "compare": Experiment(
         "agents.experiments.compare",

@@ -1,8 +1,9 @@
 """Sequential digits (or sequential MNIST): test accuracy of BP(λ) against the baselines.
 
 Each learner of the preset (BP(λ) for λ ∈ {0, 0.5, 1}, full and truncated BPTT, DNI, no
-synthetic gradient) is trained on the training split of ``bpl/SequentialDigits-v0`` (scikit-learn's
-8×8 digits read row by row, cross-entropy at the last row), then scored on the whole test split
+synthetic gradient, and the online approximations of RTRL: UORO, SnAp-1, e-prop) is trained on
+the training split of ``bpl/SequentialDigits-v0`` (scikit-learn's 8×8 digits read row by row,
+cross-entropy at the last row), then scored on the whole test split
 with :func:`agents.evaluation.evaluate_sequences` (through
 :func:`agents.experiments.training.test_metrics`). With ``--mnist-root DIR`` the same comparison
 runs on ``bpl/SequentialMNIST-v0`` read from the IDX files in DIR, with the paper's seqMNIST

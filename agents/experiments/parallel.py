@@ -3,8 +3,10 @@
 A cell is the keyword arguments of a module-level function (picklable, so that a fresh process
 can import and call it). Locally, cells run in a ``concurrent.futures.ProcessPoolExecutor``
 started with ``spawn`` (a clean interpreter: no inherited torch/OpenMP thread state) whose
-workers use one torch thread each, so N workers use N cores without oversubscription. Results
-come back in the order of the cells whatever the order they finish in.
+workers use one torch thread each, so N workers use N cores without oversubscription, and
+register the learners the parent registered with :func:`agents.register_learner` (those of
+installed entry points each process finds itself). Results come back in the order of the cells
+whatever the order they finish in.
 """
 
 from __future__ import annotations
@@ -36,10 +38,16 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker() -> None:
+def _init_worker(registrations: Sequence[tuple[str, type, str]] = ()) -> None:
+    """One torch thread; the learners the parent registered with ``register_learner`` (entry
+    points are read by each process itself)."""
     import torch
 
+    from agents.registry import register_learner
+
     torch.set_num_threads(1)
+    for name, cls, description in registrations:  # replace=True: over an entry point's, as there
+        register_learner(name, cls, description, replace=True)
 
 
 def _check_workers(workers: Any) -> int:
@@ -84,9 +92,14 @@ def run_cells(
                 in_order.append(function(**cell))
                 bar.update(1)
             return in_order
+        from agents.registry import registered_in_process
+
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
-            min(workers, len(cells)), mp_context=context, initializer=_init_worker
+            min(workers, len(cells)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(registered_in_process(),),
         ) as pool:
             futures = {pool.submit(function, **cell): i for i, cell in enumerate(cells)}
             results: list[Any] = [None] * len(cells)
@@ -158,9 +171,12 @@ def _check_reachable(address: str) -> None:
 
 def _run_on_ray(function, cells, *, progress: bool, desc: str, address: str | None) -> list[Any]:
     """Each cell as a Ray task (one CPU each), on the cluster of :func:`connect_ray`."""
+    from agents.registry import registered_in_process
+
     ray = connect_ray(address)
     remote = ray.remote(num_cpus=1)(_ray_cell)
-    pending = [remote.remote(function, cell) for cell in cells]
+    registrations = registered_in_process()
+    pending = [remote.remote(function, cell, registrations) for cell in cells]
     order = {ref: i for i, ref in enumerate(pending)}
     results: list[Any] = [None] * len(cells)
     with tqdm(total=len(cells), desc=desc, disable=not progress) as bar:
@@ -171,6 +187,6 @@ def _run_on_ray(function, cells, *, progress: bool, desc: str, address: str | No
     return results
 
 
-def _ray_cell(function, cell):
-    _init_worker()
+def _ray_cell(function, cell, registrations):
+    _init_worker(registrations)
     return function(**cell)

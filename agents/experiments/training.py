@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import io
 import json
 import math
@@ -51,7 +50,7 @@ from agents.experiments.output import (
 )
 from agents.experiments.output_folder import atomic_write, record_output
 from agents.experiments.parallel import run_cells
-from agents.registry import LEARNERS, get_learner
+from agents.registry import BUILT_IN, get_learner, learner_entries
 from agents.sequence_learner import SequenceLearner
 
 __all__ = [
@@ -84,8 +83,12 @@ FINAL_FRACTION = 0.1  # final metrics: mean over the last 10 % of logged batches
 
 # ---------------------------------------------------------------------------- configuration
 def learner_names() -> dict[str, str]:
-    """Registered learner name -> one-line description."""
-    return {name: entry.description for name, entry in LEARNERS.items()}
+    """Registered learner name -> one-line description (naming the distribution or
+    ``register_learner`` for a learner that is not built in)."""
+    return {
+        name: entry.description + ("" if entry.origin == BUILT_IN else f" [{entry.origin}]")
+        for name, entry in learner_entries().items()
+    }
 
 
 def learner_class(name: str) -> type:
@@ -295,7 +298,7 @@ def build_learner(config: RunConfig, verbose: int = 0):
     cls = learner_class(config.learner)
     kwargs = hp.resolve(cls, config.hyperparameters, owner=f"learner {config.learner!r}")
     env = build_env(config.env, config.env_kwargs, config.num_envs, _is_sequence_learner(cls))
-    if "n_envs" in inspect.signature(cls.__init__).parameters:
+    if "n_envs" in hp.constructor_parameters(cls):
         kwargs["n_envs"] = config.num_envs
     return cls(env, seed=config.seed, verbose=verbose, **kwargs)
 
@@ -699,9 +702,10 @@ def comparison_runs(config: Mapping[str, Any]) -> dict[str, RunConfig]:
     """The runs an experiment compares: label -> :class:`RunConfig`, each validated.
 
     ``config`` is an experiment preset: its top level is the base run, and
-    ``experiment.learners`` maps a label to ``{learner: NAME, hyperparameters: {...}}``. Each
-    learner gets the base run's hyper-parameters that its constructor takes (BPTT has no λ),
-    then its own, which must all be valid for it.
+    ``experiment.learners`` maps a label to ``{learner: NAME, hyperparameters: {...}}`` and,
+    optionally, ``env_kwargs: {...}`` merged into the base run's (e.g. ``{stream: true}``).
+    Each learner gets the base run's hyper-parameters that its constructor takes (BPTT has no
+    λ), then its own, which must all be valid for it.
     """
     base = RunConfig.from_mapping({k: v for k, v in config.items() if k != "experiment"})
     runs = {}
@@ -709,13 +713,15 @@ def comparison_runs(config: Mapping[str, Any]) -> dict[str, RunConfig]:
         where = f"experiment.learners.{label}"
         if not isinstance(entry, Mapping):
             raise ValueError(f"{where} must be a mapping with a `learner:` key, got {entry!r}")
-        check_keys(where, entry, ("learner", "hyperparameters"), required=("learner",))
+        check_keys(
+            where, entry, ("learner", "hyperparameters", "env_kwargs"), required=("learner",)
+        )
         accepted = hp.hyperparameters_of(learner_class(entry["learner"]))
         shared = {k: v for k, v in base.hyperparameters.items() if k in accepted}
         own = dict(entry.get("hyperparameters") or {})
-        runs[str(label)] = dataclasses.replace(
-            base, learner=entry["learner"], hyperparameters={**shared, **own}
-        ).resolved()
+        run = base.derive(learner=entry["learner"], env_kwargs=entry.get("env_kwargs"))
+        env_arguments(run.env, run.env_kwargs)
+        runs[str(label)] = dataclasses.replace(run, hyperparameters={**shared, **own}).resolved()
     return runs
 
 

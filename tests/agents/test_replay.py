@@ -22,7 +22,7 @@ from agents.cores import make_core
 from agents.replay import BackwardReplay
 from agents.synthesisers import make_synthesiser
 from bpl_envs.replay import SequenceReplayVectorEnv
-from tests.agents.autograd_reference import make_data, randomise, unroll
+from tests.agents.autograd_reference import NEW_CORES, core_kwargs, make_data, randomise, unroll
 
 B, T, N_IN, N_OUT, H = 3, 6, 3, 2, 4
 BATCHES = 3
@@ -110,6 +110,32 @@ def test_replay_gives_the_trace_paths_increments_at_every_token(core, lam, gamma
     or after every token with update="step")."""
     learners, records = twin_learners(
         core=core, lam=lam, gamma=gamma, clip_synth_update=clip, update=update
+    )
+    for learner in learners:
+        learner.learn(episodes=BATCHES)
+    assert_same_run(learners, records)
+
+
+NEW_CORE_REPLAY_CASES = [
+    (core, *case)
+    for core in NEW_CORES
+    for case in [("sequence", None, 0.5, 0.9, False), ("step", 5, 1.0, 1.0, True)]
+]
+"""The GRU, stacked (num_layers=2) and functional cores: a linear synthesiser learning per
+sequence, and an MLP one per token with clipping (parameter copies of every core kind)."""
+
+
+@pytest.mark.parametrize("core, update, synth_hidden, lam, gamma, clip", NEW_CORE_REPLAY_CASES)
+def test_replay_gives_the_trace_paths_increments_on_every_core(
+    core, update, synth_hidden, lam, gamma, clip
+):
+    learners, records = twin_learners(
+        **core_kwargs(core, N_IN, H),
+        lam=lam,
+        gamma=gamma,
+        clip_synth_update=clip,
+        update=update,
+        synth_hidden=synth_hidden,
     )
     for learner in learners:
         learner.learn(episodes=BATCHES)
@@ -253,14 +279,15 @@ def explicit_increments(learner, inputs, targets, scored, lam, gamma, window):
 
 @pytest.mark.parametrize(
     "core, synth_hidden, window",
-    list(itertools.product(["rnn", "lstm"], [None, 5], [None, 1, 2, 4])),
+    list(itertools.product(["rnn", "lstm"], [None, 5], [None, 1, 2, 4]))
+    + [(core, *case) for core in NEW_CORES for case in [(None, None), (5, 2)]],
 )
 def test_replay_equals_the_unrolled_sum_by_autograd(core, synth_hidden, window):
     lam, gamma = 0.8, 0.9
     inputs, targets, scored = make_data("mse", B, T, N_IN, N_OUT, seed=3)
     learner = BPLambda(
         SequenceReplayVectorEnv(inputs, targets, "mse", scored),
-        core=core,
+        **core_kwargs(core, N_IN, H),
         hidden_size=H,
         dtype="float64",
         seed=0,
