@@ -82,11 +82,11 @@ class BPLambda(SequenceLearner):
               traces, by a backward replay over the states and step caches stored since the
               sequence began (:mod:`agents.replay`): for token t, t core VJPs and a synthesiser
               parameter-VJP, O(t·B·d²) work and O(t·B·d) memory. Equal to the trace path (tested
-              to 1e-10 in float64) in every mode, per-token clipping included. With
-              ``update="step"`` each token is replayed at once (fully online), and each stored
-              state keeps a copy of the core's parameters (when ``lr_core > 0``) and of an MLP
-              synthesiser's (when its hidden layer carries traces), so that every Jacobian and
-              dg/dtheta is evaluated at the parameters the trace path used. With
+              to 1e-10 in float64) in every mode and on every core, per-token clipping included.
+              With ``update="step"`` each token is replayed at once (fully online), and each
+              stored state keeps a copy of the core's parameters (when ``lr_core > 0``) and of an
+              MLP synthesiser's (when its hidden layer carries traces), so that every Jacobian
+              and dg/dtheta is evaluated at the parameters the trace path used. With
               ``update="sequence"`` nothing is applied before the sequence ends, so the learner
               stores each token and learns from blocks of up to ``REPLAY_BLOCK`` tokens: one
               synthesiser call for the block's g(s_t), one core VJP per step back for all its
