@@ -223,7 +223,9 @@ class BPLambda(SequenceLearner):
             self._use_replay()
         else:
             self._replay = None
-        self._increment_norms: list[torch.Tensor] = []  # clipping: |sum_b delta . e| per tensor
+        # clipping: how many per-token increments (token, tensor) were rescaled, of how many
+        self._rescaled = torch.zeros((), dtype=torch.long, device=self.device)
+        self._clipped_increments = 0
         super()._begin_sequences(batch_size)
 
     def _use_replay(self) -> None:
@@ -374,7 +376,8 @@ class BPLambda(SequenceLearner):
         ):
             if self.clip_synth_update:  # (inc / B) / max(|inc / B|, 1) = inc / max(|inc|, B)
                 norm = increment.norm()
-                self._increment_norms.append(norm)
+                self._rescaled.add_(norm > batch_size)
+                self._clipped_increments += 1
                 grad_of(parameter).addcdiv_(increment, norm.clamp(min=batch_size), value=-1.0)
             else:
                 grad_of(parameter).sub_(increment.div_(batch_size))
@@ -394,7 +397,8 @@ class BPLambda(SequenceLearner):
             norms = torch.linalg.vector_norm(per_state, dim=1)
             self._watch_tokens(first_state + 1, norms)
             if self.clip_synth_update:
-                self._increment_norms.append(norms)
+                self._rescaled.add_((norms > batch_size).sum())
+                self._clipped_increments += norms.numel()
                 per_state = per_state / norms.clamp(min=batch_size).unsqueeze(1)
                 grad_of(parameter).sub_(per_state.sum(0).view_as(parameter))
             else:
@@ -435,10 +439,9 @@ class BPLambda(SequenceLearner):
 
     def _record_metrics(self, losses, scored_steps, correct, steps) -> None:
         super()._record_metrics(losses, scored_steps, correct, steps)
-        if self._increment_norms:  # the batch's per-token increments, clipped when |inc| > B
-            norms = torch.cat([norm.reshape(-1) for norm in self._increment_norms])
-            rescaled = norms > self._state.shape[0]
-            self.logger.record("train/synth_clip_fraction", float(rescaled.double().mean()))
+        if self._clipped_increments:  # the batch's per-token increments, rescaled if |inc| > B
+            fraction = int(self._rescaled) / self._clipped_increments
+            self.logger.record("train/synth_clip_fraction", fraction)
 
     # ------------------------------------------------------------------- checkpoints
     def _hyperparameters(self) -> dict[str, Any]:
