@@ -120,7 +120,8 @@ SPECS: dict[str, Arg] = {
     "synth_hidden": optional_int_arg(1, draw_up_to=4),
     "synth_trace_parameters": choice_arg(["all", "output"]),
     "clip_synth_update": bool_arg(),
-    "synth_update": choice_arg(["trace", "forward_view"]),
+    "synth_update": choice_arg(["trace", "replay", "forward_view"]),
+    "replay_window": optional_int_arg(1, draw_up_to=4),
     "n": int_arg(1, draw_up_to=4),
     "n_envs": int_arg(1, draw_up_to=3),
     "dtype": choice_arg(["float32", "float64"]),
@@ -153,6 +154,9 @@ def _fits_together(learner: str, meanings: dict[str, Any]) -> list[str]:
     if issubclass(LEARNERS[learner].cls, UnitInfluenceLearner):  # e-prop, SnAp-1: per-unit rows
         if meanings.get("core", "rnn") not in ("rnn", "lstm") or meanings.get("num_layers", 1) > 1:
             clashes += ["core", "num_layers"]
+    if meanings.get("replay_window") is not None:
+        if meanings.get("synth_update", "trace") != "replay":
+            clashes += ["replay_window", "synth_update"]
     if learner == "bp_lambda" and meanings.get("synth_update", "trace") == "forward_view":
         if meanings.get("update", "sequence") != "sequence":
             clashes += ["synth_update", "update"]
