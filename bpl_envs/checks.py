@@ -42,6 +42,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_data_array",
+    "check_finite_entries",
     "check_device",
     "check_finite",
     "check_fraction",
@@ -393,8 +394,11 @@ def check_targets_fit_loss(name: str, targets: np.ndarray, loss: str) -> None:
             )
 
 
-def check_data_array(name: str, value: Any, ndim: int | tuple[int, ...]) -> np.ndarray:
-    """Return a user's data array as float32 ``ndim``-D (one of ``ndim``), non-empty, finite.
+def check_data_array(
+    name: str, value: Any, ndim: int | tuple[int, ...], *, finite: bool = True
+) -> np.ndarray:
+    """Return a user's data array as float32 ``ndim``-D (one of ``ndim``), non-empty, finite
+    (``finite=False``: NaN/inf entries are the caller's to check, e.g. only where they are read).
 
     Real numbers of any dtype (bool, int, float) are accepted; complex numbers, strings and
     objects are not. Values too large for float32 count as infinite.
@@ -417,11 +421,22 @@ def check_data_array(name: str, value: Any, ndim: int | tuple[int, ...]) -> np.n
         raise ValueError(f"{name} must not be empty, got shape {array.shape}")
     with np.errstate(over="ignore"):
         converted = array.astype(np.float32)
-    finite = np.isfinite(converted)
-    if not finite.all():
-        first = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise ValueError(
-            f"{name} must be finite (in float32), got {converted.size - int(finite.sum())} NaN "
-            f"or inf entries, the first at index {first}: {array[first]!r}"
-        )
+    if finite:
+        check_finite_entries(name, converted, np.ones(converted.shape, dtype=bool), array)
     return converted
+
+
+def check_finite_entries(
+    name: str, converted: np.ndarray, where: np.ndarray, original: Any = None, also: str = ""
+) -> None:
+    """Refuse NaN/inf entries of ``converted`` (a float32 array) where the bool mask ``where``
+    (broadcast against its shape) is True; the message counts them and gives the first index
+    (and its value in ``original``, the array as given, if any), with ``also`` after the name."""
+    bad = ~np.isfinite(converted) & np.broadcast_to(where, converted.shape)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        value = (converted if original is None else original)[first]
+        raise ValueError(
+            f"{name} must be finite (in float32){also}, got {int(bad.sum())} NaN or inf "
+            f"entries, the first at index {first}: {value!r}"
+        )

@@ -12,6 +12,7 @@ from gymnasium.vector.utils import batch_space
 from bpl_envs.checks import (
     check_choice,
     check_data_array,
+    check_finite_entries,
     check_optional_int,
     check_prediction,
     check_scored_loss,
@@ -81,7 +82,8 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
         order: str = "sequential",
     ) -> None:
         inputs = check_data_array("inputs", inputs, ndim=3)
-        targets = check_data_array("targets", targets, ndim=3)
+        targets_given = targets
+        targets = check_data_array("targets", targets, ndim=3, finite=False)  # scored: below
         if inputs.shape[:2] != targets.shape[:2]:
             raise ValueError(
                 "inputs and targets must have shapes (N, T, input_size) and (N, T, output_size) "
@@ -90,6 +92,13 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
         n_sequences, steps = inputs.shape[:2]
         loss = check_choice("loss", loss, sorted(LOSSES))
         scored = _check_scored(scored, n_sequences, steps)
+        check_finite_entries(
+            "targets",
+            targets,
+            np.broadcast_to(scored, inputs.shape[:2])[..., None],
+            np.asarray(targets_given),
+            " on the scored steps (those of unscored steps are never read)",
+        )
         check_targets_fit_loss(
             "targets on the scored steps",
             targets[np.broadcast_to(scored, inputs.shape[:2])],
@@ -156,9 +165,10 @@ class SequenceReplayVectorEnv(gym.vector.VectorEnv):
         t, batch = self._t, self._batch
         target, scored = self.targets[batch, t], self.scored[batch, t]
         loss = np.zeros(self.num_envs)
-        if scored.any():
-            value = check_scored_loss("actions", predictions, target, self._loss)
-            loss = np.where(scored, value, 0.0)
+        if scored.any():  # only scored rows: unscored targets may be NaN (never read)
+            loss[scored] = check_scored_loss(
+                "actions", predictions[scored], target[scored], self._loss
+            )
         self._t += 1
         final = self._t == self.inputs.shape[1]
         obs = np.zeros_like(self.inputs[batch, 0]) if final else self.inputs[batch, self._t].copy()

@@ -45,14 +45,30 @@ def test_targets_of_unscored_tokens_are_never_read(name):
         assert torch.equal(p, q)
 
 
+class _NaNTargetAt(SequenceReplayVectorEnv):
+    """Replays finite arrays (NaN data on scored steps is refused at the door) but reports NaN
+    targets at one step, as a user's own env could."""
+
+    def __init__(self, bad_token, *args):
+        super().__init__(*args)
+        self.bad_token = bad_token
+
+    def step(self, actions):
+        t = self._t
+        obs, reward, terminated, truncated, info = super().step(actions)
+        if t == self.bad_token:
+            info = {**info, "target": np.full_like(info["target"], np.nan)}
+        return obs, reward, terminated, truncated, info
+
+
 @pytest.mark.parametrize("bad_token", [1, 5])
 def test_a_long_sequence_is_checked_every_watch_limit_tokens(monkeypatch, bad_token):
     """The finite check runs mid-batch once WATCH_LIMIT quantities are kept (bounded memory on
     long sequences) and still names the first non-finite token."""
     monkeypatch.setattr(sequence_learner, "WATCH_LIMIT", 2)
     inputs, targets, _ = make_data("mse", B, T, N_IN, N_OUT)
-    targets[:, bad_token] = np.nan
-    learner = BPTT(SequenceReplayVectorEnv(inputs, targets, "mse"), hidden_size=H, seed=0)
+    env = _NaNTargetAt(bad_token, inputs, targets, "mse")
+    learner = BPTT(env, hidden_size=H, seed=0)
     checks = []
     check = learner._check_finite
 
