@@ -26,12 +26,14 @@ stored sequence (same numbers, not online).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from agents import traces
 from agents.cores import RecurrentCore
+from agents.reference_conventions import LearnerConventions, resolve_conventions
 from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
 from bpl_envs.checks import check_bool, check_fraction, check_non_negative
@@ -75,6 +77,10 @@ class BPLambda(SequenceLearner):
               token by a backward recursion of lambda-returns, O(T·B·d²) plus one parameter
               contraction instead of O(T·B·d⁴). Needs ``update="sequence"`` (theta fixed within a
               sequence) and ``clip_synth_update=False`` (per-token clipping has no forward view).
+        conventions: ``"exact"`` (default: the exact rule), ``"reference"`` (the authors' code:
+            all five items of docs/algorithm.md#differences-from-the-reference-implementation
+            for the LSTM, the readout's per-target-step scaling for the RNN), or a list of item
+            names from :data:`agents.reference_conventions.REFERENCE_ITEMS`.
         n_envs, dtype, device, seed, verbose: as :class:`~agents.sequence_learner.SequenceLearner`.
 
     Attributes:
@@ -102,6 +108,7 @@ class BPLambda(SequenceLearner):
         synth_trace_parameters: str = "all",
         clip_synth_update: bool = True,
         synth_update: str = "trace",
+        conventions: str | Sequence[str] = "exact",
         n_envs: int = 1,
         dtype: str = "float32",
         device: str | torch.device = "cpu",
@@ -148,6 +155,9 @@ class BPLambda(SequenceLearner):
             seed=seed,
             verbose=verbose,
         )
+        items = resolve_conventions(conventions, self.core, self.update)
+        self.conventions = conventions if isinstance(conventions, str) else list(items)
+        self._rule = LearnerConventions(items, self.core)
         self._traces: list[torch.Tensor] = []
         self._trace_buffer: torch.Tensor | None = None  # holds the traces side by side
 
@@ -211,26 +221,26 @@ class BPLambda(SequenceLearner):
         s_t, cache_t = self._state, self._cache
         l_t = self._immediate_gradient(loss_grad)
         g_t = torch.zeros_like(s_t) if final else self.synthesiser(s_t)
+        r_t = self._rule.td_immediate(cache_t, l_t)  # the TD target's immediate term
 
         if self.lr_synth > 0 and self.synth_update == "forward_view":
-            self._sequence.append((s_t, cache_t, l_t, g_t))
+            self._sequence.append((s_t, cache_t, r_t, g_t))
             self._watch(loss_grad, g_t)
         elif self._previous is not None and self.lr_synth > 0:
             s_tm1, cache_tm1, g_tm1 = self._previous
             delta = traces.td_error(
-                l_t, g_t, g_tm1, self.gamma, lambda u: self.core.vjp(cache_t, u)
+                r_t, g_t, g_tm1, self.gamma, lambda u: self._rule.vjp(cache_t, u)
             )
             self._apply_synth_increments(self._trace_increments(delta, s_tm1, cache_tm1))
             self._watch(g_t, delta)  # delta is non-finite if loss_grad is (l_t enters it via J)
         else:
             self._watch(loss_grad, g_t)
 
-        self._local_core_update(
-            cache_t, torch.add(l_t, g_t, alpha=self.sg_weight) if self.sg_weight else l_t
-        )
+        self._local_core_update(cache_t, self._rule.core_signal(cache_t, l_t, g_t, self.sg_weight))
         self._previous = (s_t, cache_t, g_t)
         if self.update == "step":
             self._check_finite()
+            self._rule.scale_gradients(self.readout, None)
             self._optimizer_step()
 
     def _trace_increments(self, delta, s_tm1, cache_tm1) -> tuple[torch.Tensor, ...]:
@@ -246,7 +256,7 @@ class BPLambda(SequenceLearner):
         # delta . dg/dtheta into the (sum P,) buffer, then delta . (decayed trace) added to it
         increments = self.synthesiser.parameter_vjp(s_tm1, delta, out=self._increment_views)
         if not self._traces_are_zero:  # (with e_{t-2} = 0 there is nothing to decay)
-            jacobian_tm1 = self.core.jacobian_operator(cache_tm1)  # the STORED J_{t-1}
+            jacobian_tm1 = self._rule.jacobian_operator(cache_tm1)  # the STORED J_{t-1}
             traces.decay_trace_(
                 self._trace_buffer,
                 self.gamma * self.lam,
@@ -285,7 +295,7 @@ class BPLambda(SequenceLearner):
             self.gamma,
             torch.stack(predicted[1:]),
             self.lam,
-            lambda t, u: self.core.vjp(caches[t + 1], u),
+            lambda t, u: self._rule.vjp(caches[t + 1], u),
         )  # targets[t] is G^lambda for the state of token t
         cotangents = targets - torch.stack(predicted[:-1])
         d = cotangents.shape[-1]
@@ -301,6 +311,8 @@ class BPLambda(SequenceLearner):
                 self._watch(*increments)  # the update of the whole sequence, at its last token
                 self._check_finite()
                 self._apply_synth_increments(increments)
+        if self.update == "sequence":
+            self._rule.scale_gradients(self.readout, self._scored_tokens)
         super()._end_sequences()
 
     # ------------------------------------------------------------------- checkpoints
@@ -315,4 +327,5 @@ class BPLambda(SequenceLearner):
             "synth_trace_parameters": self.synth_trace_parameters,
             "clip_synth_update": self.clip_synth_update,
             "synth_update": self.synth_update,
+            "conventions": self.conventions,
         }

@@ -200,6 +200,7 @@ class SequenceLearner(BaseLearner):
         self.task = task_spec_of(env)
         self._first_non_finite = torch.full((), -1, dtype=torch.long, device=self.device)
         self._begin_sequences(batch_size)
+        self._scored_tokens = 0  # tokens on which some sequence is scored
         keep_going, step, losses, scored_steps, correct = True, 0, 0.0, 0, 0
         while True:
             x = torch.as_tensor(obs, dtype=self.dtype, device=self.device)
@@ -223,6 +224,7 @@ class SequenceLearner(BaseLearner):
             loss_grad = self.loss.gradient(prediction.detach(), target)
             loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
             self._token_index = step
+            self._scored_tokens += bool(scored.any())
             self._learn_step(loss_grad, final)
             if scored.any():
                 losses += float(np.asarray(info["loss"])[scored].sum())
