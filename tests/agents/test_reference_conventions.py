@@ -6,6 +6,8 @@ learner's or the core's derivative code. All in float64.
 """
 
 import copy
+import pathlib
+import runpy
 
 import numpy as np
 import pytest
@@ -318,3 +320,13 @@ def test_conventions_survive_a_checkpoint(tmp_path):
     assert loaded._rule.items == ("no_output_gate_path", "doubled_bias_gradient")
     assert set(REFERENCE_ITEMS) >= set(loaded.conventions)
     assert np.isfinite(loaded.predict(np.zeros(N_IN, np.float32))[0]).all()
+
+
+def test_the_measuring_example_runs(monkeypatch, capsys):
+    """examples/reference_conventions.py (the sizes in docs/algorithm.md) runs at a tiny size."""
+    script = pathlib.Path(__file__).parents[2] / "examples" / "reference_conventions.py"
+    argv = [str(script), "--hidden-size", "4", "--batch-size", "3"]
+    monkeypatch.setattr("sys.argv", [*argv, "--pattern-length", "1", "--repeats", "1"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "item 1, omitted output-gate path / |J|_F" in out and "item 3" in out
