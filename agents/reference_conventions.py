@@ -19,6 +19,9 @@ item                              what the reference code does                  
 ``readout_per_target_step`` (5)   the readout's gradient is divided by the number of   all
                                   scored steps of the sequence
 ================================  ==================================================  ========
+
+The reference code's BPTT, truncated BPTT and DNI backpropagate through the real cell by autograd
+(items 1–3 do not occur there) but share items 4 (for the RNN too) and 5: :data:`BASELINE_ITEMS`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 from torch import Tensor
 
 from agents.cores import (
+    AnalyticCore,
     DenseJacobianOperator,
     JacobianOperator,
     LSTMCore,
@@ -40,6 +44,8 @@ from agents.cores import (
 
 __all__ = [
     "CONVENTIONS",
+    "BASELINE_ITEMS",
+    "BP_LAMBDA_ITEMS",
     "LearnerConventions",
     "REFERENCE_ITEMS",
     "gates_read_cell_signal",
@@ -59,30 +65,51 @@ REFERENCE_ITEMS = (
 )
 """The five items, in the order of docs/algorithm.md."""
 
-LSTM_ITEMS = REFERENCE_ITEMS[:4]
-"""Items that exist only for the (one-layer, built-in) LSTM core."""
+BP_LAMBDA_ITEMS: dict[type, tuple[str, ...]] = {
+    LSTMCore: REFERENCE_ITEMS,
+    RNNCore: ("readout_per_target_step",),
+}
+"""What ``conventions="reference"`` applies in BP(λ), by core class (the reference code's RNN
+BP(λ) does not double its bias)."""
+
+BASELINE_ITEMS: dict[type, tuple[str, ...]] = {
+    LSTMCore: ("doubled_bias_gradient", "readout_per_target_step"),
+    RNNCore: ("doubled_bias_gradient", "readout_per_target_step"),
+}
+"""What ``conventions="reference"`` applies in BPTT, truncated BPTT and DNI, by core class."""
+
+ANY_CORE_ITEMS = ("readout_per_target_step",)
+"""Items that apply to every core."""
 
 CONVENTIONS = ("exact", "reference")
 """The named sets: none of the items, or every item that applies to the core."""
 
 
 def resolve_conventions(
-    conventions: str | Sequence[str], core: RecurrentCore, update: str
+    conventions: str | Sequence[str],
+    core: RecurrentCore,
+    update: str,
+    applicable: dict[type, tuple[str, ...]] = BP_LAMBDA_ITEMS,
+    learner: str = "BPLambda",
 ) -> tuple[str, ...]:
     """The items a ``conventions`` argument asks for, checked against the core and update mode.
 
     Args:
-        conventions: ``"exact"`` (none), ``"reference"`` (every item that applies to the core:
-            all five for the LSTM, ``readout_per_target_step`` for the RNN), or a list / tuple of
-            item names from :data:`REFERENCE_ITEMS` (e.g. one item alone, for an ablation).
-        core: the learner's core; the LSTM items need the built-in one-layer ``LSTMCore``, and
-            ``"reference"`` is defined for the built-in ``RNNCore`` and ``LSTMCore`` only.
+        conventions: ``"exact"`` (none), ``"reference"`` (every item of ``applicable`` for the
+            core: for BP(λ) all five for the LSTM, ``readout_per_target_step`` for the RNN), or a
+            list / tuple of item names from :data:`REFERENCE_ITEMS` (e.g. one item alone).
+        core: the learner's core; ``"reference"`` is defined for the built-in one-layer
+            ``RNNCore`` and ``LSTMCore`` only (the reference code has no other).
         update: the learner's update mode; ``readout_per_target_step`` needs ``"sequence"``
             (the number of scored steps is known only at the end of a sequence).
+        applicable: the items each core class has in this learner (:data:`BP_LAMBDA_ITEMS`,
+            :data:`BASELINE_ITEMS`); :data:`ANY_CORE_ITEMS` apply to every core.
+        learner: the learner's name, for error messages.
 
     Returns:
         The item names, in the order of :data:`REFERENCE_ITEMS`.
     """
+    core_items = next((v for k, v in applicable.items() if isinstance(core, k)), None)
     items: tuple[str, ...]
     if isinstance(conventions, str):
         if conventions not in CONVENTIONS:
@@ -92,10 +119,8 @@ def resolve_conventions(
             )
         if conventions == "exact":
             return ()
-        if isinstance(core, LSTMCore):
-            items = REFERENCE_ITEMS
-        elif isinstance(core, RNNCore):
-            items = ("readout_per_target_step",)
+        if core_items is not None:
+            items = core_items
         else:
             raise ValueError(
                 "conventions='reference' describes the authors' RNN and LSTM code: it needs "
@@ -111,11 +136,11 @@ def resolve_conventions(
         if len(set(conventions)) != len(conventions):
             raise ValueError(f"conventions names an item twice: {list(conventions)}")
         items = tuple(item for item in REFERENCE_ITEMS if item in conventions)
-        lstm_items = [item for item in items if item in LSTM_ITEMS]
-        if lstm_items and not isinstance(core, LSTMCore):
+        allowed = [i for i in REFERENCE_ITEMS if i in (core_items or ()) or i in ANY_CORE_ITEMS]
+        if any(item not in allowed for item in items):
             raise ValueError(
-                f"conventions items {lstm_items} exist only for core='lstm' with num_layers=1, "
-                f"got a {type(core).__name__}"
+                f"conventions items {[i for i in items if i not in allowed]} do not apply to "
+                f"{learner} with a {type(core).__name__}; those that do: {allowed}"
             )
     else:
         raise TypeError(
@@ -201,8 +226,8 @@ class LearnerConventions:
 
     def __init__(self, items: tuple[str, ...], core: RecurrentCore) -> None:
         self.items, self.core = items, core
-        # the LSTM items are on only for an LSTMCore (resolve_conventions checks it)
-        self._lstm = cast(LSTMCore, core)
+        # the items are on only for the cores that have them (resolve_conventions checks it)
+        self._lstm, self._analytic = cast(LSTMCore, core), cast(AnalyticCore, core)
 
     def vjp(self, cache, u: Tensor) -> Tensor:
         """u J_t (B, d), J_t without the output-gate path under item 1."""
@@ -237,8 +262,8 @@ class LearnerConventions:
         """Before an optimiser step: the core's bias gradient times 2 (item 4) and the
         readout's gradients divided by ``scored_steps`` of the sequence (item 5; ``None``
         where no sequence has ended). Frozen modules (no gradient buffers) are left alone."""
-        if "doubled_bias_gradient" in self.items and self._lstm.bias.grad is not None:
-            self._lstm.bias.grad.mul_(2.0)
+        if "doubled_bias_gradient" in self.items and self._analytic.bias.grad is not None:
+            self._analytic.bias.grad.mul_(2.0)
         if "readout_per_target_step" in self.items and scored_steps:
             for parameter in readout.parameters():
                 if parameter.grad is not None:

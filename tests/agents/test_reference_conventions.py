@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from agents.bp_lambda import BPLambda
+from agents.bptt import BPTT, DNI, TruncatedBPTT
 from agents.cores import LSTMCore
 from agents.reference_conventions import (
     REFERENCE_ITEMS,
@@ -21,7 +22,13 @@ from agents.reference_conventions import (
     no_output_gate_operator,
     no_output_gate_vjp,
 )
-from tests.agents.autograd_reference import forward_view_update, make_data, randomise, replay_env
+from tests.agents.autograd_reference import (
+    chunked_reference,
+    forward_view_update,
+    make_data,
+    randomise,
+    replay_env,
+)
 
 B, T, N_IN, N_OUT, H = 3, 6, 3, 2, 4
 BETA = 0.7
@@ -271,6 +278,67 @@ def test_reference_on_the_rnn_only_scales_the_readout():
         torch.testing.assert_close(p.grad, want / int(scored.sum()), rtol=1e-10, atol=1e-12)
 
 
+# --------------------------------------------------------------------- the baselines
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (BPTT, {}),
+        (TruncatedBPTT, {"n": 2}),
+        (DNI, {"n": 2, "sg_weight": BETA, "gamma": 0.9, "lr_synth": 1e-3}),
+    ],
+)
+def test_baselines_reference_doubles_the_bias_and_scales_the_readout(core, cls, kwargs):
+    """The reference code's BPTT / truncated BPTT / DNI share items 4 and 5 (for the RNN too):
+    the gradients are autograd's over the (truncated) sequence, the bias's doubled and the
+    readout's divided by the number of scored steps."""
+    inputs, targets, scored = make_data("bce", B, T, N_IN, N_OUT, seed=0)
+    learner = cls(
+        replay_env("bce", inputs, targets, scored, B),
+        core=core,
+        hidden_size=H,
+        dtype="float64",
+        seed=0,
+        conventions="reference",
+        **kwargs,
+    )
+    randomise(learner.readout, seed=2)
+    synthesiser = getattr(learner, "synthesiser", None)
+    if synthesiser is not None:
+        randomise(synthesiser, seed=1)
+    want_core, want_readout, want_synth = chunked_reference(
+        learner.core,
+        learner.readout,
+        "bce",
+        inputs,
+        targets,
+        scored,
+        n=kwargs.get("n"),
+        synthesiser=copy.deepcopy(synthesiser),
+        sg_weight=kwargs.get("sg_weight", 0.0),
+        gamma=kwargs.get("gamma", 1.0),
+    )
+    learner.learn(episodes=1)
+    w_ih, w_hh, bias = (p.grad for p in learner.core.parameters())
+    for got, want in [(w_ih, want_core[0]), (w_hh, want_core[1]), (bias, 2 * want_core[2])]:
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    for p, want in zip(learner.readout.parameters(), want_readout, strict=True):
+        torch.testing.assert_close(p.grad, want / int(scored.sum()), rtol=1e-10, atol=1e-12)
+    if synthesiser is not None:  # the synthesiser's regression is unchanged
+        for p, want in zip(learner.synthesiser.parameters(), want_synth, strict=True):
+            torch.testing.assert_close(p.grad, want, rtol=1e-10, atol=1e-12)
+    assert learner.conventions == "reference"
+
+
+def test_baselines_refuse_the_items_they_do_not_share():
+    inputs, targets, scored = make_data("mse", B, T, N_IN, N_OUT)
+    env = replay_env("mse", inputs, targets, scored, B)
+    with pytest.raises(ValueError, match=r"do not apply to DNI with a LSTMCore; those that do"):
+        DNI(env, core="lstm", conventions=["no_output_gate_path"])
+    with pytest.raises(ValueError, match="it needs update='sequence', got 'step'"):
+        TruncatedBPTT(env, core="rnn", conventions="reference", update="step")
+
+
 # --------------------------------------------------------------------- arguments, checkpoints
 @pytest.mark.parametrize(
     "kwargs, error, message",
@@ -290,7 +358,8 @@ def test_reference_on_the_rnn_only_scales_the_readout():
         (
             {"core": "rnn", "conventions": ["no_output_gate_path"]},
             ValueError,
-            r"exist only for core='lstm' with num_layers=1, got a RNNCore",
+            r"items \['no_output_gate_path'\] do not apply to BPLambda with a RNNCore; those "
+            r"that do: \['readout_per_target_step'\]",
         ),
         ({"core": "gru", "conventions": "reference"}, ValueError, "got a GRUCore"),
         (
