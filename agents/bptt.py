@@ -140,8 +140,8 @@ class BPTT(_ChunkedBackprop):
             :class:`~bpl_envs.TaskSpec` for a learner that only predicts.
         conventions: ``"exact"`` (default), ``"reference"`` (what the reference code's baselines
             share with its BP(λ): the bias gradient doubled, the readout's gradient divided by
-            the number of scored steps; docs/algorithm.md#differences-from-the-reference-
-            implementation) or a list of those item names.
+            the number of scored steps) or a list of those item names; see
+            docs/algorithm.md#differences-from-the-reference-implementation.
         core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
         lr_readout, n_envs, dtype, device, seed, verbose: as
             :class:`~agents.sequence_learner.SequenceLearner`.
@@ -208,8 +208,8 @@ class TruncatedBPTT(_ChunkedBackprop):
             the end of the chunk (every n tokens: online with a delay of at most n - 1 tokens).
         conventions: ``"exact"`` (default), ``"reference"`` (what the reference code's baselines
             share with its BP(λ): the bias gradient doubled, the readout's gradient divided by
-            the number of scored steps; docs/algorithm.md#differences-from-the-reference-
-            implementation) or a list of those item names.
+            the number of scored steps) or a list of those item names; see
+            docs/algorithm.md#differences-from-the-reference-implementation.
         core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
         lr_readout, n_envs, dtype, device, seed, verbose: as
             :class:`~agents.sequence_learner.SequenceLearner`.
@@ -284,8 +284,8 @@ class DNI(TruncatedBPTT):
             ``"step"`` (apply at the end of every chunk).
         conventions: ``"exact"`` (default), ``"reference"`` (what the reference code's baselines
             share with its BP(λ): the bias gradient doubled, the readout's gradient divided by
-            the number of scored steps; docs/algorithm.md#differences-from-the-reference-
-            implementation) or a list of those item names.
+            the number of scored steps) or a list of those item names; see
+            docs/algorithm.md#differences-from-the-reference-implementation.
         core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
         lr_readout, n_envs, dtype, device, seed, verbose: as
             :class:`~agents.sequence_learner.SequenceLearner`.
