@@ -73,8 +73,7 @@ class _ChunkedBackprop(SequenceLearner):
         super()._begin_sequences(batch_size)
         self._chunk: list[tuple[Any, torch.Tensor]] = []  # (cache_t, l_t) per token
 
-    @torch.no_grad()
-    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:
         if self.update == "step" and not self._chunk:
             self._zero_grads()
         self._chunk.append((self._cache, self._immediate_gradient(loss_grad)))

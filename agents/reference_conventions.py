@@ -46,6 +46,7 @@ __all__ = [
     "CONVENTIONS",
     "BASELINE_ITEMS",
     "BP_LAMBDA_ITEMS",
+    "REPLAY_ITEMS",
     "LearnerConventions",
     "REFERENCE_ITEMS",
     "gates_read_cell_signal",
@@ -80,6 +81,10 @@ BASELINE_ITEMS: dict[type, tuple[str, ...]] = {
 
 ANY_CORE_ITEMS = ("readout_per_target_step",)
 """Items that apply to every core."""
+
+REPLAY_ITEMS = ("doubled_bias_gradient", "readout_per_target_step")
+"""Items BP(λ) applies with ``synth_update="replay"`` (gradient scalings before the optimiser
+step; the replay's products are the exact rule's)."""
 
 CONVENTIONS = ("exact", "reference")
 """The named sets: none of the items, or every item that applies to the core."""

@@ -380,6 +380,32 @@ def test_bad_conventions_are_refused(kwargs, error, message):
         BPLambda(replay_env("mse", inputs, targets, scored, B), **kwargs)
 
 
+def test_replay_takes_only_the_gradient_scalings():
+    inputs, targets, scored = make_data("mse", B, T, N_IN, N_OUT)
+    env = replay_env("mse", inputs, targets, scored, B)
+    with pytest.raises(ValueError, match="cannot be combined with synth_update='replay'"):
+        BPLambda(env, core="lstm", conventions="reference", synth_update="replay")
+    learner, (inputs, targets, scored) = make_learner(
+        core="lstm",
+        conventions=["doubled_bias_gradient", "readout_per_target_step"],
+        synth_update="replay",
+        sg_weight=BETA,
+        lr_core=1e-3,
+        lr_readout=1e-3,
+        lr_synth=1e-3,
+    )
+    randomise(learner.synthesiser, seed=1)
+    unrolled = unroll(learner.core, learner.readout, learner.loss, inputs, targets, scored)
+    want_core = core_gradients(learner.core, learner.synthesiser, unrolled, inputs, False)
+    want_readout = readout_gradients(learner.readout, learner.loss, unrolled, targets, scored)
+    learner.learn(episodes=1)
+    w_ih, w_hh, bias = (p.grad for p in learner.core.parameters())
+    for got, want in [(w_ih, want_core[0]), (w_hh, want_core[1]), (bias, 2 * want_core[2])]:
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    for p, want in zip(learner.readout.parameters(), want_readout, strict=True):
+        torch.testing.assert_close(p.grad, want / int(scored.sum()), rtol=1e-10, atol=1e-12)
+
+
 def test_conventions_survive_a_checkpoint(tmp_path):
     learner, _ = make_learner(conventions=("doubled_bias_gradient", "no_output_gate_path"))
     assert learner.conventions == ["no_output_gate_path", "doubled_bias_gradient"]
