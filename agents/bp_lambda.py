@@ -35,7 +35,7 @@ import torch
 
 from agents import traces
 from agents.cores import RecurrentCore
-from agents.reference_conventions import REPLAY_ITEMS, LearnerConventions, resolve_conventions
+from agents.reference_conventions import LearnerConventions, resolve_conventions
 from agents.replay import BackwardReplay
 from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
@@ -194,13 +194,9 @@ class BPLambda(SequenceLearner):
         self._traces: list[torch.Tensor] = []
         self._trace_buffer: torch.Tensor | None = None  # holds the traces side by side
         self._replay: BackwardReplay | None = None
-        items = resolve_conventions(conventions, self.core, self.update)
-        if synth_update == "replay" and not set(items) <= set(REPLAY_ITEMS):
-            raise ValueError(
-                f"conventions {conventions!r} cannot be combined with synth_update='replay': "
-                f"the replay applies the core's exact Jacobian and signals; with replay only "
-                f"{list(REPLAY_ITEMS)} apply; use synth_update='trace' or 'forward_view'"
-            )
+        items = resolve_conventions(
+            conventions, self.core, self.update, replay=synth_update == "replay"
+        )
         self.conventions = conventions if isinstance(conventions, str) else list(items)
         self._rule = LearnerConventions(items, self.core)
 

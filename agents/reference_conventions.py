@@ -96,6 +96,8 @@ def resolve_conventions(
     update: str,
     applicable: dict[type, tuple[str, ...]] = BP_LAMBDA_ITEMS,
     learner: str = "BPLambda",
+    *,
+    replay: bool = False,
 ) -> tuple[str, ...]:
     """The items a ``conventions`` argument asks for, checked against the core and update mode.
 
@@ -110,6 +112,7 @@ def resolve_conventions(
         applicable: the items each core class has in this learner (:data:`BP_LAMBDA_ITEMS`,
             :data:`BASELINE_ITEMS`); :data:`ANY_CORE_ITEMS` apply to every core.
         learner: the learner's name, for error messages.
+        replay: BP(λ) with ``synth_update="replay"``, which takes only :data:`REPLAY_ITEMS`.
 
     Returns:
         The item names, in the order of :data:`REFERENCE_ITEMS`.
@@ -151,6 +154,12 @@ def resolve_conventions(
         raise TypeError(
             "conventions must be a str or a list / tuple of item names, got "
             f"{type(conventions).__name__}"
+        )
+    if replay and not set(items) <= set(REPLAY_ITEMS):
+        raise ValueError(
+            f"conventions {conventions!r} cannot be combined with synth_update='replay': the "
+            f"replay applies the core's exact Jacobian and signals, so only {list(REPLAY_ITEMS)} "
+            "apply there; use synth_update='trace' or 'forward_view'"
         )
     if "readout_per_target_step" in items and update != "sequence":
         raise ValueError(
