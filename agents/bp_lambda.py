@@ -28,12 +28,14 @@ recursion over the stored sequence (the summed update of a sequence, not online)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from agents import traces
 from agents.cores import RecurrentCore
+from agents.reference_conventions import LearnerConventions, resolve_conventions
 from agents.replay import BackwardReplay
 from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import TRACE_PARAMETER_MODES, make_synthesiser
@@ -109,6 +111,11 @@ class BPLambda(SequenceLearner):
             so far (exact); an int k >= 1 replays only the last k tokens, dropping the
             (gamma lambda)^k J^k tail of the trace: memory and work per token bounded by k, for
             streams (``stream=True`` envs) and long sequences; exact while t < k.
+        conventions: ``"exact"`` (default: the exact rule), ``"reference"`` (the authors' code:
+            all five items of docs/algorithm.md#differences-from-the-reference-implementation
+            for the LSTM, the readout's per-target-step scaling for the RNN), or a list of item
+            names from :data:`agents.reference_conventions.REFERENCE_ITEMS`. With
+            ``synth_update="replay"`` only the gradient scalings (items 4 and 5).
         n_envs, dtype, device, seed, verbose: as :class:`~agents.sequence_learner.SequenceLearner`.
 
     Attributes:
@@ -137,6 +144,7 @@ class BPLambda(SequenceLearner):
         clip_synth_update: bool = True,
         synth_update: str = "trace",
         replay_window: int | None = None,
+        conventions: str | Sequence[str] = "exact",
         n_envs: int = 1,
         dtype: str = "float32",
         device: str | torch.device = "cpu",
@@ -193,6 +201,11 @@ class BPLambda(SequenceLearner):
         self._traces: list[torch.Tensor] = []
         self._trace_buffer: torch.Tensor | None = None  # holds the traces side by side
         self._replay: BackwardReplay | None = None
+        items = resolve_conventions(
+            conventions, self.core, self.update, replay=synth_update == "replay"
+        )
+        self.conventions = conventions if isinstance(conventions, str) else list(items)
+        self._rule = LearnerConventions(items, self.core)
 
     # ----------------------------------------------------------------------- modules
     def _build_extra_modules(self) -> None:
@@ -294,9 +307,10 @@ class BPLambda(SequenceLearner):
                 self._learn_block(final)
             return
         g_t = torch.zeros_like(s_t) if final else self.synthesiser(s_t)
+        r_t = self._rule.td_immediate(cache_t, l_t)  # the TD target's immediate term
 
         if self.lr_synth > 0 and self.synth_update == "forward_view":
-            self._sequence.append((s_t, cache_t, l_t, g_t))
+            self._sequence.append((s_t, cache_t, r_t, g_t))
             self._watch(loss_grad, g_t)
         elif self._replay is not None:  # synth_update="replay", update="step": token by token
             self._replay.push(s_t, cache_t, l_t, g_t)
@@ -306,19 +320,18 @@ class BPLambda(SequenceLearner):
         elif self._previous is not None and self.lr_synth > 0:
             s_tm1, cache_tm1, g_tm1 = self._previous
             delta = traces.td_error(
-                l_t, g_t, g_tm1, self.gamma, lambda u: self.core.vjp(cache_t, u)
+                r_t, g_t, g_tm1, self.gamma, lambda u: self._rule.vjp(cache_t, u)
             )
             self._apply_synth_increments(self._trace_increments(delta, s_tm1, cache_tm1))
             self._watch(g_t, delta)  # delta is non-finite if loss_grad is (l_t enters it via J)
         else:
             self._watch(loss_grad, g_t)
 
-        self._local_core_update(
-            cache_t, torch.add(l_t, g_t, alpha=self.sg_weight) if self.sg_weight else l_t
-        )
+        self._local_core_update(cache_t, self._rule.core_signal(cache_t, l_t, g_t, self.sg_weight))
         self._previous = (s_t, cache_t, g_t)
         if self.update == "step":
             self._check_finite()
+            self._rule.scale_gradients(self.readout, None)
             self._optimizer_step()
 
     def _learn_block(self, final: bool) -> None:
@@ -361,7 +374,7 @@ class BPLambda(SequenceLearner):
         # delta . dg/dtheta into the (sum P,) buffer, then delta . (decayed trace) added to it
         increments = self.synthesiser.parameter_vjp(s_tm1, delta, out=self._increment_views)
         if not self._traces_are_zero:  # (with e_{t-2} = 0 there is nothing to decay)
-            jacobian_tm1 = self.core.jacobian_operator(cache_tm1)  # the STORED J_{t-1}
+            jacobian_tm1 = self._rule.jacobian_operator(cache_tm1)  # the STORED J_{t-1}
             traces.decay_trace_(
                 self._trace_buffer,
                 self.gamma * self.lam,
@@ -423,7 +436,7 @@ class BPLambda(SequenceLearner):
             self.gamma,
             torch.stack(predicted[1:]),
             self.lam,
-            lambda t, u: self.core.vjp(caches[t + 1], u),
+            lambda t, u: self._rule.vjp(caches[t + 1], u),
         )  # targets[t] is G^lambda for the state of token t
         cotangents = targets - torch.stack(predicted[:-1])
         d = cotangents.shape[-1]
@@ -442,6 +455,8 @@ class BPLambda(SequenceLearner):
                 self._watch(*increments)  # the update of the whole sequence, at its last token
                 self._check_finite()
                 self._apply_synth_increments(increments)
+        if self.update == "sequence":
+            self._rule.scale_gradients(self.readout, self._scored_tokens)
         super()._end_sequences()
 
     def _record_metrics(self, losses, scored_steps, correct, steps) -> None:
@@ -462,5 +477,6 @@ class BPLambda(SequenceLearner):
             "synth_trace_parameters": self.synth_trace_parameters,
             "clip_synth_update": self.clip_synth_update,
             "synth_update": self.synth_update,
+            "conventions": self.conventions,
             "replay_window": self.replay_window,
         }

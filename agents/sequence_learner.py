@@ -209,6 +209,7 @@ class SequenceLearner(BaseLearner):
         self.task = task_spec_of(env)
         self._finite_watch = FiniteWatch()
         self._begin_sequences(batch_size)
+        self._scored_tokens = 0  # tokens on which some sequence is scored
         keep_going, step, losses, scored_steps, correct = True, 0, 0.0, 0, 0
         while True:
             with torch.no_grad():  # the learner's work; callbacks run outside
@@ -230,6 +231,7 @@ class SequenceLearner(BaseLearner):
                     )
                 scored = np.asarray(info["scored"], dtype=bool)
                 self._token_index = step
+                self._scored_tokens += bool(scored.any())
                 if scored.any():
                     target = torch.as_tensor(info["target"], dtype=self.dtype, device=self.device)
                     scored_t = torch.as_tensor(scored, dtype=self.dtype, device=self.device)

@@ -24,11 +24,13 @@ from hypothesis import strategies as st
 
 import bpl_envs  # noqa: F401  (registers the ids)
 from agents.experiments.hyperparameters import constructor_parameters
+from agents.reference_conventions import REFERENCE_ITEMS
 from agents.registry import LEARNERS
 from agents.td_lambda import TRACES
 from agents.unit_influence import UnitInfluenceLearner
 from tests.fuzz import (
     INVALID,
+    MAYBE,
     Arg,
     bool_arg,
     call_with_contract,
@@ -100,6 +102,30 @@ def _features_arg() -> Arg:
     return Arg(likely, unlikely, meaning)
 
 
+def _conventions_arg() -> Arg:
+    """``"exact"``, ``"reference"`` or a list/tuple of distinct item names. Which items apply
+    depends on the learner, core, update mode and synth_update (agents.reference_conventions,
+    tested there), so "reference" and item lists may be refused (naming conventions) or
+    accepted."""
+
+    def meaning(value: Any) -> Any:
+        if isinstance(value, str):
+            return "exact" if value == "exact" else MAYBE if value == "reference" else INVALID
+        if isinstance(value, list | tuple):
+            known = all(isinstance(item, str) and item in REFERENCE_ITEMS for item in value)
+            return MAYBE if known and len(set(value)) == len(value) else INVALID
+        return INVALID
+
+    items = st.sampled_from(REFERENCE_ITEMS)
+    likely = st.one_of(
+        st.sampled_from(["exact", "reference"]), st.lists(items, max_size=2, unique=True)
+    )
+    unlikely = st.one_of(
+        st.sampled_from(["Exact", "ref", ["nope"], ["readout_per_target_step"] * 2]), garbage
+    )
+    return Arg(likely, unlikely, meaning)
+
+
 NON_NEGATIVE = real_arg(0.0, math.inf, draw=(0.0, 3.0))
 FRACTION = real_arg(0.0, 1.0)
 SPECS: dict[str, Arg] = {
@@ -122,6 +148,7 @@ SPECS: dict[str, Arg] = {
     "clip_synth_update": bool_arg(),
     "synth_update": choice_arg(["trace", "replay", "forward_view"]),
     "replay_window": optional_int_arg(1, draw_up_to=4),
+    "conventions": _conventions_arg(),
     "n": int_arg(1, draw_up_to=4),
     "n_envs": int_arg(1, draw_up_to=3),
     "dtype": choice_arg(["float32", "float64"]),
