@@ -116,8 +116,10 @@ def test_every_argument_is_checked_at_the_door(data):
     try:
         _, reward, *_ = wrapper.step(np.linspace(1.0, -1.0, output_size))
     except KeyError as error:  # documented: the info key is looked up at step
-        # a key is named as written, or as its repr where it holds control characters ('\x1f')
-        assert missing and names_argument(error, missing + [repr(k) for k in missing]), repr(error)
+        # a key is named as written, or as its repr where it holds control characters ('\x1f');
+        # str() of a KeyError is the repr of its message, so the message itself is read
+        message = ValueError(error.args[0])
+        assert missing and names_argument(message, missing + [repr(k) for k in missing]), error
         return
     assert not missing and math.isfinite(reward)
 
@@ -193,3 +195,14 @@ def test_regression_a_target_that_is_not_a_probability_vector_is_refused():
     wrapper.reset(seed=0)
     with pytest.raises(ValueError, match=r"info\['y'\] must be probability vectors"):
         wrapper.step(np.zeros(3))  # was: scored, and a learner got softmax - y: a wrong gradient
+
+
+def test_regression_a_missing_key_with_a_control_character_is_named_by_its_repr():
+    # hypothesis drew target_key='\x1f': the message names it as '\x1f' (the oracle was wrong)
+    wrapper = SupervisedTaskWrapper(
+        TargetInInfo([0, 1, 2]), target_key="\x1f", loss="ce", sequence_length=3
+    )
+    wrapper.reset(seed=0)
+    with pytest.raises(KeyError) as raised:
+        wrapper.step(np.zeros(3))
+    assert raised.value.args[0].startswith(r"the wrapped env's info has no '\x1f' (target_key)")
