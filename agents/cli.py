@@ -1,10 +1,12 @@
-"""The ``bpl`` command line: list, train, reproduce the paper, compare TD(λ) with BP(λ), sweep,
-benchmark.
+"""The ``bpl`` command line: list, train, reproduce the paper, compare TD(λ) with BP(λ), report,
+sweep, benchmark.
 
     bpl list                                       envs, learners, experiments and presets
     bpl train bpl/SequentialDigits-v0 --learner bp_lambda --updates 500 --lam 0.5 --core lstm
     bpl train --resume runs/my_run                 continue an interrupted run exactly
     bpl reproduce toy --quick                      a paper experiment: table, JSON and figures
+    bpl reproduce --resume results/copy-repeat     continue an interrupted reproduction exactly
+    bpl report --readme README.md                  README tables from committed results.json
     bpl compare --quick                            TD(λ) and BP(λ) side by side
     bpl sweep my_grid.yaml --workers 2             a grid of runs, one process per run
     bpl benchmark learners --configs a --threads 1 a benchmark script of the checkout
@@ -45,15 +47,34 @@ examples:
 
 REPRODUCE_EPILOG = """\
 budgets:
-  Without --quick the paper's budgets are used (agents/configs/NAME.yaml): expect hours on a
-  laptop CPU (the copy-repeat experiment's LSTM with H = 100 needs gigabytes for BP(λ)'s
-  traces and days on CPU; use a GPU). --quick (NAME_quick.yaml) finishes each experiment in
-  a few minutes on 2 cores.
+  Without --quick the paper's budgets are used (agents/configs/NAME.yaml): hours to days on a
+  laptop CPU (copy-repeat: 120,000 updates per learner and seed). --quick (NAME_quick.yaml)
+  finishes each experiment in a few minutes on 2 cores. --updates N sets every learner's
+  budget.
+
+resuming (toy, digits, seqmnist, copy-repeat):
+  Every (learner, seed) trains in its own run folder under DIR/cells/ and checkpoints at batch
+  boundaries (about once a minute). After Ctrl-C, a crash or a kill, `bpl reproduce --resume
+  DIR` continues every unfinished cell from its checkpoint, exactly, and never reruns a
+  finished one; `--resume DIR --updates N` extends every cell to N updates; `--resume DIR
+  --report-only` rewrites the results from the finished cells without training. The results
+  are also rewritten while cells finish, marked as partial until all have.
 
 outputs (in --out):
-  results.md    a table of mean ± std over seeds
-  results.json  the same numbers, with the configuration used
-  *.png         figures
+  results.md         a table of mean ± std over seeds, with the command that made it
+  results.json       the same numbers, with the configuration used
+  *.png              figures
+  reproduction.json  what --resume needs
+"""
+
+REPORT_EPILOG = """\
+blocks:
+  A markdown file marks each generated table with
+    <!-- bpl report docs/results/NAME -->
+    ...
+    <!-- end bpl report -->
+  (the folder relative to the file); --readme rewrites what is between the markers from the
+  folder's results.json: the command, its wall time, the table and the figures.
 """
 
 
@@ -154,6 +175,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                                                           f"{name}, or results/{name}_quick)")
         command.add_argument("--config", metavar="FILE",
                              help="a YAML file to use instead of the packaged preset")
+        command.add_argument("--updates", type=_positive_int, metavar="N",
+                             help="budget of every learner, in batches of sequences (default: "
+                                  "the preset's)")
         command.add_argument("--workers", type=_positive_int, default=default_workers(),
                              metavar="N", help="parallel processes (default: the CPU count, "
                                                f"{default_workers()} here)")
@@ -165,16 +189,35 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 
     reproduce = add("reproduce", "reproduce one of the paper's experiments",
                     epilog=REPRODUCE_EPILOG)
-    reproduce.add_argument("experiment", metavar="EXPERIMENT",
-                           help=f"one of {', '.join(EXPERIMENTS)}")
+    reproduce.add_argument("experiment", metavar="EXPERIMENT", nargs="?",
+                           help=f"one of {', '.join(EXPERIMENTS)} (optional with --resume)")
     add_experiment_options(reproduce, "EXPERIMENT")
     reproduce.add_argument("--mnist-root", metavar="DIR",
-                           help="digits only: run sequential MNIST from the IDX files in DIR "
-                                "(the paper's seqMNIST preset)")
+                           help="seqmnist only: the full MNIST from the IDX files in DIR "
+                                "instead of the bundled 5,000-image subset")
+    reproduce.add_argument("--resume", metavar="DIR",
+                           help="continue the reproduction in DIR (its unfinished cells, from "
+                                "their checkpoints)")
+    reproduce.add_argument("--report-only", action="store_true",
+                           help="with --resume: rewrite the results from the finished cells, "
+                                "train nothing")
+    reproduce.add_argument("--checkpoint-seconds", type=_non_negative_int, default=60,
+                           metavar="S", help="a cell writes a checkpoint at the first batch "
+                                             "boundary S seconds after its last (default 60; "
+                                             "0: every batch)")
 
     compare = add("compare", "TD(λ) on the random walk next to BP(λ) on the toy task: the "
                              "side-by-side figure", epilog=REPRODUCE_EPILOG)
     add_experiment_options(compare, "compare")
+
+    report = add("report", "render README tables from results folders (results.json)",
+                 epilog=REPORT_EPILOG)
+    report.add_argument("folders", nargs="*", metavar="DIR",
+                        help="results folders whose block to print")
+    report.add_argument("--readme", metavar="FILE",
+                        help="rewrite every generated block of this markdown file")
+    report.add_argument("--check", action="store_true",
+                        help="with --readme: change nothing, exit 1 when a block is stale")
 
     sweep = add("sweep", "run a grid of (env, learner, hyper-parameters, seeds) from a YAML "
                          "file, in parallel", epilog=_sweep_epilog())
@@ -213,7 +256,7 @@ def _list(args, parser: argparse.ArgumentParser) -> int:
     from agents.experiments import EXPERIMENTS
     from agents.experiments.config import preset_names
     from agents.experiments.hyperparameters import hyperparameters_of
-    from agents.experiments.training import learner_class, learner_names
+    from agents.experiments.run_config import learner_class, learner_names
 
     def section(title: str, items: dict[str, str]) -> None:
         print(title)
@@ -289,7 +332,8 @@ def _parse_env_args(items: Sequence[str], parser) -> dict[str, Any]:
 
 def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParser) -> int:
     from agents.experiments.output import OutputExistsError
-    from agents.experiments.training import RunConfig, resume, train
+    from agents.experiments.run_config import RunConfig
+    from agents.experiments.training import resume, train
 
     if args.threads is not None:
         import torch
@@ -357,7 +401,7 @@ def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParse
 def _keep_accepted(hyperparameters: dict[str, Any], learner: str, config: str) -> dict[str, Any]:
     """The config file's hyper-parameters that ``learner`` takes (saying which it does not)."""
     from agents.experiments.hyperparameters import hyperparameters_of
-    from agents.experiments.training import learner_class
+    from agents.experiments.run_config import learner_class
 
     accepted = hyperparameters_of(learner_class(learner))
     dropped = sorted(set(hyperparameters) - set(accepted))
@@ -389,30 +433,87 @@ def _report_run(out, metrics: dict[str, Any]) -> int:
 
 
 # ------------------------------------------------------------------ reproduce / compare
-def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
-    from agents.experiments import EXPERIMENTS, reproduce
+def _reproduce(args, name: str | None, parser: argparse.ArgumentParser) -> int:
+    from agents.experiments import EXPERIMENTS, reproduce, resume_reproduction
     from agents.experiments.output import OutputExistsError
 
-    if name not in EXPERIMENTS:
+    resume_dir = getattr(args, "resume", None)
+    if name is not None and name not in EXPERIMENTS:
         parser.error(f"unknown experiment {name!r}; choose one of {list(EXPERIMENTS)}")
-    options = {"mnist_root": getattr(args, "mnist_root", None)}
-    folder = "seqmnist" if options["mnist_root"] else name
-    out = args.out or str(pathlib.Path("results") / (folder + ("_quick" if args.quick else "")))
+    if resume_dir is not None:
+        given = {"--quick": args.quick, "--seeds": args.seeds, "--config": args.config,
+                 "--out": args.out, "--force": args.force, "--mnist-root": args.mnist_root}
+        clashes = [flag for flag, value in given.items() if value not in (None, False)]
+        if clashes:
+            parser.error(f"--resume continues the reproduction as recorded in its "
+                         f"reproduction.json; it cannot be combined with {clashes} (only "
+                         "--updates, --workers, --report-only and --no-progress)")
+        out = resume_dir
+
+        def run() -> dict[str, Any]:
+            return resume_reproduction(resume_dir, name=name, updates=args.updates,
+                                       progress=not args.no_progress, workers=args.workers,
+                                       report_only=args.report_only,
+                                       checkpoint_seconds=args.checkpoint_seconds)
+    else:
+        if name is None:
+            parser.error(f"give an EXPERIMENT (one of {list(EXPERIMENTS)}) or --resume DIR")
+        if getattr(args, "report_only", False):
+            parser.error("--report-only rewrites the results of a reproduction folder: give it "
+                         "with --resume DIR")
+        options = {"mnist_root": getattr(args, "mnist_root", None)}
+        out = args.out or str(pathlib.Path("results") / (name + ("_quick" if args.quick
+                                                                  else "")))
+
+        def run() -> dict[str, Any]:
+            return reproduce(name, out=out, quick=args.quick, seeds=args.seeds,
+                             config=args.config, updates=args.updates, force=args.force,
+                             progress=not args.no_progress, workers=args.workers,
+                             checkpoint_seconds=getattr(args, "checkpoint_seconds", 60),
+                             **options)
     try:
-        result = reproduce(name, out=out, quick=args.quick, seeds=args.seeds, config=args.config,
-                           force=args.force, progress=not args.no_progress,
-                           workers=args.workers, **options)
+        result = run()
     except KeyboardInterrupt:
-        print(f"\nbpl: interrupted before the results were written to {out}/",
-              file=sys.stderr)
+        if (pathlib.Path(out) / "cells").is_dir():
+            print(f"\nbpl reproduce: interrupted. Finished cells and the checkpoints of the "
+                  f"others are in {out}/cells/; continue with: bpl reproduce --resume {out}",
+                  file=sys.stderr)
+        else:
+            print(f"\nbpl: interrupted before the results were written to {out}/",
+                  file=sys.stderr)
         return 130
     except (*USER_ERRORS, OutputExistsError) as error:
         parser.error(str(error))
     print(result["table"])
-    print(f"bpl {'compare' if name == 'compare' else 'reproduce ' + name}: "
-          f"{result['elapsed_s']:.0f} s; results in {out}/ (results.md, results.json, "
-          + ", ".join(result["figures"]) + ")")
+    partial = " (partial)" if result.get("partial") else ""
+    print(f"{result['command']}: {result['elapsed_s']:.0f} s; results{partial} in {out}/ "
+          "(results.md, results.json, " + ", ".join(result["figures"]) + ")")
     return 0
+
+
+# ------------------------------------------------------------------------------- report
+def _report(args, parser: argparse.ArgumentParser) -> int:
+    from agents.experiments.report import render_block, update_markdown
+
+    if args.readme is None and not args.folders:
+        parser.error("give results folders to print, or --readme FILE to rewrite its blocks")
+    if args.check and args.readme is None:
+        parser.error("--check compares the blocks of --readme FILE")
+    try:
+        for folder in args.folders:
+            print(render_block(folder, pathlib.Path(".")))
+        if args.readme is not None:
+            stale = update_markdown(args.readme, write=not args.check)
+    except USER_ERRORS as error:
+        parser.error(str(error))
+    if args.readme is None:
+        return 0
+    if not stale:
+        print(f"bpl report: every block of {args.readme} matches its results.json")
+        return 0
+    verb = "differ from" if args.check else "were rewritten from"
+    print(f"bpl report: the blocks of {args.readme} for {stale} {verb} their results.json")
+    return 1 if args.check else 0
 
 
 # -------------------------------------------------------------------------------- sweep
@@ -453,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reproduce(args, args.experiment, sub["reproduce"])
     if args.command == "compare":
         return _reproduce(args, "compare", sub["compare"])
+    if args.command == "report":
+        return _report(args, sub["report"])
     if args.command == "benchmark":
         return _benchmark(args.name, args.script_args, sub["benchmark"])
     return _sweep(args, sub["sweep"])

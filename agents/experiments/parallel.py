@@ -50,6 +50,7 @@ def run_cells(
     backend: str = "local",
     progress: bool = False,
     desc: str = "runs",
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """``[function(**cell) for cell in cells]``, in parallel.
 
@@ -61,6 +62,7 @@ def run_cells(
             the cluster named by ``RAY_ADDRESS``, or starts a local one).
         progress: show a progress bar over the cells.
         desc: the bar's label.
+        on_result: called here as ``on_result(index, result)`` each time a cell finishes.
 
     Returns:
         The results, in the order of ``cells``.
@@ -69,14 +71,16 @@ def run_cells(
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     workers = _check_workers(workers)
     if backend == "ray":
-        return _run_on_ray(function, cells, progress=progress, desc=desc)
+        return _run_on_ray(function, cells, progress=progress, desc=desc, on_result=on_result)
     bar = tqdm(total=len(cells), desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         if workers == 1 or len(cells) <= 1:
             results = []
-            for cell in cells:
+            for index, cell in enumerate(cells):
                 results.append(function(**cell))
                 bar.update(1)
+                if on_result is not None:
+                    on_result(index, results[-1])
             return results
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, len(cells)), mp_context=context,
@@ -85,8 +89,11 @@ def run_cells(
             results: list[Any] = [None] * len(cells)
             try:
                 for future in as_completed(futures):
-                    results[futures[future]] = future.result()
+                    index = futures[future]
+                    results[index] = future.result()
                     bar.update(1)
+                    if on_result is not None:
+                        on_result(index, results[index])
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
@@ -106,7 +113,7 @@ def require_ray():
     return ray
 
 
-def _run_on_ray(function, cells, *, progress: bool, desc: str) -> list[Any]:
+def _run_on_ray(function, cells, *, progress: bool, desc: str, on_result) -> list[Any]:
     """Each cell as a Ray task (one CPU each); the cluster is the one Ray finds or a local one."""
     ray = require_ray()
     if not ray.is_initialized():
@@ -118,8 +125,11 @@ def _run_on_ray(function, cells, *, progress: bool, desc: str) -> list[Any]:
     with tqdm(total=len(cells), desc=desc, disable=not progress) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            results[order[done[0]]] = ray.get(done[0])
+            index = order[done[0]]
+            results[index] = ray.get(done[0])
             bar.update(1)
+            if on_result is not None:
+                on_result(index, results[index])
     return results
 
 

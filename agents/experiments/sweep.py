@@ -30,7 +30,8 @@ from agents.experiments.output import (
     write_text,
 )
 from agents.experiments.parallel import require_ray, run_cells
-from agents.experiments.training import RunConfig, learner_class, train
+from agents.experiments.run_config import RunConfig, learner_class
+from agents.experiments.training import train
 
 __all__ = ["SWEEP_HELP", "expand_grid", "run_sweep"]
 

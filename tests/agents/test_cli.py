@@ -20,8 +20,10 @@ from agents.bptt import BPTT
 from agents.cli import BENCHMARK_DIR, BENCHMARKS, main
 from agents.experiments import EXPERIMENTS
 from agents.experiments import training as training_module
+from agents.experiments.building import env_arguments
 from agents.experiments.config import preset_names
-from agents.experiments.training import RunConfig, read_progress
+from agents.experiments.run_config import RunConfig
+from agents.experiments.run_logs import read_progress
 from agents.registry import LEARNERS
 from agents.td_lambda import TDLambda
 from bpl_envs.copy_repeat import CopyRepeatCurriculum
@@ -213,25 +215,30 @@ def test_ctrl_c_leaves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(
     assert json.loads((broken / "run.json").read_text())["status"] == "finished"
 
 
-def test_save_every_checkpoints_at_batch_boundaries(tmp_path):
+def test_save_every_checkpoints_at_batch_boundaries_once_the_batch_is_logged(tmp_path):
     """--save-every 50 with batches of 30 steps: the first batch ending at or past 50, 100, 150
-    steps is saved (batches 2, 4 and 5), and the last batch at the end."""
+    steps is saved (batches 2, 4 and 5), and the last batch at the end. A checkpoint is written
+    when the next batch starts, after its own batch's progress.csv row: a run killed at any
+    moment resumes with a complete log."""
     out = tmp_path / "run"
-    saved = []
+    seen = []
 
     class Spy(BaseCallback):
         def _on_step(self):
             return True
 
-        def _on_rollout_end(self):
+        def _on_rollout_start(self):
             path = out / "checkpoint.pt"
             if path.exists():
-                saved.append(BPLambda.load(path).num_episodes)
+                rows = len(read_progress(out / "progress.csv")["train/loss"])
+                seen.append((BPLambda.load(path).num_episodes, rows))
 
     config = RunConfig(env="bpl/LineDraw-v0", learner="bp_lambda", num_envs=3,
                        hyperparameters={"hidden_size": 4}, updates=5, save_every=50)
     training_module.train(config, out, progress=False, stdout=False, callbacks=[Spy()])
-    assert saved == [2, 2, 4, 5]  # what checkpoint.pt holds after batches 2, 3, 4 and 5
+    # (batches in checkpoint.pt, rows in progress.csv) when batches 3, 4 and 5 start
+    assert seen == [(2, 2), (2, 3), (4, 4)]
+    assert BPLambda.load(out / "checkpoint.pt").num_episodes == 5
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -304,12 +311,12 @@ def test_another_learner_on_a_config_keeps_the_hyperparameters_it_takes(tmp_path
 
 
 def test_the_curriculum_env_argument_builds_a_curriculum():
-    kwargs = training_module.env_arguments(
+    kwargs = env_arguments(
         "bpl/CopyRepeat-v0", {"curriculum": {"threshold_bits": "0.5"}, "max_repeats": 5})
     assert isinstance(kwargs["curriculum"], CopyRepeatCurriculum)
     assert kwargs["curriculum"].threshold_bits == 0.5 and kwargs["max_repeats"] == 5
     with pytest.raises(ValueError, match="'repeats'"):
-        training_module.env_arguments("bpl/CopyRepeat-v0", {"curriculum": {"repeat": 2}})
+        env_arguments("bpl/CopyRepeat-v0", {"curriculum": {"repeat": 2}})
 
 
 # ------------------------------------------------------------------------------- help
