@@ -4,7 +4,9 @@ A reproduction (``bpl reproduce``) trains many runs, one per cell (e.g. a learne
 into::
 
     DIR/cells/NAME/         a run folder (:mod:`agents.experiments.training`): run.json,
-                            progress.csv, checkpoint.pt, metrics.json, ...
+                            progress.csv, TensorBoard events, checkpoint.pt, metrics.json
+                            (no learning_curve.png: ``tensorboard --logdir DIR/cells`` shows
+                            every cell's curves side by side)
     DIR/cells/NAME/result.json   what the experiment measured on the finished run
 
 :func:`run_cells_in` trains each cell that is not finished: from scratch when its folder holds
@@ -213,7 +215,7 @@ def run_cell(evaluate: Callable[..., dict[str, Any]], name: str, config: dict[st
     path = pathlib.Path(folder)
     state = inspect_cell(path, cell)
     options = {"progress": False, "stdout": False, "callbacks": [_ParentWatch()],
-               "checkpoint_seconds": checkpoint_seconds}
+               "checkpoint_seconds": checkpoint_seconds, "plot": False}
     if not state.checkpointed:
         train(cell.config, path, force=True, **options)
     elif not state.finished:

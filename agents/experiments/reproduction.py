@@ -301,21 +301,30 @@ def _complete(folder: pathlib.Path, manifest: dict[str, Any], module: ModuleType
     settings, seeds = manifest["config"], manifest["seeds"]
     cells = module.make_cells(settings, seeds)
     start = last_report = time.perf_counter()
+    finished: dict[tuple, Any] = {}
 
-    def report(results: dict[tuple, Any]) -> dict[str, Any]:
-        return _write_cell_results(folder, manifest, experiment, module, cells, results,
+    def report() -> dict[str, Any]:
+        return _write_cell_results(folder, manifest, experiment, module, cells, finished,
                                    elapsed=time.perf_counter() - start, workers=workers)
 
     def report_now_and_then(results: dict[tuple, Any]) -> None:
         nonlocal last_report
+        finished.update(results)
         if time.perf_counter() - last_report >= PARTIAL_REPORT_SECONDS:
-            report(results)
+            report()
             last_report = time.perf_counter()
 
-    results = run_cells_in(folder, cells, module.evaluate, workers=workers, progress=progress,
-                           checkpoint_seconds=checkpoint_seconds, train_pending=train_pending,
-                           on_result=report_now_and_then)
-    return report(results)
+    try:
+        finished.update(run_cells_in(
+            folder, cells, module.evaluate, workers=workers, progress=progress,
+            checkpoint_seconds=checkpoint_seconds, train_pending=train_pending,
+            on_result=report_now_and_then))
+    except KeyboardInterrupt:  # report the cells finished so far, marked as partial
+        finished.update(run_cells_in(folder, cells, module.evaluate, workers=1, progress=False,
+                                     checkpoint_seconds=None, train_pending=False))
+        report()
+        raise
+    return report()
 
 
 def _write_cell_results(folder: pathlib.Path, manifest: dict[str, Any], experiment: Experiment,

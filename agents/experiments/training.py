@@ -166,7 +166,7 @@ def _write_status(out: pathlib.Path, config: RunConfig, learner_class_name: str,
 
 
 def _run(learner, config: RunConfig, out: pathlib.Path, *, progress: bool,
-         callbacks: Sequence[BaseCallback], checkpoint_seconds: float | None,
+         callbacks: Sequence[BaseCallback], checkpoint_seconds: float | None, plot: bool,
          elapsed_before: float = 0.0) -> dict[str, Any]:
     """Learn until the budget is spent; checkpoint, log, plot and write the metrics.
 
@@ -197,15 +197,16 @@ def _run(learner, config: RunConfig, out: pathlib.Path, *, progress: bool,
         checkpoints.write()
         learner.logger.close()
         _write_status(out, config, name, status, checkpoints, elapsed)
-        metrics = _write_results(out, config, status, elapsed, checkpoints, test)
+        metrics = _write_results(out, config, status, elapsed, checkpoints, test, plot)
     return metrics
 
 
 def _write_results(out: pathlib.Path, config: RunConfig, status: str, elapsed: float,
-                   counters, test: dict[str, float]) -> dict[str, Any]:
+                   counters, test: dict[str, float], plot: bool) -> dict[str, Any]:
     progress = read_progress(out / PROGRESS) if (out / PROGRESS).is_file() else {}
-    title = f"{config.learner} on {config.env} (seed {config.seed})"
-    plot_learning_curve(progress, title, out / "learning_curve.png")
+    if plot:
+        title = f"{config.learner} on {config.env} (seed {config.seed})"
+        plot_learning_curve(progress, title, out / "learning_curve.png")
     metrics = {
         "status": status,
         "num_timesteps": counters.num_timesteps,
@@ -220,7 +221,7 @@ def _write_results(out: pathlib.Path, config: RunConfig, status: str, elapsed: f
 
 def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
           progress: bool = True, stdout: bool = True, callbacks: Sequence[BaseCallback] = (),
-          checkpoint_seconds: float | None = None) -> dict[str, Any]:
+          checkpoint_seconds: float | None = None, plot: bool = True) -> dict[str, Any]:
     """Run ``config`` from scratch into the folder ``out``.
 
     Everything is validated before the folder is touched. An existing non-empty folder is
@@ -229,6 +230,7 @@ def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
     the first batch boundary this many seconds after the previous one, capturing only those
     batches (a long run of fast batches then pays no serialisation per batch, and an
     interruption resumes from the last checkpoint written); None: capture every batch.
+    ``plot``: draw learning_curve.png (about a second) when the run stops.
 
     Returns:
         The final metrics (also written to ``out/metrics.json``).
@@ -242,7 +244,7 @@ def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     learner.set_logger(make_logger(out, config.log_interval, stdout))
     return _run(learner, config, out, progress=progress, callbacks=callbacks,
-                checkpoint_seconds=checkpoint_seconds)
+                checkpoint_seconds=checkpoint_seconds, plot=plot)
 
 
 def load_run(out: str | os.PathLike, *,
@@ -272,13 +274,13 @@ def load_run(out: str | os.PathLike, *,
 
 def resume(out: str | os.PathLike, *, steps: int | None = None, updates: int | None = None,
            progress: bool = True, stdout: bool = True, callbacks: Sequence[BaseCallback] = (),
-           checkpoint_seconds: float | None = None) -> dict[str, Any]:
+           checkpoint_seconds: float | None = None, plot: bool = True) -> dict[str, Any]:
     """Continue the run in folder ``out`` from its checkpoint, to its budget (or a new one).
 
     The learner, its optimiser state, counters and the env's random state (and curriculum) come
     from the checkpoint, so the continued run is the uninterrupted one. Rows of progress.csv
-    logged after the checkpoint are dropped (they are logged again). ``stdout`` and
-    ``checkpoint_seconds``: as :func:`train`.
+    logged after the checkpoint are dropped (they are logged again). ``stdout``,
+    ``checkpoint_seconds`` and ``plot``: as :func:`train`.
     """
     out = pathlib.Path(out)
     config, run = load_run(out)
@@ -291,7 +293,7 @@ def resume(out: str | os.PathLike, *, steps: int | None = None, updates: int | N
     learner.set_logger(logger)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     return _run(learner, config, out, progress=progress, callbacks=callbacks,
-                checkpoint_seconds=checkpoint_seconds,
+                checkpoint_seconds=checkpoint_seconds, plot=plot,
                 elapsed_before=float(run.get("elapsed_s", 0.0)))
 
 
