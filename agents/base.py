@@ -33,9 +33,16 @@ from tqdm.auto import tqdm
 
 from bpl_envs.checks import check_int
 
-__all__ = ["BaseLearner", "check_fraction", "check_non_negative", "make_env"]
+__all__ = ["BaseLearner", "CheckpointError", "check_fraction", "check_non_negative", "make_env"]
 
 CHECKPOINT_FORMAT = 1
+_CHECKPOINT_KEYS = ("format", "class", "hyperparameters", "rebuild", "state", "num_timesteps",
+                    "num_episodes", "next_reset_seed", "env_random_state")
+
+
+class CheckpointError(ValueError):
+    """A file given to ``load`` is not a usable checkpoint of this learner (the message names the
+    file and says what is wrong with it)."""
 
 
 def check_fraction(name: str, value: float) -> float:
@@ -107,12 +114,48 @@ def _restore_env_random_state(env, state: dict[str, Any]) -> None:
     if len(generators) != len(state["np_random"]):
         raise ValueError(
             f"the checkpoint holds the random state of {len(state['np_random'])} envs but the "
-            f"env given has {len(generators)}; pass an env with the same number of sub-envs"
+            f"env given has {len(generators)}: pass an env with {len(state['np_random'])} "
+            "sub-envs to continue exactly, or load without an env (load(path)) and call "
+            "set_env(env) to go on with a fresh env of any size"
         )
     for generator, saved in zip(generators, state["np_random"], strict=True):
         generator.bit_generator.state = saved
     if "curriculum" in state:
         _find_attr(env, "curriculum").load_state_dict(state["curriculum"])
+
+
+def _read_checkpoint(path: pathlib.Path | io.BufferedIOBase, class_name: str) -> dict[str, Any]:
+    """The checkpoint dict in ``path``, loaded without executing code (``weights_only``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file is empty, truncated, not a checkpoint, of another learner
+            class or of another checkpoint format (the message names the file and the problem).
+    """
+    where = path if isinstance(path, pathlib.Path) else "the checkpoint stream"
+    if isinstance(path, pathlib.Path):
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"{path} is empty: it is not a {class_name} checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a damaged or foreign file
+        raise CheckpointError(
+            f"cannot read {where} as a {class_name} checkpoint: the file is truncated, "
+            f"corrupted or not a checkpoint written by save() ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no details'})"
+        ) from error
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in _CHECKPOINT_KEYS):
+        raise CheckpointError(f"{where} holds a {type(checkpoint).__name__}, not a bp-lambda "
+                              f"learner checkpoint (a dict with keys {list(_CHECKPOINT_KEYS)})")
+    if checkpoint["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{where} has checkpoint format {checkpoint['format']!r}; this "
+                              f"version of bp-lambda reads format {CHECKPOINT_FORMAT}")
+    if checkpoint["class"] != class_name:
+        raise CheckpointError(f"{where} is a {checkpoint['class']!r} checkpoint, not a "
+                              f"{class_name} one: load it with {checkpoint['class']}.load")
+    return checkpoint
 
 
 def _find_attr(env, name: str):
@@ -337,7 +380,16 @@ class BaseLearner(ABC):
             if path.suffix == "":
                 path = path.with_suffix(".pt")
             path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint, path)
+            # a temporary file renamed into place: an interrupted save keeps the previous file
+            temporary = path.with_name(path.name + ".tmp")
+            try:
+                torch.save(checkpoint, temporary)
+                os.replace(temporary, path)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+        else:
+            torch.save(checkpoint, path)
 
     @classmethod
     def load(
@@ -360,12 +412,7 @@ class BaseLearner(ABC):
             path = pathlib.Path(path)
             if not path.exists() and path.suffix == "" and path.with_suffix(".pt").exists():
                 path = path.with_suffix(".pt")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        if checkpoint.get("format") != CHECKPOINT_FORMAT or checkpoint.get("class") != cls.__name__:
-            raise ValueError(
-                f"{path} is not a {cls.__name__} checkpoint (it holds "
-                f"{checkpoint.get('class')!r}, format {checkpoint.get('format')!r})"
-            )
+        checkpoint = _read_checkpoint(path, cls.__name__)
         unknown = sorted(set(overrides) - set(checkpoint["hyperparameters"]))
         if unknown:
             raise TypeError(

@@ -1,8 +1,9 @@
 """Accumulate BP(lambda): a recurrent core learning online from synthetic gradients that a small
 network g(s; theta) learns with TD errors and eligibility traces (Pemberton & Costa, TMLR 2024).
 
-Per token t (ALGORITHM.md §2-4; s_t the core's state, J_t = ds_t/ds_{t-1}, l_t = dL_t/ds_t of the
-batch-mean loss, g_t = g(s_t) with g := 0 on the last token of a sequence):
+Per token t (docs/algorithm.md#the-rule-per-token; s_t the core's state, J_t = ds_t/ds_{t-1},
+l_t = dL_t/ds_t of the batch-mean loss, g_t = g(s_t) with g := 0 on the last token of a
+sequence):
 
     delta_{t-1} = (l_t + gamma g_t) J_t - g_{t-1}                    TD error of state t-1
     e_{t-1}     = gamma lambda J_{t-1} e_{t-2} + dg(s_{t-1})/dtheta    trace (the STORED J_{t-1})
@@ -13,11 +14,12 @@ The TD error and the trace decay are the functions of :mod:`agents.traces` with 
 operator J applied implicitly by the core (``core.vjp`` for u -> u J, ``core.jacobian_operator``
 for e -> J e): TD(lambda) is the special case J = 1 with a scalar value.
 
-Cost of the trace path (ALGORITHM.md §6): traces of B·d_out·|theta| numbers, decayed in place in
-cache-sized tiles with the TD-error contraction fused into the same pass, so each token reads and
-writes every trace once and allocates nothing trace-sized. With gamma·lambda = 0 the traces are
-just dg/dtheta and are never stored. ``synth_update="forward_view"`` replaces the traces by the
-equivalent backward recursion over the stored sequence (same numbers, not online).
+Cost of the trace path (docs/algorithm.md#trace-path): traces of B·d_out·|theta| numbers,
+decayed in place in cache-sized tiles with the TD-error contraction fused into the same pass, so
+each token reads and writes every trace once and allocates nothing trace-sized. With
+gamma·lambda = 0 the traces are just dg/dtheta and are never stored.
+``synth_update="forward_view"`` replaces the traces by the equivalent backward recursion over the
+stored sequence (same numbers, not online).
 """
 
 from __future__ import annotations

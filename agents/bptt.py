@@ -20,7 +20,7 @@ learner            chunk                         v (gradient arriving at the chu
 =================  ============================  =================================================
 
 DNI's synthesiser g (Jaderberg et al. 2017) is regressed on the n-step bootstrapped gradient that
-arrives at the chunk's first state (ALGORITHM.md §2; BP(0) is DNI with n = 1):
+arrives at the chunk's first state (docs/algorithm.md#baselines; BP(0) is DNI with n = 1):
 
     target_k = sum_{t=k+1}^{k+n} gamma^{t-k-1} dL_t/ds_k + gamma^n g(s_{k+n}) ds_{k+n}/ds_k,
 

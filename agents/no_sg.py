@@ -1,6 +1,7 @@
 """No synthetic gradient: the core learns from each token's immediate loss alone.
 
-Per token t, with l_t = dL_t/ds_t of the batch-mean loss (ALGORITHM.md §4 with beta = 0):
+Per token t, with l_t = dL_t/ds_t of the batch-mean loss (docs/algorithm.md#how-the-core-learns
+with beta = 0):
 
     grad W += l_t . (ds_t/dW)_local                (one-step derivatives, no propagation in time)
 

@@ -20,9 +20,9 @@ Subclasses implement ``_learn_step``; the other hooks have defaults that most le
 gradients; ``_forward`` advances the core by ``core.step``, keeping ``self._state``,
 ``self._cache`` and ``self._hidden``; ``_end_sequences`` applies the accumulated update in
 ``update="sequence"`` mode). Everything else lives here once. The loss gradient handed to
-``_learn_step`` is that of the batch-mean loss (ALGORITHM.md §5): ``loss.gradient(ŷ, y) / B`` on
-scored steps and zero elsewhere, computed with the same :mod:`bpl_envs.losses` function whose
-value the env paid as reward.
+``_learn_step`` is that of the batch-mean loss (docs/algorithm.md#optimiser-and-scaling-details):
+``loss.gradient(ŷ, y) / B`` on scored steps and zero elsewhere, computed with the same
+:mod:`bpl_envs.losses` function whose value the env paid as reward.
 """
 
 from __future__ import annotations
@@ -411,7 +411,16 @@ class SequenceLearner(BaseLearner):
 
     @classmethod
     def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
-        return cls(TaskSpec(**rebuild["task"]) if env is None else env, **hyperparameters)
+        saved = TaskSpec(**rebuild["task"])
+        learner = cls(saved if env is None else env, **hyperparameters)
+        differ = [f"{field} {getattr(saved, field)!r} (checkpoint) vs "
+                  f"{getattr(learner.task, field)!r} (env)"
+                  for field in ("input_size", "output_size", "loss")
+                  if getattr(saved, field) != getattr(learner.task, field)]
+        if differ:
+            raise ValueError(f"the env given to {cls.__name__}.load does not fit the checkpoint: "
+                             + "; ".join(differ))
+        return learner
 
     def _get_state(self) -> dict[str, Any]:
         return {

@@ -1,6 +1,6 @@
 """TD errors, eligibility traces and lambda-returns: pure, batched functions over torch tensors.
 
-One implementation serves two learners (see ALGORITHM.md):
+One implementation serves two learners (see docs/algorithm.md#the-td-lambda-special-case):
 
 - TD(lambda) (``agents/td_lambda.py``): scalar values ``v`` of shape ``(B,)``, no transition.
 - BP(lambda) (``agents/bp_lambda.py``): the "value" is a row vector ``g(s)`` of shape ``(B, d)``

@@ -11,9 +11,9 @@ runs it for several seeds and writes a table).
     python examples/random_walk.py                      # writes docs/random_walk.png
     python examples/random_walk.py --runs 20 --out /tmp/walk.png
 
-Expected (ALGORITHM.md §7): α = 0 gives √0.3 ≈ 0.548 everywhere; best RMS ≈ 0.345 for TD(0)
-(α ≈ 0.8), ≈ 0.26 for accumulate λ = 0.8 (α ≈ 0.3), ≈ 0.25 for true online λ = 0.8 (α ≈ 0.4);
-accumulate traces diverge for λ >= 0.9 at large α (off the plot, as in the book).
+Expected (docs/algorithm.md#random-walk): α = 0 gives √0.3 ≈ 0.548 everywhere; best RMS ≈ 0.345
+for TD(0) (α ≈ 0.8), ≈ 0.26 for accumulate λ = 0.8 (α ≈ 0.3), ≈ 0.25 for true online λ = 0.8
+(α ≈ 0.4); accumulate traces diverge for λ >= 0.9 at large α (off the plot, as in the book).
 """
 
 import argparse

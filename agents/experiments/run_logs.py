@@ -15,6 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger, configure
 
 from agents.experiments.output import new_figure, save_figure
+from agents.experiments.output_folder import record_output
 
 __all__ = [
     "FINAL_FRACTION",
@@ -44,7 +45,10 @@ class _EveryNthTable(HumanOutputFormat):
 
 def make_logger(out: pathlib.Path, log_interval: int, stdout: bool = True) -> Logger:
     """An SB3 logger writing ``progress.csv`` and TensorBoard events into ``out`` (and, with
-    ``stdout``, a table every ``log_interval`` dumps)."""
+    ``stdout``, a table every ``log_interval`` dumps); both files are recorded in the folder's
+    manifest."""
+    record_output(out / "progress.csv")
+    record_output(out / "events.out.tfevents.*", pattern=True)
     logger = configure(str(out), ["stdout", "csv", "tensorboard"] if stdout
                        else ["csv", "tensorboard"])
     logger.output_formats = [

@@ -29,6 +29,7 @@ from agents.experiments.output import (
     write_json,
     write_text,
 )
+from agents.experiments.output_folder import record_output
 from agents.experiments.parallel import require_ray, run_cells
 from agents.experiments.run_config import RunConfig, learner_class
 from agents.experiments.training import train
@@ -141,6 +142,8 @@ def run_sweep(grid_file: str, out: str | pathlib.Path, *, backend: str = "local"
     out = prepare_output_dir(out, force)
     write_text(out / "sweep.yaml", yaml.safe_dump(grid_config, sort_keys=False))
     start = time.perf_counter()
+    for name, _ in runs:  # each cell's folder gets its own manifest from train()
+        record_output(out / name, folder=True)
     cells = [{"config": config.to_dict(), "out": str(out / name)} for name, config in runs]
     metrics = run_cells(sweep_cell, cells, workers=workers, backend=backend, progress=progress,
                         desc="sweep runs")

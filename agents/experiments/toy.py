@@ -1,11 +1,11 @@
 """The paper's toy experiment: how well does BP(λ)'s synthesiser learn the future gradient?
 
-LineDraw (a fixed cue at t = 0, a 2-D target scored at the last step), a linear RNN (H = 30).
-Only the synthesiser learns in the "frozen" condition (RNN and readout stay at their random
+LineDraw (a fixed cue at t = 0, a 2-D target scored at the last step), a linear RNN (H = 30). Only
+the synthesiser learns in the "frozen" condition (RNN and readout stay at their random
 initialisation); in the "learning" condition the RNN and readout learn too. After training, the
 cosine alignment between g(s_t) and the true future gradient G_t (by autograd through the same
-sequences, :func:`agents.analysis.alignment`) is measured at every step t = 0 .. T-2, for each λ
-and sequence length T (docs/algorithm.md). Each seed draws a different random RNN.
+sequences, :func:`agents.analysis.alignment`) is measured at every step t = 0 .. T-2, for each λ and
+sequence length T (docs/algorithm.md#toy-task-line-draw). Each seed draws a different random RNN.
 
 Every (condition, T, λ, seed) is a resumable cell (:mod:`agents.experiments.cells`), trained
 into its own run folder and measured from its checkpoint. ``bpl reproduce toy`` writes:

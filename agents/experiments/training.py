@@ -35,7 +35,8 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.experiments.building import build_learner, load_learner, test_metrics
-from agents.experiments.output import prepare_output_dir, write_json
+from agents.experiments.output import prepare_output_dir, write_json, write_text
+from agents.experiments.output_folder import atomic_write
 from agents.experiments.run_config import RunConfig
 from agents.experiments.run_logs import (
     MetricHistory,
@@ -137,9 +138,8 @@ class BoundaryCheckpoints(BaseCallback):
         self._pending, self._last_write = False, time.monotonic()
         if self._snapshot is None or self._written:
             return
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_bytes(self._snapshot)
-        os.replace(temporary, self.path)
+        snapshot = self._snapshot
+        atomic_write(self.path, lambda file: file.write(snapshot))
         self._written = True
 
 
@@ -241,7 +241,7 @@ def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
     config = config.resolved()
     learner = build_learner(config)
     out = prepare_output_dir(out, force)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     learner.set_logger(make_logger(out, config.log_interval, stdout))
     return _run(learner, config, out, progress=progress, callbacks=callbacks,
                 checkpoint_seconds=checkpoint_seconds, plot=plot)
@@ -291,7 +291,7 @@ def resume(out: str | os.PathLike, *, steps: int | None = None, updates: int | N
     logger = make_logger(out, config.log_interval, stdout)
     replay_progress(logger, old_rows, learner.num_timesteps)
     learner.set_logger(logger)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     return _run(learner, config, out, progress=progress, callbacks=callbacks,
                 checkpoint_seconds=checkpoint_seconds, plot=plot,
                 elapsed_before=float(run.get("elapsed_s", 0.0)))

@@ -180,7 +180,7 @@ def test_dni_frozen_core_still_trains_the_synthesiser():
 @pytest.mark.parametrize("update", ["sequence", "step"])
 @pytest.mark.parametrize("synth_hidden", [None, 5])
 def test_dni_with_n_1_learns_exactly_as_bp_0(core, update, synth_hidden):
-    """ALGORITHM.md §2: BP(0) is DNI with n = 1 (BP(lambda)'s update clipping off)."""
+    """docs/algorithm.md#baselines: BP(0) is DNI with n = 1 (BP(lambda)'s update clipping off)."""
     kwargs = {"gamma": 0.9, "sg_weight": 0.5, "synth_hidden": synth_hidden, "update": update,
               "n_batches": 2, "lr_core": 1e-2, "lr_readout": 1e-2, "lr_synth": 1e-2}
     dni, _ = build(DNI, core, "ce", n=1, **kwargs)

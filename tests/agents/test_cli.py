@@ -272,13 +272,12 @@ def test_mistakes_stop_before_anything_runs_and_list_the_choices(argv, expected,
 def test_an_existing_output_folder_is_replaced_only_with_force(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(tiny_train(out, "--updates", "1")) == 0
-    (out / "marker").write_text("from an earlier run")
     assert "--force" in error_of(capsys, tiny_train(out, "--updates", "2"))
-    assert (out / "marker").exists() and json.loads((out / "run.json").read_text())[
-        "num_episodes"] == 1
+    assert json.loads((out / "run.json").read_text())["num_episodes"] == 1
+    (out / "checkpoint.pt.tmp").write_bytes(b"left by a crash")
     assert main(tiny_train(out, "--updates", "2", "--force")) == 0
-    assert not (out / "marker").exists()
     assert json.loads((out / "run.json").read_text())["num_episodes"] == 2
+    assert not (out / "checkpoint.pt.tmp").exists()
 
 
 def test_train_from_a_config_file_with_flags_overriding_it(tmp_path):

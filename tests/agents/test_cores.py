@@ -240,8 +240,8 @@ def test_jacobian_operator_rejects_mismatched_blocks(kind, activation):
 @pytest.mark.parametrize("kind, activation", CONFIGS, ids=CONFIG_IDS)
 def test_bptt_gradient_from_vjp_and_local_vjp_recursion(kind, activation):
     """Σ_t (l_t + G_t) (∂s_t/∂θ)_local with G_{t-1} = (l_t + G_t) J_t is the BPTT gradient
-    (ALGORITHM.md §1, §4 with a perfect synthesiser): checked against autograd on the unrolled
-    sequence, for a loss Σ_t l_t · s_t."""
+    (docs/algorithm.md#how-the-core-learns, with a perfect synthesiser): checked against
+    autograd on the unrolled sequence, for a loss Σ_t l_t · s_t."""
     steps, batch = 6, 3
     core, _, s0 = build(kind, activation, batch, 2, 4)
     with torch.no_grad():

@@ -1,5 +1,5 @@
 """The experiments behind `bpl reproduce`, `bpl compare` and `bpl sweep`, on tiny budgets, and
-the packaged presets against the paper's settings (ALGORITHM.md §5)."""
+the packaged presets against the paper's settings (docs/algorithm.md#the-reference-experiments)."""
 
 import copy
 import gzip
@@ -32,7 +32,9 @@ from agents.experiments.output import (
     markdown_table,
     mean_std,
     prepare_output_dir,
+    write_text,
 )
+from agents.experiments.output_folder import MANIFEST
 from agents.experiments.random_walk import sweep
 from agents.experiments.run_config import RunConfig
 from agents.experiments.run_logs import read_progress
@@ -189,10 +191,11 @@ def test_mean_std_is_the_sample_statistics():
 def test_output_folders_are_replaced_only_with_force(tmp_path):
     out = tmp_path / "out"
     prepare_output_dir(out, force=False)
-    (out / "old").write_text("x")
+    write_text(out / "old.md", "x")
     with pytest.raises(OutputExistsError, match="--force"):
         prepare_output_dir(out, force=False)
-    assert prepare_output_dir(out, force=True) == out and list(out.iterdir()) == []
+    assert prepare_output_dir(out, force=True) == out
+    assert [p.name for p in out.iterdir()] == [MANIFEST]
 
 
 # ----------------------------------------------------------------- reproduce, tiny budgets
@@ -350,7 +353,8 @@ def test_reproduce_copy_repeat_follows_the_curriculum(tmp_path):
     result = _reproduce(tmp_path, "reproduce", "copy-repeat", "--config",
                         _tiny("copy_repeat", tmp_path, change), "--seeds", "1")
     for row in result["results"]:
-        assert row["length_curve"]["mean"] == [5, 7, 9]  # T of each batch (ALGORITHM.md §5)
+        # T of each batch (docs/algorithm.md#copy-repeat)
+        assert row["length_curve"]["mean"] == [5, 7, 9]
         assert row["length_curve"]["update"] == [1, 2, 3]
         assert row["length_reached"]["values"] == [12] and row["stages_passed"]["values"] == [3]
         assert 0 < row["final_loss_bits"]["values"][0] < 50.0  # the batch at T = 9 advanced

@@ -1,5 +1,6 @@
 """TDLambda against explicit TD(λ) recursions and the online λ-return algorithm, its SB3-shaped
-interface, and the 19-state random-walk numbers of Sutton & Barto (ALGORITHM.md §7)."""
+interface, and the 19-state random-walk numbers of Sutton & Barto
+(docs/algorithm.md#random-walk)."""
 
 import importlib.util
 import pathlib
@@ -300,8 +301,9 @@ def test_the_examples_batched_sweep_equals_one_agent_per_run(trace):
 
 def test_random_walk_reproduces_sutton_and_barto():
     """100 runs, first 10 episodes, 19 states: α = 0 gives √0.3 exactly; the best RMS over the
-    α grid is 0.345 ± 0.015 for TD(0) and 0.26 ± 0.015 for accumulate λ = 0.8 (ALGORITHM.md §7;
-    Sutton & Barto Figures 12.6 and 12.8), and 0.25 ± 0.015 for true online λ = 0.8."""
+    α grid is 0.345 ± 0.015 for TD(0) and 0.26 ± 0.015 for accumulate λ = 0.8
+    (docs/algorithm.md#random-walk; Sutton & Barto Figures 12.6 and 12.8), and 0.25 ± 0.015 for
+    true online λ = 0.8."""
     example = _load_example()
     alphas = np.linspace(0.0, 1.0, 21)
     accumulate = example.sweep("accumulate", [0.0, 0.8], alphas, runs=100, episodes=10, seed=0)

@@ -321,10 +321,11 @@ def test_operator_form_with_identity_and_d_1_reduces_to_the_scalar_form():
 
 @pytest.mark.parametrize("lam, gamma", [(0.0, 0.9), (0.6, 1.0), (1.0, 1.0), (0.9, 0.8)])
 def test_operator_backward_view_equals_forward_view(lam, gamma):
-    """ALGORITHM.md §3 with random J_t, g_t and ∂g_t/∂θ (θ fixed): Σ_t δ_t · e_t with
-    e_t = γλ J_t e_{t−1} + ∂g_t/∂θ (J_t: the Jacobian INTO s_t) and δ_t = (l_{t+1} +
-    γ g_{t+1}) J_{t+1} − g_t (g_{T−1} := 0) equals Σ_t (G^λ_t − g_t) · ∂g_t/∂θ, with G^λ
-    from its recursion written out here. Run twice: pure traces, and in place (decay_trace_)."""
+    """docs/algorithm.md#the-eligibility-trace with random J_t, g_t and ∂g_t/∂θ (θ fixed):
+    Σ_t δ_t · e_t with e_t = γλ J_t e_{t−1} + ∂g_t/∂θ (J_t: the Jacobian INTO s_t) and
+    δ_t = (l_{t+1} + γ g_{t+1}) J_{t+1} − g_t (g_{T−1} := 0) equals Σ_t (G^λ_t − g_t) · ∂g_t/∂θ,
+    with G^λ from its recursion written out here. Run twice: pure traces, and in place
+    (decay_trace_)."""
     horizon, batch, d, param_shape = 7, 2, 3, (4,)
     jac = _randn(horizon, batch, d, d, seed=37) / np.sqrt(d)  # jac[t] = J_t
     loss_grad = _randn(horizon, batch, d, seed=38)  # loss_grad[t] = l_t (l_0 unused)
