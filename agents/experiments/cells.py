@@ -32,7 +32,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from agents.base import CheckpointError, _read_checkpoint
 from agents.experiments.output import write_json
 from agents.experiments.output_folder import prepare_output_dir, record_output
-from agents.experiments.parallel import run_cells
+from agents.experiments.parallel import run_cells, stop_requested
 from agents.experiments.run_config import RunConfig, learner_class
 from agents.experiments.run_logs import read_progress
 from agents.experiments.training import CHECKPOINT, RUN_JSON, load_run, resume, train
@@ -181,26 +181,29 @@ def cell_progress(folder: pathlib.Path) -> dict[str, Any]:
 
 
 class _ParentWatch(BaseCallback):
-    """In a worker process: exit at once, writing nothing more, when the process that started
-    it (the reproduction) is gone, so that no orphan keeps writing into a cell folder that a
-    resumed reproduction may train again."""
+    """In a worker process, at batch boundaries: stop the cell (KeyboardInterrupt: the run keeps
+    its last checkpoint) when the reproduction asks its workers to stop, and exit at once,
+    writing nothing more, when the process that started the worker is gone, so that no orphan
+    keeps writing into a cell folder that a resumed reproduction may train again."""
 
     def __init__(self) -> None:
         super().__init__()
         self._parent = multiprocessing.parent_process()
 
-    def _check(self) -> None:
+    def _exit_if_orphaned(self) -> None:
         if self._parent is not None and not self._parent.is_alive():
             os._exit(1)
 
     def _on_step(self) -> bool:
         return True
 
-    def _on_rollout_start(self) -> None:
-        self._check()
+    def _on_rollout_start(self) -> None:  # the previous batch is logged and checkpointed
+        self._exit_if_orphaned()
+        if stop_requested():
+            raise KeyboardInterrupt
 
     def _on_rollout_end(self) -> None:
-        self._check()
+        self._exit_if_orphaned()
 
 
 def run_cell(evaluate: Callable[..., dict[str, Any]], name: str, config: dict[str, Any],

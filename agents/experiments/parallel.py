@@ -19,9 +19,12 @@ from tqdm.auto import tqdm
 
 from bpl_envs.checks import check_int
 
-__all__ = ["BACKENDS", "default_workers", "require_ray", "run_cells"]
+__all__ = ["BACKENDS", "default_workers", "require_ray", "run_cells", "stop_requested"]
 
 BACKENDS = ("local", "ray")
+
+_STOP = None
+"""In a worker process: the event its pool sets when the caller stops (Ctrl-C, an error)."""
 
 
 def default_workers() -> int:
@@ -32,10 +35,18 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker() -> None:
+def _init_worker(stop=None) -> None:
     import torch
 
+    global _STOP
     torch.set_num_threads(1)
+    _STOP = stop
+
+
+def stop_requested() -> bool:
+    """In a worker process of :func:`run_cells`: whether the caller has stopped (Ctrl-C or an
+    error) and asks the running cells to stop at their next safe point (False elsewhere)."""
+    return _STOP is not None and _STOP.is_set()
 
 
 def _check_workers(workers: Any) -> int:
@@ -83,8 +94,9 @@ def run_cells(
                     on_result(index, results[-1])
             return results
         context = multiprocessing.get_context("spawn")
+        stop = context.Event()
         with ProcessPoolExecutor(min(workers, len(cells)), mp_context=context,
-                                 initializer=_init_worker) as pool:
+                                 initializer=_init_worker, initargs=(stop,)) as pool:
             futures = {pool.submit(function, **cell): i for i, cell in enumerate(cells)}
             results: list[Any] = [None] * len(cells)
             try:
@@ -95,6 +107,7 @@ def run_cells(
                     if on_result is not None:
                         on_result(index, results[index])
             except BaseException:
+                stop.set()  # running cells stop at their next safe point (stop_requested)
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             return results

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from agents.experiments.cells import CELLS, Cell, run_cells_in
+from agents.experiments.cells import Cell, run_cells_in
 from agents.experiments.config import load_config
 from agents.experiments.output import prepare_output_dir, write_json, write_text
 from bpl_envs.checks import check_int
@@ -344,7 +344,7 @@ def _write_cell_results(folder: pathlib.Path, manifest: dict[str, Any], experime
                 f"--resume {folder}`).\n\n")
     cell_seconds = sum(value.get("seconds", 0.0) for value in results.values())
     extra = {"partial": bool(missing), "cells_missing": missing,
-             "cell_seconds": round(cell_seconds, 1), "cells": f"{CELLS}/"}
+             "cell_seconds": round(cell_seconds, 1)}
     return _write_results(folder, manifest, experiment, note + table, {**data, **extra},
                           figures, elapsed=elapsed, workers=workers)
 

@@ -64,13 +64,25 @@ PROGRESS = "progress.csv"
 METRICS = "metrics.json"
 
 
+@dataclasses.dataclass
+class _Capture:
+    """A learner's state between two batches, serialised, with its counters."""
+
+    data: bytes
+    num_timesteps: int
+    num_episodes: int
+    due: bool = False  # to be written once confirmed
+    written: bool = False
+
+
 class BoundaryCheckpoints(BaseCallback):
     """Checkpoint the learner between batches of sequences.
 
-    A batch's state is captured at its end (``on_rollout_end``) and written when the next batch
-    starts, after the learner has logged the batch, or when training stops: the progress.csv row
-    of every checkpointed batch is on disk before the checkpoint, so a run killed at any moment
-    resumes with a complete log.
+    A batch's state is captured at its end (``on_rollout_end``) and confirmed when the next
+    batch starts, after the learner has logged the batch; only confirmed states are written, so
+    the progress.csv row of every checkpointed batch is on disk before the checkpoint, and a run
+    stopped at any moment (Ctrl-C between a batch's end and its log line included) resumes with
+    a complete log. The state at the end of training is confirmed at once.
 
     Args:
         path: the checkpoint file (written atomically: a temporary file, then a rename).
@@ -84,7 +96,7 @@ class BoundaryCheckpoints(BaseCallback):
             written are captured, and an interruption keeps the last checkpoint written.
 
     Attributes:
-        num_timesteps, num_episodes: the learner's counters at the last capture.
+        num_timesteps, num_episodes: the learner's counters at the last confirmed state.
     """
 
     def __init__(self, path: pathlib.Path, save_every: int | None, start: int = 0,
@@ -94,15 +106,18 @@ class BoundaryCheckpoints(BaseCallback):
         self.interval_s, self.every_batch = interval_s, every_batch
         self._next_save = None if save_every is None else (start // save_every + 1) * save_every
         self._last_write = time.monotonic()
-        self._snapshot: bytes | None = None
-        self._written = self._pending = False
+        self._confirmed: _Capture | None = None
+        self._candidate: _Capture | None = None
         self.num_timesteps = self.num_episodes = 0
 
-    def _capture(self) -> None:
+    def _capture(self, due: bool = False) -> _Capture:
         buffer = io.BytesIO()
         self.model.save(buffer)
-        self._snapshot, self._written = buffer.getvalue(), False
-        self.num_timesteps, self.num_episodes = self.model.num_timesteps, self.model.num_episodes
+        return _Capture(buffer.getvalue(), self.model.num_timesteps, self.model.num_episodes, due)
+
+    def _confirm(self, capture: _Capture) -> None:
+        self._confirmed, self._candidate = capture, None
+        self.num_timesteps, self.num_episodes = capture.num_timesteps, capture.num_episodes
 
     def _due(self) -> bool:
         due = False
@@ -115,32 +130,34 @@ class BoundaryCheckpoints(BaseCallback):
         return due
 
     def _on_training_start(self) -> None:
-        self._capture()
+        self._confirm(self._capture())
         self._last_write = time.monotonic()
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
-        self._pending = self._due()
-        if self._pending or self.every_batch:
-            self._capture()
+        due = self._due()
+        if due or self.every_batch:
+            self._candidate = self._capture(due)
 
     def _on_rollout_start(self) -> None:
-        if self._pending:  # the previous batch is logged now
-            self.write()
+        if self._candidate is not None:  # the batch it holds is logged now
+            self._confirm(self._candidate)
+            if self._confirmed.due:
+                self.write()
 
     def _on_training_end(self) -> None:
-        self._capture()
+        self._confirm(self._capture())
 
     def write(self) -> None:
-        """Write the last capture to ``path`` (nothing if it is written already)."""
-        self._pending, self._last_write = False, time.monotonic()
-        if self._snapshot is None or self._written:
+        """Write the last confirmed state to ``path`` (nothing if it is written already)."""
+        self._last_write = time.monotonic()
+        capture = self._confirmed
+        if capture is None or capture.written:
             return
-        snapshot = self._snapshot
-        atomic_write(self.path, lambda file: file.write(snapshot))
-        self._written = True
+        atomic_write(self.path, lambda file: file.write(capture.data))
+        capture.written = True
 
 
 def _versions() -> dict[str, str]:

@@ -215,6 +215,42 @@ def test_ctrl_c_leaves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(
     assert json.loads((broken / "run.json").read_text())["status"] == "finished"
 
 
+class InterruptAtBatchEnd(BaseCallback):
+    """Raise KeyboardInterrupt as batch ``batch`` ends, before the learner logs it."""
+
+    def __init__(self, batch: int):
+        super().__init__()
+        self.batch = batch
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.model.num_episodes == self.batch:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_between_a_batch_and_its_log_line_resumes_from_the_logged_batch(
+        tmp_path, monkeypatch):
+    """The checkpoint never runs ahead of progress.csv: interrupted as batch 3 ends, before its
+    row is written, the run keeps batch 2 and resumes to the uninterrupted log."""
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    assert main([*COPY_RUN, "--out", str(straight)]) == 0
+    interrupting = functools.partial(training_module.train, callbacks=[InterruptAtBatchEnd(3)])
+    monkeypatch.setattr(training_module, "train", interrupting)
+    assert main([*COPY_RUN, "--out", str(broken)]) == 130
+    assert BPLambda.load(broken / "checkpoint.pt").num_episodes == 2
+    assert len(read_progress(broken / "progress.csv")["train/loss"]) == 2
+    assert json.loads((broken / "run.json").read_text())["num_episodes"] == 2
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(broken), "--no-progress"]) == 0
+    for p, q in zip(_parameters(broken / "checkpoint.pt"), _parameters(straight / "checkpoint.pt"),
+                    strict=True):
+        assert torch.equal(p, q)
+    a, b = read_progress(straight / "progress.csv"), read_progress(broken / "progress.csv")
+    np.testing.assert_array_equal(a["train/loss"], b["train/loss"])
+
+
 def test_save_every_checkpoints_at_batch_boundaries_once_the_batch_is_logged(tmp_path):
     """--save-every 50 with batches of 30 steps: the first batch ending at or past 50, 100, 150
     steps is saved (batches 2, 4 and 5), and the last batch at the end. A checkpoint is written

@@ -180,10 +180,12 @@ def test_resume_with_more_updates_extends_every_cell_exactly(straight, tmp_path)
 
 
 @pytest.mark.slow
-def test_a_killed_reproduction_with_two_workers_resumes_exactly(tmp_path):
-    """SIGKILL of the reproduction's process while its two worker processes train: the workers
-    stop by themselves without writing, and --resume continues every cell from its last
-    checkpoint (a fixed T = 5 and 40 updates, so that cells are still running at the kill)."""
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_a_stopped_reproduction_with_two_workers_resumes_exactly(tmp_path, stop):
+    """SIGKILL or SIGINT of the reproduction's process alone while its two worker processes
+    train: after SIGKILL the orphaned workers exit by themselves without writing, after SIGINT
+    they stop at their next batch boundary; --resume continues every cell from its last
+    checkpoint (a fixed T = 5 and 40 updates, so that cells are still running at the signal)."""
     config = copy.deepcopy(yaml.safe_load(pathlib.Path(_tiny_copy_repeat(
         tmp_path / "tiny.yaml")).read_text()))
     config["env_kwargs"]["curriculum"]["threshold_bits"] = 1e-6  # never advances
@@ -202,8 +204,8 @@ def test_a_killed_reproduction_with_two_workers_resumes_exactly(tmp_path):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not list(out.glob("cells/*/checkpoint.pt")):
             time.sleep(0.002)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        os.kill(process.pid, stop)
+        assert process.wait(timeout=60) == (-signal.SIGKILL if stop == signal.SIGKILL else 130)
         unfinished = [c for c in CELLS if not (out / "cells" / c / "result.json").exists()]
         assert unfinished, "every cell finished before the kill: nothing was tested"
         time.sleep(2.0)  # the orphaned workers notice at their next batch boundary
