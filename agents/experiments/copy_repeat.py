@@ -158,7 +158,8 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
                 title="curriculum (mean ± std over seeds)")
     losses.axhline(threshold, color="k", lw=0.8, ls="--")
     losses.set(xlabel="update (batch of sequences)", ylabel="loss (bits per output bit)",
-               title="training loss (mean ± std over seeds)", yscale="log")
+               title="training loss (mean ± std over seeds)")
+    losses.set_ylim(bottom=0)
     for ax in (lengths, losses):
         ax.grid(alpha=0.3)
     losses.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))

@@ -205,6 +205,8 @@ def reproduce(
         "given": {"seeds": seeds, "updates": updates, "config": config, "options": options},
         "resumable": _resumable(module),
         "config": settings,
+        "workers": workers,
+        "wall_s": 0.0,  # of every invocation that trained, added up
     }
     write_json(out / MANIFEST, manifest)
     if _resumable(module):
@@ -213,8 +215,9 @@ def reproduce(
     start = time.perf_counter()
     table, data, figures = module.run(settings, out, seed_list, progress=progress,
                                       workers=workers)
-    return _write_results(out, manifest, experiment, table, data, figures,
-                          elapsed=time.perf_counter() - start, workers=workers)
+    manifest["wall_s"] = time.perf_counter() - start
+    write_json(out / MANIFEST, manifest)
+    return _write_results(out, manifest, experiment, table, data, figures)
 
 
 def _read_manifest(folder: pathlib.Path) -> dict[str, Any]:
@@ -301,11 +304,16 @@ def _complete(folder: pathlib.Path, manifest: dict[str, Any], module: ModuleType
     settings, seeds = manifest["config"], manifest["seeds"]
     cells = module.make_cells(settings, seeds)
     start = last_report = time.perf_counter()
+    wall_before = manifest["wall_s"]
     finished: dict[tuple, Any] = {}
+    if train_pending:
+        manifest["workers"] = workers
 
     def report() -> dict[str, Any]:
-        return _write_cell_results(folder, manifest, experiment, module, cells, finished,
-                                   elapsed=time.perf_counter() - start, workers=workers)
+        if train_pending:
+            manifest["wall_s"] = wall_before + time.perf_counter() - start
+            write_json(folder / MANIFEST, manifest)
+        return _write_cell_results(folder, manifest, experiment, module, cells, finished)
 
     def report_now_and_then(results: dict[tuple, Any]) -> None:
         nonlocal last_report
@@ -328,8 +336,8 @@ def _complete(folder: pathlib.Path, manifest: dict[str, Any], module: ModuleType
 
 
 def _write_cell_results(folder: pathlib.Path, manifest: dict[str, Any], experiment: Experiment,
-                        module: ModuleType, cells: list[Cell], results: dict[tuple, Any], *,
-                        elapsed: float, workers: int) -> dict[str, Any]:
+                        module: ModuleType, cells: list[Cell],
+                        results: dict[tuple, Any]) -> dict[str, Any]:
     """Results from the finished cells; a note says which are missing when not all are."""
     missing = [cell.name for cell in cells if cell.key not in results]
     if results:
@@ -346,13 +354,15 @@ def _write_cell_results(folder: pathlib.Path, manifest: dict[str, Any], experime
     extra = {"partial": bool(missing), "cells_missing": missing,
              "cell_seconds": round(cell_seconds, 1)}
     return _write_results(folder, manifest, experiment, note + table, {**data, **extra},
-                          figures, elapsed=elapsed, workers=workers)
+                          figures)
 
 
 def _write_results(out: pathlib.Path, manifest: dict[str, Any], experiment: Experiment,
-                   table: str, data: dict[str, Any], figures: list, *, elapsed: float,
-                   workers: int) -> dict[str, Any]:
+                   table: str, data: dict[str, Any], figures: list) -> dict[str, Any]:
+    """results.md and results.json; the wall time is that of every invocation that trained,
+    with the workers of the latest."""
     figure_names = [pathlib.Path(f).name for f in figures]
+    workers, elapsed = manifest["workers"], manifest["wall_s"]
     command = _command(manifest, workers)
     seeds = manifest["seeds"]
     header = (f"# {experiment.title}\n\n`{command}`: preset `{manifest['preset']}`, seeds "

@@ -19,7 +19,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.cli import main
 from agents.experiments import cells as cells_module
+from agents.experiments.comparison import cell_record, curve_over_seeds, synth_path
 from agents.experiments.config import load_config
+from agents.experiments.run_config import RunConfig
 from agents.experiments.run_logs import read_progress
 
 WORKTREE = pathlib.Path(__file__).resolve().parents[2]
@@ -284,3 +286,39 @@ def test_experiments_that_are_not_resumable_say_so(tmp_path, capsys):
                  "--workers", "1", "--no-progress"]) == 0
     error = _error(capsys, ["reproduce", "--resume", str(out)])
     assert "not resumable" in error and str(out / "reproduction.json") in error
+
+
+# ------------------------------------------------------------------------ table columns
+@pytest.mark.parametrize(("learner", "hyperparameters", "expected"), [
+    ("bp_lambda", {}, "trace, clipped"),  # BPLambda's defaults
+    ("bp_lambda", {"clip_synth_update": False}, "trace"),
+    ("bp_lambda", {"synth_update": "forward_view", "clip_synth_update": False}, "forward view"),
+    ("dni", {}, "–"),
+    ("bptt", {}, "–"),
+])
+def test_the_synthesiser_path_column_names_what_the_learner_runs(learner, hyperparameters,
+                                                                  expected):
+    run = RunConfig(env="bpl/LineDraw-v0", learner=learner, hyperparameters=hyperparameters,
+                    updates=1)
+    assert synth_path(run) == expected
+
+
+def test_a_cell_record_holds_its_training_time_and_mean_clip_fraction(tmp_path):
+    """The mean over batches of a logged train/synth_clip_fraction (batches that did not log it
+    are skipped), None where no batch logs it."""
+    (tmp_path / "run.json").write_text(json.dumps({"elapsed_s": 12.5}))
+    (tmp_path / "progress.csv").write_text(
+        "time/episodes,train/loss,train/synth_clip_fraction\n1,0.5,0.25\n2,0.4,\n3,0.3,1.0\n")
+    assert cell_record(tmp_path) == {"seconds": 12.5, "synth_clip_fraction": (0.25 + 1.0) / 2}
+    (tmp_path / "progress.csv").write_text("time/episodes,train/loss\n1,0.5\n")
+    assert cell_record(tmp_path)["synth_clip_fraction"] is None
+
+
+def test_curves_are_averaged_over_windows_then_over_seeds():
+    curves = [[1.0, 2.0, 3.0, 4.0, 5.0], [3.0, 4.0, 5.0, 6.0, 7.0]]
+    curve = curve_over_seeds(curves, points=2)  # windows of ceil(5 / 2) = 3 updates
+    assert curve["update"].tolist() == [3, 5]
+    np.testing.assert_allclose(curve["mean"], [(2.0 + 4.0) / 2, (4.5 + 6.5) / 2])
+    np.testing.assert_allclose(curve["std"], [np.std([2.0, 4.0], ddof=1)] * 2)
+    single = curve_over_seeds(curves[:1], points=10)
+    assert single["update"].tolist() == [1, 2, 3, 4, 5] and single["std"] is None
