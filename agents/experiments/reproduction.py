@@ -38,6 +38,8 @@ __all__ = ["EXPERIMENTS", "MANIFEST", "Experiment", "reproduce", "resume_reprodu
 
 MANIFEST = "reproduction.json"
 MANIFEST_FORMAT = 1
+_MANIFEST_KEYS = {"format", "experiment", "preset", "quick", "seeds", "given", "resumable",
+                  "config", "workers", "wall_s"}
 CHECKPOINT_SECONDS = 60.0
 """Reproduction cells write a checkpoint at the first batch boundary a minute after the last."""
 PARTIAL_REPORT_SECONDS = 60.0
@@ -233,8 +235,11 @@ def _read_manifest(folder: pathlib.Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON ({error}); it was left as it is") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path} is not a reproduction record of format {MANIFEST_FORMAT}")
-    if manifest.get("experiment") not in EXPERIMENTS:
-        raise ValueError(f"{path} names an unknown experiment {manifest.get('experiment')!r}")
+    missing = sorted(_MANIFEST_KEYS - set(manifest))
+    if missing:
+        raise ValueError(f"{path} lacks {missing}: it is not a complete reproduction record")
+    if manifest["experiment"] not in EXPERIMENTS:
+        raise ValueError(f"{path} names an unknown experiment {manifest['experiment']!r}")
     return manifest
 
 
@@ -273,7 +278,7 @@ def resume_reproduction(
     if name is not None and manifest["experiment"] != name:
         raise ValueError(f"{folder / MANIFEST} is a reproduction of {manifest['experiment']!r}, "
                          f"not of {name!r}")
-    experiment, module = _experiment(manifest["experiment"])
+    _, module = _experiment(manifest["experiment"])
     if not manifest["resumable"] or not _resumable(module):
         raise ValueError(f"{folder / MANIFEST}: {manifest['experiment']!r} takes minutes and is "
                          "not resumable; run it again with --force")

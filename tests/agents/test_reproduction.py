@@ -232,6 +232,11 @@ def test_resume_refuses_a_folder_that_is_not_a_reproduction(tmp_path, capsys):
     error = _error(capsys, ["reproduce", "--resume", str(tmp_path)])
     assert str(tmp_path / "reproduction.json") in error and "not a reproduction" in error
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    for text, expected in (("{", "not valid JSON"), ('{"format": 1}', "lacks ['config'")):
+        (tmp_path / "reproduction.json").write_text(text)
+        error = _error(capsys, ["reproduce", "--resume", str(tmp_path)])
+        assert str(tmp_path / "reproduction.json") in error and expected in error
+        assert (tmp_path / "reproduction.json").read_text() == text
 
 
 def test_resume_refuses_a_reproduction_of_another_experiment(straight, capsys):
