@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from agents.base import make_env
+from agents.cores import RecurrentCore
 from agents.sequence_learner import SequenceLearner, _as_vector_env, sequence_ended
 from bpl_envs.checks import check_int
 
@@ -35,7 +36,7 @@ class _ScaleGradient(torch.autograd.Function):
 
 
 def future_gradients(
-    core: torch.nn.Module,
+    core: RecurrentCore,
     readout: torch.nn.Module,
     loss,
     inputs: torch.Tensor,
@@ -62,7 +63,9 @@ def future_gradients(
     steps, batch = inputs.shape[:2]
     state = core.initial_state(batch).to(inputs.dtype)
     state.requires_grad_(True)
-    states, fed, total = [], [], inputs.new_zeros(())
+    states: list[torch.Tensor] = []
+    fed: list[torch.Tensor] = []
+    total = inputs.new_zeros(())
     with torch.enable_grad():
         for t in range(steps):
             if t > 0:
@@ -74,8 +77,7 @@ def future_gradients(
             total = total + (loss.value(prediction, targets[t]) * scored[t]).sum()
         future = list(torch.autograd.grad(total, fed, allow_unused=True)) if fed else []
     future = [
-        torch.zeros_like(s) if g is None else g
-        for g, s in zip(future, states[:-1], strict=True)
+        torch.zeros_like(s) if g is None else g for g, s in zip(future, states[:-1], strict=True)
     ]
     future.append(torch.zeros_like(states[-1]))
     return torch.stack(states).detach(), torch.stack(future).detach()
@@ -91,7 +93,8 @@ def collect_sequences(learner: SequenceLearner, env, n_sequences: int, seed: int
     """
     check_int("n_sequences", n_sequences, minimum=1)
     env = _as_vector_env(make_env(env))
-    batches, collected = [], 0
+    batches: list[tuple[np.ndarray, ...]] = []
+    collected = 0
     while collected < n_sequences:
         obs, _ = env.reset(seed=seed if not batches else None)
         state, xs, ys, scored, done = None, [], [], [], False
@@ -108,8 +111,11 @@ def collect_sequences(learner: SequenceLearner, env, n_sequences: int, seed: int
         collected += env.num_envs
 
     def cat(i):
-        return torch.as_tensor(np.concatenate([b[i] for b in batches], axis=1),
-                               dtype=learner.dtype, device=learner.device)
+        return torch.as_tensor(
+            np.concatenate([b[i] for b in batches], axis=1),
+            dtype=learner.dtype,
+            device=learner.device,
+        )
 
     return cat(0), cat(1), cat(2).to(learner.dtype)
 
@@ -136,7 +142,12 @@ def alignment(
         raise TypeError(f"{type(learner).__name__} has no synthesiser to measure")
     inputs, targets, scored = collect_sequences(learner, env, n_sequences, seed)
     states, future = future_gradients(
-        learner.core, learner.readout, learner.loss, inputs, targets, scored,
+        learner.core,
+        learner.readout,
+        learner.loss,
+        inputs,
+        targets,
+        scored,
         getattr(learner, "gamma", 1.0),
     )
     with torch.no_grad():

@@ -17,27 +17,40 @@ from a checkpoint taken between episodes produces exactly the numbers of an unin
 
 from __future__ import annotations
 
-import io
 import os
 import pathlib
 import sys
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
-from stable_baselines3.common.logger import HumanOutputFormat, Logger
+from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger
 from tqdm.auto import tqdm
 
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_int, check_optional_int
 
-__all__ = ["BaseLearner", "CheckpointError", "check_fraction", "check_non_negative", "make_env"]
+__all__ = ["BaseLearner", "CheckpointError", "EnvLike", "make_env"]
+
+EnvLike = gym.Env | gym.vector.VectorEnv
+"""A single Gymnasium env or a vector env (learners say which kinds they accept)."""
+
+LearnerT = TypeVar("LearnerT", bound="BaseLearner")
 
 CHECKPOINT_FORMAT = 1
-_CHECKPOINT_KEYS = ("format", "class", "hyperparameters", "rebuild", "state", "num_timesteps",
-                    "num_episodes", "next_reset_seed", "env_random_state")
+_CHECKPOINT_KEYS = (
+    "format",
+    "class",
+    "hyperparameters",
+    "rebuild",
+    "state",
+    "num_timesteps",
+    "num_episodes",
+    "next_reset_seed",
+    "env_random_state",
+)
 
 
 class CheckpointError(ValueError):
@@ -45,26 +58,7 @@ class CheckpointError(ValueError):
     file and says what is wrong with it)."""
 
 
-def check_fraction(name: str, value: float) -> float:
-    """Return ``value`` as a float if it lies in [0, 1], else raise a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def check_non_negative(name: str, value: float) -> float:
-    """Return ``value`` as a float if it is a finite number >= 0, else raise a ValueError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not np.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def make_env(env: str | gym.Env | gym.vector.VectorEnv, n_envs: int = 1):
+def make_env(env: str | EnvLike, n_envs: int = 1) -> EnvLike:
     """Turn an env id into an env: ``gym.make`` for one env, ``gym.make_vec`` for several.
 
     Envs that are already built are returned unchanged. ``bpl/...`` ids need :mod:`bpl_envs`,
@@ -88,18 +82,16 @@ def make_env(env: str | gym.Env | gym.vector.VectorEnv, n_envs: int = 1):
 
 def _default_logger(verbose: int) -> Logger:
     """SB3's logger printing to stdout when verbose, silent otherwise (no temp folders)."""
-    formats = [HumanOutputFormat(sys.stdout)] if verbose >= 1 else []
+    formats: list[KVWriter] = [HumanOutputFormat(sys.stdout)] if verbose >= 1 else []
     return Logger(folder=None, output_formats=formats)
 
 
-def _env_random_state(env) -> dict[str, Any] | None:
+def _env_random_state(env: EnvLike) -> dict[str, Any] | None:
     """The numpy random state of an env (single or vector) and its curriculum, as plain data."""
     try:
-        generators = env.np_random
+        generators = _generator_tuple(env)
     except AttributeError:
         return None
-    if isinstance(generators, np.random.Generator):
-        generators = (generators,)
     state: dict[str, Any] = {"np_random": [g.bit_generator.state for g in generators]}
     curriculum = _find_attr(env, "curriculum")
     if curriculum is not None and hasattr(curriculum, "state_dict"):
@@ -107,10 +99,8 @@ def _env_random_state(env) -> dict[str, Any] | None:
     return state
 
 
-def _restore_env_random_state(env, state: dict[str, Any]) -> None:
-    generators = env.np_random
-    if isinstance(generators, np.random.Generator):
-        generators = (generators,)
+def _restore_env_random_state(env: EnvLike, state: dict[str, Any]) -> None:
+    generators = _generator_tuple(env)
     if len(generators) != len(state["np_random"]):
         raise ValueError(
             f"the checkpoint holds the random state of {len(state['np_random'])} envs but the "
@@ -124,7 +114,14 @@ def _restore_env_random_state(env, state: dict[str, Any]) -> None:
         _find_attr(env, "curriculum").load_state_dict(state["curriculum"])
 
 
-def _read_checkpoint(path: pathlib.Path | io.BufferedIOBase, class_name: str) -> dict[str, Any]:
+def _generator_tuple(env: EnvLike) -> tuple[np.random.Generator, ...]:
+    """The env's generators: one for a single env, one per sub-env (or a shared one) for a
+    vector env, whose ``np_random`` is a tuple (SyncVectorEnv, the bpl/ vector envs)."""
+    generators: np.random.Generator | tuple[np.random.Generator, ...] = env.np_random
+    return (generators,) if isinstance(generators, np.random.Generator) else tuple(generators)
+
+
+def _read_checkpoint(path: pathlib.Path | IO[bytes], class_name: str) -> dict[str, Any]:
     """The checkpoint dict in ``path``, loaded without executing code (``weights_only``).
 
     Raises:
@@ -147,21 +144,27 @@ def _read_checkpoint(path: pathlib.Path | io.BufferedIOBase, class_name: str) ->
             f"{str(error).splitlines()[0] if str(error) else 'no details'})"
         ) from error
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in _CHECKPOINT_KEYS):
-        raise CheckpointError(f"{where} holds a {type(checkpoint).__name__}, not a bp-lambda "
-                              f"learner checkpoint (a dict with keys {list(_CHECKPOINT_KEYS)})")
+        raise CheckpointError(
+            f"{where} holds a {type(checkpoint).__name__}, not a bp-lambda "
+            f"learner checkpoint (a dict with keys {list(_CHECKPOINT_KEYS)})"
+        )
     if checkpoint["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{where} has checkpoint format {checkpoint['format']!r}; this "
-                              f"version of bp-lambda reads format {CHECKPOINT_FORMAT}")
+        raise CheckpointError(
+            f"{where} has checkpoint format {checkpoint['format']!r}; this "
+            f"version of bp-lambda reads format {CHECKPOINT_FORMAT}"
+        )
     if checkpoint["class"] != class_name:
-        raise CheckpointError(f"{where} is a {checkpoint['class']!r} checkpoint, not a "
-                              f"{class_name} one: load it with {checkpoint['class']}.load")
+        raise CheckpointError(
+            f"{where} is a {checkpoint['class']!r} checkpoint, not a "
+            f"{class_name} one: load it with {checkpoint['class']}.load"
+        )
     return checkpoint
 
 
-def _find_attr(env, name: str):
+def _find_attr(env: EnvLike, name: str) -> Any:
     """``getattr`` that also looks through Gymnasium wrappers; None when absent."""
     try:
-        return env.get_wrapper_attr(name)
+        return env.get_wrapper_attr(name)  # type: ignore[union-attr]  # else AttributeError
     except AttributeError:
         return getattr(env, name, None)
 
@@ -177,9 +180,10 @@ class BaseLearner(ABC):
         verbose: 0 silent, 1 logs to stdout.
     """
 
-    def __init__(self, env, *, seed: int | None = None, verbose: int = 0) -> None:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+    def __init__(
+        self, env: str | EnvLike | None, *, seed: int | None = None, verbose: int = 0
+    ) -> None:
+        seed = check_optional_int("seed", seed)
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.seed = seed
@@ -188,7 +192,7 @@ class BaseLearner(ABC):
         self.num_episodes = 0
         self._logger = _default_logger(verbose)
         self._next_reset_seed: int | None = seed
-        self.env = None
+        self.env: Any = None  # an EnvLike once set; Any: subclasses know which kind they hold
         if env is not None:
             self.set_env(env)
 
@@ -204,12 +208,12 @@ class BaseLearner(ABC):
             raise TypeError(f"logger must be a stable_baselines3 Logger, got {type(logger)}")
         self._logger = logger
 
-    def get_env(self):
+    def get_env(self) -> Any:
         """The env ``learn`` runs on (None if the learner has none)."""
         return self.env
 
-    def set_env(self, env) -> None:
-        """Attach an env (subclasses check that its spaces fit)."""
+    def set_env(self, env: str | EnvLike) -> None:
+        """Attach an env (subclasses build it from an id and check that its spaces fit)."""
         self.env = env
 
     def get_vec_normalize_env(self) -> None:
@@ -218,7 +222,7 @@ class BaseLearner(ABC):
 
     # ------------------------------------------------------------------------ the learn loop
     def learn(
-        self,
+        self: LearnerT,
         total_timesteps: int | None = None,
         *,
         episodes: int | None = None,
@@ -226,7 +230,7 @@ class BaseLearner(ABC):
         log_interval: int = 1,
         progress_bar: bool = False,
         reset_num_timesteps: bool = True,
-    ):
+    ) -> LearnerT:
         """Learn for ``total_timesteps`` env transitions or for ``episodes`` episodes.
 
         Exactly one budget must be given. A transition is one env step of one sub-env, so a
@@ -251,10 +255,8 @@ class BaseLearner(ABC):
         budget_name, budget = (
             ("total_timesteps", total_timesteps) if episodes is None else ("episodes", episodes)
         )
-        if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 0:
-            raise ValueError(f"{budget_name} must be a non-negative int, got {budget!r}")
-        if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 0:
-            raise ValueError(f"log_interval must be a non-negative int, got {log_interval!r}")
+        budget = check_int(budget_name, budget, minimum=0)
+        log_interval = check_int("log_interval", log_interval, minimum=0)
         if self.env is None:
             raise RuntimeError("this learner has no env; call set_env(env) or load(path, env=env)")
         if reset_num_timesteps:
@@ -262,22 +264,22 @@ class BaseLearner(ABC):
             self.num_episodes = 0
         if episodes is None:
             start = 0 if reset_num_timesteps else self.num_timesteps
-            total_timesteps = start + int(total_timesteps)
+            total_timesteps = start + budget
 
             def done() -> bool:
                 return self.num_timesteps >= total_timesteps
 
             progress_total, progress_unit = total_timesteps - self.num_timesteps, "step"
         else:
-            target_episodes = self.num_episodes + int(episodes)
+            target_episodes = self.num_episodes + budget
 
             def done() -> bool:
                 return self.num_episodes >= target_episodes
 
-            progress_total, progress_unit = int(episodes), "episode"
+            progress_total, progress_unit = budget, "episode"
 
         self._callback = self._make_callback(callback)
-        self._progress = (
+        self._progress: tqdm | None = (
             tqdm(total=progress_total, unit=progress_unit, dynamic_ncols=True, leave=False)
             if progress_bar
             else None
@@ -301,7 +303,7 @@ class BaseLearner(ABC):
         self._callback.on_training_end()
         return self
 
-    def _make_callback(self, callback) -> BaseCallback:
+    def _make_callback(self, callback: BaseCallback | list[BaseCallback] | None) -> BaseCallback:
         if isinstance(callback, list):
             callback = CallbackList(callback)
         elif callback is None:
@@ -310,7 +312,7 @@ class BaseLearner(ABC):
             raise TypeError(
                 f"callback must be an SB3 BaseCallback, a list of them or None, got {callback!r}"
             )
-        callback.init_callback(self)
+        callback.init_callback(self)  # type: ignore[arg-type]  # SB3-shaped
         return callback
 
     def _on_env_step(self, n_transitions: int, episode_done: bool = False) -> bool:
@@ -358,7 +360,7 @@ class BaseLearner(ABC):
         """Extra data a subclass needs to be rebuilt without an env (e.g. the task's sizes)."""
         return {}
 
-    def save(self, path: str | os.PathLike | io.BufferedIOBase) -> None:
+    def save(self, path: str | os.PathLike[str] | IO[bytes]) -> None:
         """Write a checkpoint: hyper-parameters, learned state, counters and env random state.
 
         A checkpoint taken between episodes (e.g. from a callback's ``on_rollout_end``) lets
@@ -393,11 +395,11 @@ class BaseLearner(ABC):
 
     @classmethod
     def load(
-        cls,
-        path: str | os.PathLike | io.BufferedIOBase,
-        env=None,
+        cls: type[LearnerT],
+        path: str | os.PathLike[str] | IO[bytes],
+        env: str | EnvLike | None = None,
         **overrides: Any,
-    ):
+    ) -> LearnerT:
         """Rebuild a learner from :meth:`save`'s checkpoint.
 
         Args:
@@ -431,12 +433,12 @@ class BaseLearner(ABC):
 
     @classmethod
     def _from_checkpoint(
-        cls,
-        env,
+        cls: type[LearnerT],
+        env: str | EnvLike | None,
         hyperparameters: dict[str, Any],
-        rebuild: dict[str, Any],
-        overrides: dict[str, Any],
-    ):
+        rebuild: dict[str, Any],  # noqa: ARG003 (hook signature: subclasses use it)
+        overrides: dict[str, Any],  # noqa: ARG003 (hook signature: TDLambda uses it)
+    ) -> LearnerT:
         """Construct the learner for :meth:`load`: ``hyperparameters`` are the saved ones with
         ``overrides`` applied (subclasses that can live without an env use ``rebuild``)."""
         return cls(env, **hyperparameters)

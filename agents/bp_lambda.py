@@ -8,7 +8,8 @@ sequence):
     delta_{t-1} = (l_t + gamma g_t) J_t - g_{t-1}                    TD error of state t-1
     e_{t-1}     = gamma lambda J_{t-1} e_{t-2} + dg(s_{t-1})/dtheta    trace (the STORED J_{t-1})
     theta      += mean_b delta_{t-1} . e_{t-1}                       rescaled to norm <= 1
-    W_core     += (l_t + beta g_t) . (ds_t/dW)_local                   one-step derivatives only
+    grad_W     = (l_t + beta g_t) . (ds_t/dW)_local                  one-step derivatives only
+    W_core     -= Adam step along grad_W                               descent: against the gradient
 
 The TD error and the trace decay are the functions of :mod:`agents.traces` with the transition
 operator J applied implicitly by the core (``core.vjp`` for u -> u J, ``core.jacobian_operator``
@@ -30,9 +31,10 @@ from typing import Any
 import torch
 
 from agents import traces
-from agents.base import check_fraction, check_non_negative
-from agents.sequence_learner import SequenceLearner
+from agents.cores import StepCache
+from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
+from bpl_envs.checks import check_bool, check_fraction, check_non_negative
 
 __all__ = ["SYNTH_UPDATES", "BPLambda"]
 
@@ -78,7 +80,7 @@ class BPLambda(SequenceLearner):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         core: str = "rnn",
         hidden_size: int = 30,
@@ -104,8 +106,7 @@ class BPLambda(SequenceLearner):
         self.gamma = check_fraction("gamma", gamma)
         self.sg_weight = check_non_negative("sg_weight", sg_weight)
         self.lr_synth = check_non_negative("lr_synth", lr_synth)
-        if not isinstance(clip_synth_update, bool):
-            raise TypeError(f"clip_synth_update must be a bool, got {clip_synth_update!r}")
+        clip_synth_update = check_bool("clip_synth_update", clip_synth_update)
         if synth_update not in SYNTH_UPDATES:
             raise ValueError(f"synth_update must be one of {SYNTH_UPDATES}, got {synth_update!r}")
         if synth_update == "forward_view" and update != "sequence":
@@ -139,6 +140,7 @@ class BPLambda(SequenceLearner):
             verbose=verbose,
         )
         self._traces: list[torch.Tensor] = []
+        self._trace_buffer: torch.Tensor | None = None  # holds the traces side by side
 
     # ----------------------------------------------------------------------- modules
     def _build_extra_modules(self) -> None:
@@ -154,7 +156,7 @@ class BPLambda(SequenceLearner):
     def _learning_rates(self) -> dict[str, float]:
         return {**super()._learning_rates(), "synthesiser": self.lr_synth}
 
-    def _trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+    def _trainable_parameters(self, name: str) -> list[torch.Tensor]:
         if name == "synthesiser":
             return list(self.synthesiser.trace_parameters())
         return super()._trainable_parameters(name)
@@ -165,10 +167,11 @@ class BPLambda(SequenceLearner):
         shapes = self.synthesiser.trace_shapes(batch_size) if traced else []
         if [tuple(e.shape) for e in self._traces] != [tuple(s) for s in shapes]:
             self._allocate_traces(shapes)
-        elif self._traces:
+        elif self._trace_buffer is not None:
             self._trace_buffer.zero_()
         self._traces_are_zero = True  # e_{-1} = 0: the first token skips the decay
-        self._previous = None  # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
+        # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
+        self._previous: tuple[torch.Tensor, StepCache, torch.Tensor] | None = None
         self._sequence: list[tuple] = []  # forward view: (s_t, cache_t, l_t, g_t) per token
         super()._begin_sequences(batch_size)
 
@@ -183,8 +186,9 @@ class BPLambda(SequenceLearner):
             shapes, dtype=self.dtype, device=self.device
         )
         self._scratch = traces.decay_scratch(self._trace_buffer)
-        self._increment_buffer = torch.empty(self._trace_buffer.shape[2], dtype=self.dtype,
-                                             device=self.device)
+        self._increment_buffer = torch.empty(
+            self._trace_buffer.shape[2], dtype=self.dtype, device=self.device
+        )
         widths = [math.prod(shape[2:]) for shape in shapes]
         self._increment_views = [
             block.view(shape[2:])
@@ -192,7 +196,7 @@ class BPLambda(SequenceLearner):
         ]
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
         if self.update == "step":
             self._zero_grads()
         s_t, cache_t = self._state, self._cache
@@ -228,15 +232,19 @@ class BPLambda(SequenceLearner):
         delta . (decayed trace), accumulated by ``decay_trace_`` tile by tile in the same pass
         that decays the trace. With gamma lambda = 0 there are no traces: e_{t-1} = dg/dtheta.
         """
-        if not self._traces:
+        if self._trace_buffer is None:  # no traces
             return self.synthesiser.parameter_vjp(s_tm1, delta)
         # delta . dg/dtheta into the (sum P,) buffer, then delta . (decayed trace) added to it
         increments = self.synthesiser.parameter_vjp(s_tm1, delta, out=self._increment_views)
         if not self._traces_are_zero:  # (with e_{t-2} = 0 there is nothing to decay)
             jacobian_tm1 = self.core.jacobian_operator(cache_tm1)  # the STORED J_{t-1}
             traces.decay_trace_(
-                self._trace_buffer, self.gamma * self.lam, jacobian_tm1, scratch=self._scratch,
-                delta_t=delta, increment=self._increment_buffer,
+                self._trace_buffer,
+                self.gamma * self.lam,
+                jacobian_tm1,
+                scratch=self._scratch,
+                delta_t=delta,
+                increment=self._increment_buffer,
             )
         self.synthesiser.add_parameter_jacobians_(self._traces, s_tm1)
         self._traces_are_zero = False
@@ -250,10 +258,11 @@ class BPLambda(SequenceLearner):
             self._trainable_parameters("synthesiser"), increments, strict=True
         ):
             if self.clip_synth_update:  # (inc / B) / max(|inc / B|, 1) = inc / max(|inc|, B)
-                parameter.grad.addcdiv_(increment, increment.norm().clamp(min=batch_size),
-                                        value=-1.0)
+                grad_of(parameter).addcdiv_(
+                    increment, increment.norm().clamp(min=batch_size), value=-1.0
+                )
             else:
-                parameter.grad.sub_(increment.div_(batch_size))
+                grad_of(parameter).sub_(increment.div_(batch_size))
 
     def _forward_view_increments(self) -> tuple[torch.Tensor, ...] | None:
         """sum_t sum_b (G^lambda_t - g_t) . dg(s_t)/dtheta over the stored sequence, with
@@ -263,7 +272,10 @@ class BPLambda(SequenceLearner):
             return None
         states, caches, immediate, predicted = zip(*self._sequence, strict=True)
         targets = traces.lambda_returns(
-            torch.stack(immediate[1:]), self.gamma, torch.stack(predicted[1:]), self.lam,
+            torch.stack(immediate[1:]),
+            self.gamma,
+            torch.stack(predicted[1:]),
+            self.lam,
             lambda t, u: self.core.vjp(caches[t + 1], u),
         )  # targets[t] is G^lambda for the state of token t
         cotangents = targets - torch.stack(predicted[:-1])

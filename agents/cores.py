@@ -211,9 +211,10 @@ class _LSTMJacobianOperator(JacobianOperator):
         block = self._build_hidden_columns()  # fresh: scaled in place, no second copy
         self._block = block if scale == 1.0 else block.mul_(scale)
         carry_c = self._forget * scale
-        self._carry_c, self._carry_h = carry_c[:, :, None], (carry_c * self._cell_to_hidden)[
-            :, :, None
-        ]
+        self._carry_c, self._carry_h = (
+            carry_c[:, :, None],
+            (carry_c * self._cell_to_hidden)[:, :, None],
+        )
 
     def _apply(self, e: Tensor, out: Tensor, rows: slice) -> Tensor:
         H = self.shape[1] // 2
@@ -458,7 +459,11 @@ class RNNCore(RecurrentCore):
         return (torch.tanh(a) if self.activation == "tanh" else a), ()
 
     def _make_cache(
-        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]
+        self,
+        x: Tensor,
+        s: Tensor,
+        s_next: Tensor,
+        activations: tuple[Tensor, ...],  # noqa: ARG002 (the RNN's cache needs none)
     ) -> RNNStepCache:
         slope = 1.0 - s_next.square() if self.activation == "tanh" else torch.ones_like(s_next)
         return RNNStepCache(x=x, h_prev=s, slope=slope)
@@ -517,7 +522,11 @@ class LSTMCore(RecurrentCore):
         return torch.cat((h_next, c_next), dim=1), activations
 
     def _make_cache(
-        self, x: Tensor, s: Tensor, s_next: Tensor, activations: tuple[Tensor, ...]
+        self,
+        x: Tensor,
+        s: Tensor,
+        s_next: Tensor,  # noqa: ARG002 (the LSTM's cache is built from the activations)
+        activations: tuple[Tensor, ...],
     ) -> LSTMStepCache:
         c, input_gate, forget_gate, candidate, output_gate, tanh_c_next = activations
         gate_slopes = torch.cat(

@@ -23,11 +23,14 @@ def last_step_targets(labels: np.ndarray, n_classes: int, sequence_length: int) 
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D integer array, got shape {labels.shape} and "
-                         f"dtype {labels.dtype}")
+        raise ValueError(
+            f"labels must be a 1-D integer array, got shape {labels.shape} and dtype {labels.dtype}"
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"labels must lie in [0, n_classes={n_classes}), got values in "
-                         f"[{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"labels must lie in [0, n_classes={n_classes}), got values in "
+            f"[{labels.min()}, {labels.max()}]"
+        )
     targets = np.zeros((labels.size, sequence_length, n_classes), dtype=np.float32)
     targets[np.arange(labels.size), -1, labels] = 1.0
     return targets
@@ -63,17 +66,22 @@ def evaluate_sequences(
     inputs, targets = np.asarray(inputs), np.asarray(targets)
     task = learner.task
     if inputs.ndim != 3 or inputs.shape[2] != task.input_size:
-        raise ValueError(f"inputs must have shape (N, T, input_size={task.input_size}), "
-                         f"got {inputs.shape}")
+        raise ValueError(
+            f"inputs must have shape (N, T, input_size={task.input_size}), got {inputs.shape}"
+        )
     if targets.shape != (*inputs.shape[:2], task.output_size):
-        raise ValueError(f"targets must have shape (N, T, output_size) = "
-                         f"{(*inputs.shape[:2], task.output_size)}, got {targets.shape}")
+        raise ValueError(
+            f"targets must have shape (N, T, output_size) = "
+            f"{(*inputs.shape[:2], task.output_size)}, got {targets.shape}"
+        )
     n_sequences, steps = inputs.shape[:2]
     scored = np.ones(steps, bool) if scored is None else np.asarray(scored)
     if scored.dtype != bool or scored.shape not in ((steps,), (n_sequences, steps)):
-        raise ValueError(f"scored must be a boolean array of shape ({steps},) or "
-                         f"{(n_sequences, steps)}, got dtype {scored.dtype} and shape "
-                         f"{scored.shape}")
+        raise ValueError(
+            f"scored must be a boolean array of shape ({steps},) or "
+            f"{(n_sequences, steps)}, got dtype {scored.dtype} and shape "
+            f"{scored.shape}"
+        )
     scored = np.broadcast_to(scored, (n_sequences, steps))
     if not scored.any():
         raise ValueError("scored marks no step: there is nothing to evaluate")

@@ -32,7 +32,7 @@ class NoSG(SequenceLearner):
     """
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:  # noqa: ARG002 (hook)
         if self.update == "step":
             self._zero_grads()
         self._watch(loss_grad)

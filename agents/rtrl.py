@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from agents.sequence_learner import SequenceLearner
+from agents.sequence_learner import SequenceLearner, grad_of
 
 __all__ = ["RTRL"]
 
@@ -47,7 +47,7 @@ class RTRL(SequenceLearner):
         self._scratch = [torch.empty_like(s) for s in self._sensitivities]
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad, target, scored, final) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:  # noqa: ARG002 (hook)
         if self.update == "step":
             self._zero_grads()
         l_t = self._immediate_gradient(loss_grad)
@@ -57,8 +57,8 @@ class RTRL(SequenceLearner):
             for parameter, sensitivity in zip(
                 self.core.parameters(), self._sensitivities, strict=True
             ):
-                parameter.grad.add_(torch.tensordot(l_t, sensitivity, dims=2))
-            self._watch(*(p.grad for p in self.core.parameters()))
+                grad_of(parameter).add_(torch.tensordot(l_t, sensitivity, dims=2))
+            self._watch(*(grad_of(p) for p in self.core.parameters()))
         if self.update == "step":
             self._check_finite()
             self._optimizer_step()

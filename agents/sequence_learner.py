@@ -8,7 +8,7 @@ supervised sequence task one token at a time. Per batch of sequences, :meth:`_ru
     for each token:
         prediction = self._forward(x_t)    # advance the recurrent state, predict y_t
         obs, ..., info = env.step(prediction)
-        self._learn_step(dL_t/dprediction, final)   # the learner's rule
+        self._learn_step(loss_grad, final)   # loss_grad = dL_t/dprediction; the rule
     self._end_sequences()                  # e.g. apply the accumulated update
 
 A batch ends on the step where every sub-env terminates or, with a ``stream=True`` env (which
@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from agents.base import BaseLearner, check_non_negative, make_env
+from agents.base import BaseLearner, make_env
 from agents.cores import make_core
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_int, check_non_negative
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
 
-__all__ = ["SequenceLearner", "sequence_ended", "task_spec_of"]
+__all__ = ["SequenceLearner", "grad_of", "sequence_ended", "task_spec_of"]
 
 ADAM_BETAS = (0.9, 0.98)
 ADAM_EPS = 1e-9
@@ -78,11 +78,23 @@ def sequence_ended(terminated, truncated, info: dict) -> np.ndarray:
     return ended
 
 
+def grad_of(parameter: torch.Tensor) -> torch.Tensor:
+    """The gradient buffer of a trainable parameter (allocated by ``_zero_grads``)."""
+    if parameter.grad is None:
+        raise RuntimeError("the gradient buffers are allocated by _zero_grads(); call it first")
+    return parameter.grad
+
+
 def _as_vector_env(env) -> gym.vector.VectorEnv:
     """A single env becomes a batch of one (autoreset off: the learner resets between batches)."""
     if isinstance(env, gym.vector.VectorEnv):
         return env
     return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.DISABLED)
+
+
+LearnerEnv = str | gym.Env | gym.vector.VectorEnv | TaskSpec
+"""What a recurrent learner's ``env`` may be: an env id, an env, a vector env, or a
+:class:`~bpl_envs.TaskSpec` (predict only)."""
 
 
 class SequenceLearner(BaseLearner):
@@ -106,7 +118,7 @@ class SequenceLearner(BaseLearner):
 
     def __init__(
         self,
-        env,
+        env: LearnerEnv,
         *,
         core: str = "rnn",
         hidden_size: int = 30,
@@ -130,13 +142,14 @@ class SequenceLearner(BaseLearner):
         self.lr_readout = check_non_negative("lr_readout", lr_readout)
         self.update, self.n_envs, self.dtype_name = update, n_envs, dtype
         self.dtype, self.device = DTYPES[dtype], torch.device(device)
+        vector_env = None
         if isinstance(env, TaskSpec):
-            self.task, env = env, None
+            self.task = env
         else:
-            env = _as_vector_env(make_env(env, n_envs))
-            self.task = task_spec_of(env)
+            vector_env = _as_vector_env(make_env(env, n_envs))
+            self.task = task_spec_of(vector_env)
         self.loss = get_loss(self.task.loss)
-        super().__init__(env, seed=seed, verbose=verbose)
+        super().__init__(vector_env, seed=seed, verbose=verbose)
 
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
@@ -160,7 +173,7 @@ class SequenceLearner(BaseLearner):
         """Adam learning rate of each module in :meth:`_modules`."""
         return {"core": self.lr_core, "readout": self.lr_readout}
 
-    def _trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
+    def _trainable_parameters(self, name: str) -> list[torch.Tensor]:
         """The parameters of module ``name`` that its optimiser moves."""
         return list(self._modules()[name].parameters())
 
@@ -214,7 +227,7 @@ class SequenceLearner(BaseLearner):
             loss_grad = self.loss.gradient(prediction.detach(), target)
             loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
             self._token_index = step
-            self._learn_step(loss_grad, target, scored_t, final)
+            self._learn_step(loss_grad, final)
             if scored.any():
                 losses += float(np.asarray(info["loss"])[scored].sum())
                 scored_steps += int(scored.sum())
@@ -284,15 +297,11 @@ class SequenceLearner(BaseLearner):
         return self.readout(self._hidden)
 
     @abstractmethod
-    def _learn_step(
-        self, loss_grad: torch.Tensor, target: torch.Tensor, scored: torch.Tensor, final: bool
-    ) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
         """Learn from the step just taken.
 
         Args:
             loss_grad: d(batch-mean loss)/d prediction, (B, output_size), zero on unscored steps.
-            target: the step's targets (B, output_size).
-            scored: 1.0 where the step carries a loss, (B,).
             final: True on the last token of the sequences.
         """
 
@@ -327,8 +336,8 @@ class SequenceLearner(BaseLearner):
         of l_t is zero.
         """
         if self.lr_readout > 0:
-            self.readout.weight.grad.addmm_(loss_grad.T, self._hidden)
-            self.readout.bias.grad.add_(loss_grad.sum(0))
+            grad_of(self.readout.weight).addmm_(loss_grad.T, self._hidden)
+            grad_of(self.readout.bias).add_(loss_grad.sum(0))
         hidden_gradient = loss_grad @ self.readout.weight
         pad = self.core.state_size - hidden_gradient.shape[-1]
         return torch.nn.functional.pad(hidden_gradient, (0, pad)) if pad else hidden_gradient
@@ -338,7 +347,7 @@ class SequenceLearner(BaseLearner):
         if self.lr_core > 0:
             grads = self.core.local_vjp(cache, signal)
             for parameter, grad in zip(self.core.parameters(), grads, strict=True):
-                parameter.grad.add_(grad)
+                grad_of(parameter).add_(grad)
 
     # ------------------------------------------------------------------------ predict
     def initial_state(self, batch_size: int) -> np.ndarray:
@@ -351,7 +360,7 @@ class SequenceLearner(BaseLearner):
         observation: np.ndarray,
         state: np.ndarray | None = None,
         episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
+        deterministic: bool = True,  # noqa: ARG002 (SB3 signature; predictions are deterministic)
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict the target of the current token and advance the recurrent state.
 
@@ -410,16 +419,20 @@ class SequenceLearner(BaseLearner):
         return {"task": dataclasses.asdict(self.task)}
 
     @classmethod
-    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
+    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):  # noqa: ARG003 (hook)
         saved = TaskSpec(**rebuild["task"])
         learner = cls(saved if env is None else env, **hyperparameters)
-        differ = [f"{field} {getattr(saved, field)!r} (checkpoint) vs "
-                  f"{getattr(learner.task, field)!r} (env)"
-                  for field in ("input_size", "output_size", "loss")
-                  if getattr(saved, field) != getattr(learner.task, field)]
+        differ = [
+            f"{field} {getattr(saved, field)!r} (checkpoint) vs "
+            f"{getattr(learner.task, field)!r} (env)"
+            for field in ("input_size", "output_size", "loss")
+            if getattr(saved, field) != getattr(learner.task, field)
+        ]
         if differ:
-            raise ValueError(f"the env given to {cls.__name__}.load does not fit the checkpoint: "
-                             + "; ".join(differ))
+            raise ValueError(
+                f"the env given to {cls.__name__}.load does not fit the checkpoint: "
+                + "; ".join(differ)
+            )
         return learner
 
     def _get_state(self) -> dict[str, Any]:

@@ -69,6 +69,8 @@ class Synthesiser(nn.Module, ABC):
     ``trace_parameters``, ``_predict`` and ``_add_parameter_jacobians_``.
     """
 
+    output: nn.Linear
+
     def __init__(self, state_size: int, output_size: int | None) -> None:
         super().__init__()
         self.state_size = check_int("state_size", state_size, minimum=1)
@@ -82,7 +84,7 @@ class Synthesiser(nn.Module, ABC):
         return self._predict(s)
 
     @abstractmethod
-    def trace_parameters(self) -> list[nn.Parameter]:
+    def trace_parameters(self) -> list[Tensor]:
         """The parameters that carry eligibility traces and learn, in trace order."""
 
     def trace_shapes(self, batch_size: int) -> list[tuple[int, ...]]:
@@ -157,7 +159,8 @@ class Synthesiser(nn.Module, ABC):
         ):
             got = (
                 f"{tuple(cotangent.shape)}, {cotangent.dtype}"
-                if isinstance(cotangent, Tensor) else type(cotangent).__name__
+                if isinstance(cotangent, Tensor)
+                else type(cotangent).__name__
             )
             raise ValueError(
                 f"cotangent must be a tensor of shape ({s.shape[0]}, {self.output_size}) and "
@@ -216,15 +219,13 @@ class LinearSynthesiser(Synthesiser):
         super().__init__(state_size, output_size)
         self.output = _zero_initialised_linear(self.state_size, self.output_size)
 
-    def trace_parameters(self) -> list[nn.Parameter]:
+    def trace_parameters(self) -> list[Tensor]:
         return [self.output.weight, self.output.bias]
 
     def _predict(self, s: Tensor) -> Tensor:
         return self.output(s)
 
-    def _add_parameter_jacobians_(
-        self, traces: Sequence[Tensor], s: Tensor, scale: float
-    ) -> None:
+    def _add_parameter_jacobians_(self, traces: Sequence[Tensor], s: Tensor, scale: float) -> None:
         _add_linear_layer_jacobians_(traces[0], traces[1], s, scale)
 
     def _parameter_vjp(
@@ -257,8 +258,7 @@ class MLPSynthesiser(Synthesiser):
     ) -> None:
         if trace_parameters not in TRACE_PARAMETER_MODES:
             raise ValueError(
-                f"trace_parameters must be one of {TRACE_PARAMETER_MODES}, "
-                f"got {trace_parameters!r}"
+                f"trace_parameters must be one of {TRACE_PARAMETER_MODES}, got {trace_parameters!r}"
             )
         super().__init__(state_size, output_size)
         self.hidden_size = check_int("hidden_size", hidden_size, minimum=1)
@@ -268,7 +268,7 @@ class MLPSynthesiser(Synthesiser):
         if trace_parameters == "output":
             self.hidden.requires_grad_(False)
 
-    def trace_parameters(self) -> list[nn.Parameter]:
+    def trace_parameters(self) -> list[Tensor]:
         output = [self.output.weight, self.output.bias]
         if self.trace_mode == "output":
             return output
@@ -280,9 +280,7 @@ class MLPSynthesiser(Synthesiser):
     def _predict(self, s: Tensor) -> Tensor:
         return self.output(torch.relu(self.hidden(s)))
 
-    def _add_parameter_jacobians_(
-        self, traces: Sequence[Tensor], s: Tensor, scale: float
-    ) -> None:
+    def _add_parameter_jacobians_(self, traces: Sequence[Tensor], s: Tensor, scale: float) -> None:
         preactivation = self.hidden(s)  # (B, n)
         features = torch.relu(preactivation)
         if self.trace_mode == "all":

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from agents import traces
-from agents.base import BaseLearner, check_fraction, check_non_negative, make_env
+from agents.base import BaseLearner, EnvLike, make_env
+from bpl_envs.checks import check_fraction, check_non_negative
 
 __all__ = ["TRACES", "TDLambda"]
 
@@ -29,8 +30,7 @@ TRACES = ("accumulate", "replacing", "dutch", "true_online")
 
 FeatureMap = Callable[[Any], Any]
 
-# Feature map handed to TDLambda.load for checkpoints of learners built with a callable on a
-# non-Discrete observation space (checkpoints hold plain data only, not callables).
+
 class TDLambda(BaseLearner):
     """Linear TD(λ) prediction of state values ``V(s) = w·x(s)`` on a Markov reward process.
 
@@ -58,11 +58,16 @@ class TDLambda(BaseLearner):
         weights: ``(n_features,)`` float64 tensor ``w``.
         n_observations: size of the ``Discrete`` observation space (None for other spaces).
         n_features: length of ``x(s)``.
+        observation_shape: shape of one observation (``()`` for a ``Discrete`` space).
+
+    :meth:`predict` answers like an SB3 policy (the action, always 0), so SB3's
+    ``evaluate_policy`` and ``EvalCallback`` run on the process; the value estimates are
+    :meth:`predict_values` and :attr:`values`.
     """
 
     def __init__(
         self,
-        env,
+        env: str | EnvLike | None,
         lam: float,
         alpha: float,
         gamma: float = 1.0,
@@ -83,11 +88,17 @@ class TDLambda(BaseLearner):
         self._table = None if features is None or callable(features) else self._as_table(features)
         self.n_observations: int | None = None
         self.n_features: int | None = None
+        self.observation_shape: tuple[int, ...] = ()
         self.weights: torch.Tensor | None = None
         super().__init__(env, seed=seed, verbose=verbose)
 
+    def _weights(self) -> torch.Tensor:
+        if self.weights is None:
+            raise RuntimeError("no weights yet: give the learner an env or load a checkpoint")
+        return self.weights
+
     # ------------------------------------------------------------------------ set-up
-    def set_env(self, env) -> None:
+    def set_env(self, env: str | EnvLike) -> None:
         """Attach a single-action env; its observation space must fit the feature map."""
         env = make_env(env)
         if isinstance(env, gym.vector.VectorEnv):
@@ -117,8 +128,9 @@ class TDLambda(BaseLearner):
                 raise ValueError(f"a Discrete observation space must start at 0, got {space}")
             n_observations = int(space.n)
             if self._feature_map is not None:
-                self._table = self._as_table([self._feature_map(np.int64(s))
-                                              for s in range(n_observations)])
+                self._table = self._as_table(
+                    [self._feature_map(np.int64(s)) for s in range(n_observations)]
+                )
                 self._feature_map = None
             if self._table is not None and self._table.shape[0] != n_observations:
                 raise ValueError(
@@ -137,13 +149,15 @@ class TDLambda(BaseLearner):
             if not bool(((self._table == 0) | (self._table == 1)).all()):
                 raise ValueError("trace='replacing' needs binary features (0/1 entries)")
         if self.weights is not None and (n_observations, n_features) != (
-            self.n_observations, self.n_features
+            self.n_observations,
+            self.n_features,
         ):
             raise ValueError(
                 f"the env has {n_observations} observations and {n_features} features but this "
                 f"learner was built for {self.n_observations} and {self.n_features}"
             )
         self.n_observations, self.n_features = n_observations, n_features
+        self.observation_shape = tuple(space.shape or ())
         if self.weights is None:
             self.weights = torch.zeros(n_features, dtype=torch.float64, device=self.device)
 
@@ -156,8 +170,11 @@ class TDLambda(BaseLearner):
             x = torch.zeros(1, self.n_observations, dtype=torch.float64, device=self.device)
             x[0, index] = 1.0
             return x
-        x = torch.as_tensor(np.asarray(self._feature_map(obs), dtype=np.float64),
-                            device=self.device)
+        if self._feature_map is None:
+            raise RuntimeError("no feature map: the observation space is not Discrete")
+        x = torch.as_tensor(
+            np.asarray(self._feature_map(obs), dtype=np.float64), device=self.device
+        )
         if x.dim() != 1 or (self.n_features is not None and x.shape[0] != self.n_features):
             raise ValueError(
                 f"the feature map must return a 1-D vector of {self.n_features or 'n'} features, "
@@ -169,38 +186,65 @@ class TDLambda(BaseLearner):
     def predict(
         self,
         observation: Any,
-        state: Any = None,
-        episode_start: Any = None,
-        deterministic: bool = True,
+        state: Any = None,  # noqa: ARG002 (SB3 signature)
+        episode_start: Any = None,  # noqa: ARG002 (SB3 signature)
+        deterministic: bool = True,  # noqa: ARG002 (SB3 signature)
     ) -> tuple[np.ndarray, None]:
-        """Value estimate(s) ``V(obs)``, SB3-shaped: returns ``(values, None)``.
+        """The action for each observation, SB3-shaped: ``(actions, None)``.
+
+        A Markov reward process has a single action (``Discrete(1)``), so every action is 0:
+        what SB3's ``evaluate_policy`` and ``EvalCallback`` need to run the process. The
+        observations are checked as in :meth:`predict_values`, which gives the values.
 
         Args:
-            observation: one observation, or (for a ``Discrete`` space) an int array of them.
+            observation: one observation, or a batch of them (leading axis).
             state, episode_start, deterministic: accepted for SB3 compatibility; unused.
 
         Returns:
-            ``(values, None)``: float64 array, shape ``()`` for one observation, else the
-            observations' shape.
+            ``(actions, None)``: int64 zeros, shape ``()`` for one observation, ``(n,)`` for a
+            batch of n.
+        """
+        return np.zeros(self.predict_values(observation).shape, dtype=np.int64), None
+
+    def predict_values(self, observation: Any) -> np.ndarray:
+        """Value estimate(s) ``V(obs) = w·x(obs)``.
+
+        Args:
+            observation: one observation (shape :attr:`observation_shape`) or a batch of them
+                with a leading axis; for a ``Discrete`` space any int array of states.
+
+        Returns:
+            float64 array: shape ``()`` for one observation, ``(n,)`` for a batch of n (for a
+            ``Discrete`` space: the shape of ``observation``).
         """
         if self.n_observations is not None:
-            return np.asarray(self.values[_discrete_index(observation, self.n_observations)]), None
-        return np.asarray(float(self._features_of(observation)[0] @ self.weights)), None
+            return np.asarray(self.values[_discrete_index(observation, self.n_observations)])
+        observations = np.asarray(observation)
+        single = observations.ndim == len(self.observation_shape)
+        batch = observations[None] if single else observations
+        if batch.shape[1:] != self.observation_shape:
+            raise ValueError(
+                f"observation must have shape {self.observation_shape} or (n, "
+                f"*{self.observation_shape}), got {observations.shape}"
+            )
+        weights = self._weights()
+        values = np.array([float(self._features_of(obs)[0] @ weights) for obs in batch])
+        return values[0].reshape(()) if single else values
 
     @property
     def values(self) -> np.ndarray:
         """``V(s)`` for every state of a ``Discrete`` observation space, ``(n_observations,)``."""
         if self.n_observations is None:
-            raise TypeError("values needs a Discrete observation space; use predict(obs)")
+            raise TypeError("values needs a Discrete observation space; use predict_values(obs)")
         if self._table is None:
-            return self.weights.cpu().numpy().copy()
-        return (self._table @ self.weights).cpu().numpy()
+            return self._weights().cpu().numpy().copy()
+        return (self._table @ self._weights()).cpu().numpy()
 
     # ------------------------------------------------------------------------ learning
     def _run_episode(self) -> bool:
         obs, _ = self.env.reset(seed=self._next_seed())
         x = self._features_of(obs)
-        w = self.weights.unsqueeze(0)  # (1, n_features): the traces functions are batched
+        w = self._weights().unsqueeze(0)  # (1, n_features): the traces functions are batched
         z = torch.zeros_like(w)  # a fresh trace per episode
         v_old = torch.zeros(1, dtype=torch.float64, device=self.device)
         trace_discount = self.gamma * self.lam
@@ -211,7 +255,9 @@ class TDLambda(BaseLearner):
             v, v_next = x @ w[0], x_next @ w[0]
             delta = traces.td_error(
                 torch.tensor([float(reward)], dtype=torch.float64, device=self.device),
-                v_next, v, 0.0 if terminated else self.gamma,
+                v_next,
+                v,
+                0.0 if terminated else self.gamma,
             )
             if self.trace == "accumulate":
                 z = traces.accumulating_trace(z, x, trace_discount)
@@ -248,8 +294,13 @@ class TDLambda(BaseLearner):
     # ------------------------------------------------------------------------ checkpoints
     def _hyperparameters(self) -> dict[str, Any]:
         return {
-            "lam": self.lam, "alpha": self.alpha, "gamma": self.gamma, "trace": self.trace,
-            "seed": self.seed, "verbose": self.verbose, "device": str(self.device),
+            "lam": self.lam,
+            "alpha": self.alpha,
+            "gamma": self.gamma,
+            "trace": self.trace,
+            "seed": self.seed,
+            "verbose": self.verbose,
+            "device": str(self.device),
             "features": None if self._table is None else self._table.cpu(),
         }
 
@@ -257,21 +308,29 @@ class TDLambda(BaseLearner):
         return {
             "n_observations": self.n_observations,
             "n_features": self.n_features,
+            "observation_shape": list(self.observation_shape),
             "callable_features": self._feature_map is not None,
         }
 
     def _get_state(self) -> dict[str, Any]:
-        return {"weights": self.weights.cpu().clone()}
+        return {"weights": self._weights().cpu().clone()}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         weights = state["weights"]
         if weights.shape != (self.n_features,):
-            raise ValueError(f"weights of shape {tuple(weights.shape)} do not fit "
-                             f"{self.n_features} features")
+            raise ValueError(
+                f"weights of shape {tuple(weights.shape)} do not fit {self.n_features} features"
+            )
         self.weights = weights.to(dtype=torch.float64, device=self.device).clone()
 
     @classmethod
-    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
+    def _from_checkpoint(
+        cls,
+        env: str | EnvLike | None,
+        hyperparameters: dict[str, Any],
+        rebuild: dict[str, Any],
+        overrides: dict[str, Any],
+    ) -> TDLambda:
         """``features`` must be given again (``TDLambda.load(path, env, features=f)``) for
         learners built with a callable feature map: checkpoints cannot hold callables."""
         features = overrides.get("features")
@@ -282,28 +341,34 @@ class TDLambda(BaseLearner):
                     "cannot hold: load it with TDLambda.load(path, env, features=the_same_map)"
                 )
         elif features is not None:
-            raise ValueError("features= is only for checkpoints made with a callable feature "
-                             "map on a non-Discrete observation space; this one holds its own")
+            raise ValueError(
+                "features= is only for checkpoints made with a callable feature "
+                "map on a non-Discrete observation space; this one holds its own"
+            )
         learner = cls(env, **hyperparameters)
         if env is None:
             learner.n_observations = rebuild["n_observations"]
             learner.n_features = rebuild["n_features"]
+            learner.observation_shape = tuple(rebuild["observation_shape"])
         return learner
 
 
 def _discrete_index(obs: Any, n: int) -> Any:
     """``obs`` as an index (or int array of indices) into ``range(n)``, checked."""
     index = np.asarray(obs)
-    if not np.issubdtype(index.dtype, np.integer) or index.size == 0 or (
-        index.min() < 0 or index.max() >= n
+    if (
+        not np.issubdtype(index.dtype, np.integer)
+        or index.size == 0
+        or (index.min() < 0 or index.max() >= n)
     ):
-        raise ValueError(f"observation must be an int in [0, {n}) (or an array of them), got "
-                         f"{obs!r}")
+        raise ValueError(
+            f"observation must be an int in [0, {n}) (or an array of them), got {obs!r}"
+        )
     return int(index) if index.ndim == 0 else index
 
 
-def _find_method(env, name: str):
+def _find_method(env: EnvLike, name: str) -> Any:
     try:
-        return env.get_wrapper_attr(name)
+        return env.get_wrapper_attr(name)  # type: ignore[union-attr]  # else AttributeError
     except AttributeError:
         return None

@@ -45,12 +45,42 @@ class Config:
 
 
 CONFIGS = {
-    "a": Config("a", "rnn", 30, 10, 20, 10, 2, "mse", "last",
-                "tanh RNN H=30, B=10, T=20 (the toy task's shape)"),
-    "b": Config("b", "lstm", 30, 50, 28, 28, 10, "ce", "last",
-                "LSTM H=30, B=50, T=28 (sequential MNIST's shape)"),
-    "c": Config("c", "lstm", 100, 100, 20, 10, 9, "bce", "all",
-                "LSTM H=100, B=100, T=20 (copy-repeat's shape)"),
+    "a": Config(
+        "a",
+        "rnn",
+        30,
+        10,
+        20,
+        10,
+        2,
+        "mse",
+        "last",
+        "tanh RNN H=30, B=10, T=20 (the toy task's shape)",
+    ),
+    "b": Config(
+        "b",
+        "lstm",
+        30,
+        50,
+        28,
+        28,
+        10,
+        "ce",
+        "last",
+        "LSTM H=30, B=50, T=28 (sequential MNIST's shape)",
+    ),
+    "c": Config(
+        "c",
+        "lstm",
+        100,
+        100,
+        20,
+        10,
+        9,
+        "bce",
+        "all",
+        "LSTM H=100, B=100, T=20 (copy-repeat's shape)",
+    ),
 }
 
 
@@ -69,8 +99,7 @@ def replay_env(config: Config, sequence_length: int | None = None, seed: int = 0
     else:
         targets = rng.normal(size=(n, steps, config.output_size)).astype(np.float32)
     scored = np.ones(steps, bool) if config.scored == "all" else np.arange(steps) == steps - 1
-    return SequenceReplayVectorEnv(inputs, targets, config.loss, scored,
-                                   num_envs=config.batch_size)
+    return SequenceReplayVectorEnv(inputs, targets, config.loss, scored, num_envs=config.batch_size)
 
 
 def cpu_model() -> str:
@@ -112,8 +141,9 @@ def run_child(script: Path, spec: dict, threads: int | None, timeout: float = 36
     command = [sys.executable, str(script), "--child", json.dumps(spec)]
     if threads is not None:
         command += ["--threads", str(threads)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                          cwd=REPOSITORY, check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, cwd=REPOSITORY, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"child {spec} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

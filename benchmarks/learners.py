@@ -45,8 +45,15 @@ from common import (
 from stable_baselines3.common.callbacks import BaseCallback
 
 SCRIPT = Path(__file__).resolve()
-LEARNER_NAMES = ("bp_lambda_trace", "bp_lambda_forward_view", "bptt", "tbptt_5", "dni_5", "rtrl",
-                 "plain_bptt")
+LEARNER_NAMES = (
+    "bp_lambda_trace",
+    "bp_lambda_forward_view",
+    "bptt",
+    "tbptt_5",
+    "dni_5",
+    "rtrl",
+    "plain_bptt",
+)
 PARTIAL = {("c", "bp_lambda_trace"), ("c", "rtrl")}  # a few tokens, not whole sequences
 
 
@@ -60,8 +67,9 @@ def build_learner(name: str, config: Config, env):
     if name == "bp_lambda_trace":
         return BPLambda(env, lam=1.0, gamma=0.9, **common)
     if name == "bp_lambda_forward_view":
-        return BPLambda(env, lam=1.0, gamma=0.9, synth_update="forward_view",
-                        clip_synth_update=False, **common)
+        return BPLambda(
+            env, lam=1.0, gamma=0.9, synth_update="forward_view", clip_synth_update=False, **common
+        )
     if name == "bptt":
         return BPTT(env, **common)
     if name == "tbptt_5":
@@ -141,6 +149,7 @@ def child(spec: dict) -> dict:
         rate = steps * config.batch_size / (timer.times[-1] - timer.times[2])
         tokens = steps * config.batch_size
     else:
+
         def one_batch() -> int:
             if name == "plain_bptt":
                 return learner.learn_one_batch()
@@ -167,12 +176,17 @@ def child(spec: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--learners", nargs="+", default=list(LEARNER_NAMES),
-                        choices=list(LEARNER_NAMES))
+    parser.add_argument(
+        "--learners", nargs="+", default=list(LEARNER_NAMES), choices=list(LEARNER_NAMES)
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per learner and run")
     parser.add_argument("--repeats", type=int, default=2, help="alternated runs; best is kept")
-    parser.add_argument("--partial-tokens", type=int, default=6,
-                        help="tokens run by the learners too slow for whole sequences on (c)")
+    parser.add_argument(
+        "--partial-tokens",
+        type=int,
+        default=6,
+        help="tokens run by the learners too slow for whole sequences on (c)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learners.json"))
@@ -192,17 +206,25 @@ def main() -> None:
         best: dict[str, dict] = {}
         for _ in range(args.repeats):  # alternate learners, keep each one's best run
             for learner in args.learners:
-                spec = {"config": name, "learner": learner, "seconds": args.seconds,
-                        "partial": (name, learner) in PARTIAL,
-                        "partial_tokens": args.partial_tokens}
+                spec = {
+                    "config": name,
+                    "learner": learner,
+                    "seconds": args.seconds,
+                    "partial": (name, learner) in PARTIAL,
+                    "partial_tokens": args.partial_tokens,
+                }
                 result = run_child(SCRIPT, spec, args.threads)
                 if learner not in best or result["tokens_per_s"] > best[learner]["tokens_per_s"]:
                     best[learner] = result
         rows.extend(best.values())
         print_config_table(best)
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    report = {"machine": info, "configs": {n: config_dict(CONFIGS[n]) for n in args.configs},
-              "results": rows, "ratios": ratios(rows)}
+    report = {
+        "machine": info,
+        "configs": {n: config_dict(CONFIGS[n]) for n in args.configs},
+        "results": rows,
+        "ratios": ratios(rows),
+    }
     print_ratios(report["ratios"])
     write_report(args.out, report)
 
@@ -211,13 +233,18 @@ def print_config_table(best: dict[str, dict]) -> None:
     print(f"  {'learner':<24} {'tokens/s':>11} {'peak RSS MB':>12} {'after setup MB':>15}")
     for name, row in best.items():
         note = "" if row["whole_sequences"] else "  (steady state over a few tokens)"
-        print(f"  {name:<24} {row['tokens_per_s']:>11,.1f} {row['peak_rss_bytes'] / 1e6:>12,.0f} "
-              f"{row['rss_after_setup_bytes'] / 1e6:>15,.0f}{note}", flush=True)
+        print(
+            f"  {name:<24} {row['tokens_per_s']:>11,.1f} {row['peak_rss_bytes'] / 1e6:>12,.0f} "
+            f"{row['rss_after_setup_bytes'] / 1e6:>15,.0f}{note}",
+            flush=True,
+        )
         if row["trace_bytes"]:
             growth = row["peak_rss_bytes"] - row["rss_after_setup_bytes"]
-            print(f"  {'':<24} traces {row['trace_bytes'] / 1e6:,.1f} MB; peak RSS "
-                  f"{row['peak_rss_bytes'] / row['trace_bytes']:.2f} x the traces, growth over "
-                  f"setup {growth / row['trace_bytes']:.2f} x")
+            print(
+                f"  {'':<24} traces {row['trace_bytes'] / 1e6:,.1f} MB; peak RSS "
+                f"{row['peak_rss_bytes'] / row['trace_bytes']:.2f} x the traces, growth over "
+                f"setup {growth / row['trace_bytes']:.2f} x"
+            )
 
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
@@ -232,16 +259,18 @@ def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
             "forward_view_over_trace": ("bp_lambda_forward_view", "bp_lambda_trace"),
             "bptt_over_plain_bptt": ("bptt", "plain_bptt"),
         }
-        out[config] = {key: rate[a] / rate[b] for key, (a, b) in pairs.items()
-                       if a in rate and b in rate}
+        out[config] = {
+            key: rate[a] / rate[b] for key, (a, b) in pairs.items() if a in rate and b in rate
+        }
     return out
 
 
 def print_ratios(table: dict[str, dict[str, float]]) -> None:
     print("\nratios (same run)")
     for config, values in table.items():
-        text = ", ".join(f"{key} = {value:,.3g}" for key, value in values.items()
-                         if math.isfinite(value))
+        text = ", ".join(
+            f"{key} = {value:,.3g}" for key, value in values.items() if math.isfinite(value)
+        )
         print(f"  ({config}) {text}")
 
 

@@ -45,8 +45,12 @@ def child(spec: dict) -> dict:
         learner.learn_one_batch()
     else:
         learner.learn(episodes=1)
-    return {"learner": name, "length": spec["length"], "peak_rss_bytes": peak_rss_bytes(),
-            "rss_after_setup_bytes": setup}
+    return {
+        "learner": name,
+        "length": spec["length"],
+        "peak_rss_bytes": peak_rss_bytes(),
+        "rss_after_setup_bytes": setup,
+    }
 
 
 def main() -> None:
@@ -76,8 +80,11 @@ def main() -> None:
             row["peak_over_shortest"] = row["peak_rss_bytes"] / first["peak_rss_bytes"]
             rows.append(row)
             growth = row["peak_rss_bytes"] - row["rss_after_setup_bytes"]
-            print(f"{learner:<24} {length:>6} {row['peak_rss_bytes'] / 1e6:>12,.1f} "
-                  f"{growth / 1e6:>10,.1f} {row['peak_over_shortest']:>13.3f}x", flush=True)
+            print(
+                f"{learner:<24} {length:>6} {row['peak_rss_bytes'] / 1e6:>12,.1f} "
+                f"{growth / 1e6:>10,.1f} {row['peak_over_shortest']:>13.3f}x",
+                flush=True,
+            )
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     write_report(args.out, {"machine": info, "config": CONFIG.name, "results": rows})
 

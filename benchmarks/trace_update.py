@@ -62,8 +62,9 @@ def measure(config: Config, repeats: int, dtype: torch.dtype) -> dict:
         jacobian = core.jacobian_operator(cache)
         increments = synthesiser.parameter_vjp(s, delta)
         for trace, increment in zip(trace_list, increments, strict=True):
-            traces.decay_trace_(trace, GAMMA_LAMBDA, jacobian, scratch=scratch, delta_t=delta,
-                                increment=increment)
+            traces.decay_trace_(
+                trace, GAMMA_LAMBDA, jacobian, scratch=scratch, delta_t=delta, increment=increment
+            )
         synthesiser.add_parameter_jacobians_(trace_list, s)
 
     columns = sum(trace[0, 0].numel() for trace in trace_list)
@@ -109,15 +110,19 @@ def main() -> None:
 
     info = machine_info()
     print(describe(info))
-    print(f"\n{'config':<48} {'trace MB':>9} {'bmm GMAC/s':>11} {'update GMAC/s':>14} "
-          f"{'fraction':>9}")
+    print(
+        f"\n{'config':<48} {'trace MB':>9} {'bmm GMAC/s':>11} {'update GMAC/s':>14} {'fraction':>9}"
+    )
     results = []
     for name in args.configs:
         row = measure(CONFIGS[name], args.repeats, getattr(torch, args.dtype))
         results.append(row)
-        print(f"({name}) {row['description']:<44} {row['trace_bytes'] / 1e6:>9.1f} "
-              f"{row['bmm_gmac_per_s']:>11.1f} {row['trace_update_gmac_per_s']:>14.1f} "
-              f"{row['fraction_of_bmm']:>8.0%}", flush=True)
+        print(
+            f"({name}) {row['description']:<44} {row['trace_bytes'] / 1e6:>9.1f} "
+            f"{row['bmm_gmac_per_s']:>11.1f} {row['trace_update_gmac_per_s']:>14.1f} "
+            f"{row['fraction_of_bmm']:>8.0%}",
+            flush=True,
+        )
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     write_report(args.out, {"machine": info, "gamma_lambda": GAMMA_LAMBDA, "results": results})
 

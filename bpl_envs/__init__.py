@@ -20,23 +20,33 @@ __all__ = ["ENV_IDS", "LOSSES", "Loss", "TaskSpec", "get_loss"]
 # id -> (module, single env class, vector env class, one-line description)
 _ENVS = {
     "bpl/CopyRepeat-v0": (
-        "copy_repeat", "CopyRepeatEnv", "CopyRepeatVectorEnv",
+        "copy_repeat",
+        "CopyRepeatEnv",
+        "CopyRepeatVectorEnv",
         "Graves et al.'s copy-repeat: repeat N random bit vectors R times (BCE on the answer).",
     ),
     "bpl/LineDraw-v0": (
-        "line_draw", "LineDrawEnv", "LineDrawVectorEnv",
+        "line_draw",
+        "LineDrawEnv",
+        "LineDrawVectorEnv",
         "The paper's toy task: a cue at t=0, draw a 2-D line, MSE at the last step.",
     ),
     "bpl/SequentialDigits-v0": (
-        "sequential_digits", "SequentialDigitsEnv", "SequentialDigitsVectorEnv",
+        "sequential_digits",
+        "SequentialDigitsEnv",
+        "SequentialDigitsVectorEnv",
         "scikit-learn's 8x8 digits row by row, 10-way cross-entropy at the last step.",
     ),
     "bpl/SequentialMNIST-v0": (
-        "sequential_mnist", "SequentialMNISTEnv", "SequentialMNISTVectorEnv",
+        "sequential_mnist",
+        "SequentialMNISTEnv",
+        "SequentialMNISTVectorEnv",
         "MNIST row by row (or pixel by pixel) from local IDX files, cross-entropy at the end.",
     ),
     "bpl/RandomWalk-v0": (
-        "random_walk", "RandomWalkEnv", "RandomWalkVectorEnv",
+        "random_walk",
+        "RandomWalkEnv",
+        "RandomWalkVectorEnv",
         "Sutton & Barto's random-walk Markov reward process, for TD(lambda).",
     ),
 }

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_int, check_non_negative, check_positive
 from bpl_envs.losses import NATS_PER_BIT
 from bpl_envs.sequence import (
     SequenceBatch,
@@ -69,11 +67,7 @@ class CopyRepeatCurriculum:
     def __init__(self, pattern_length: int = 1, repeats: int = 1, threshold_bits: float = 0.15):
         self.pattern_length = check_int("pattern_length", pattern_length, minimum=1)
         self.repeats = check_int("repeats", repeats, minimum=1)
-        if isinstance(threshold_bits, bool) or not isinstance(threshold_bits, numbers.Real):
-            raise TypeError(f"threshold_bits must be a positive float, got {threshold_bits!r}")
-        if not (math.isfinite(threshold_bits) and threshold_bits > 0):
-            raise ValueError(f"threshold_bits must be positive and finite, got {threshold_bits!r}")
-        self.threshold_bits = float(threshold_bits)
+        self.threshold_bits = check_positive("threshold_bits", threshold_bits)
         self.history: list[CurriculumUpdate] = []
 
     @property
@@ -87,10 +81,7 @@ class CopyRepeatCurriculum:
         Returns:
             Whether the curriculum advanced.
         """
-        if isinstance(loss_bits, bool) or not isinstance(loss_bits, numbers.Real):
-            raise TypeError(f"loss_bits must be a float >= 0, got {loss_bits!r}")
-        if not (math.isfinite(loss_bits) and loss_bits >= 0):
-            raise ValueError(f"loss_bits must be a finite float >= 0, got {loss_bits!r}")
+        loss_bits = check_non_negative("loss_bits", loss_bits)
         advanced = loss_bits < self.threshold_bits
         self.history.append(
             CurriculumUpdate(self.pattern_length, self.repeats, float(loss_bits), advanced)
@@ -281,9 +272,7 @@ class CopyRepeatSequences(SequenceSource):
         return "\n".join(lines)
 
 
-
-
-class CopyRepeatEnv(SequenceEnv):
+class CopyRepeatEnv(SequenceEnv[CopyRepeatSequences]):
     """Copy-repeat, one token per step (Graves et al. 2014).
 
     ## Description
@@ -358,7 +347,7 @@ class CopyRepeatEnv(SequenceEnv):
     | `bits`           | int >= 1         | `8`     | width of a bit vector         |
     | `max_repeats`    | int >= 1         | `20`    | largest R; observation bound  |
     | `curriculum`     | curriculum/None  | `None`  | see Curriculum                |
-    | `render_mode`    | `"ansi"`/None    | `None`  | render() shows bits           |
+    | `render_mode`    | str or None     | `None`  | `"ansi"` (bits), `"rgb_array"` |
     | `stream`         | bool             | `False` | never terminate; see Episode End |
 
     `reset(options={"pattern_length": N, "repeats": R})` (either key) changes the lengths for
@@ -384,7 +373,7 @@ class CopyRepeatEnv(SequenceEnv):
     ## Version History
 
     * v0: Initial version.
-"""
+    """
 
     def __init__(
         self,
@@ -405,7 +394,7 @@ class CopyRepeatEnv(SequenceEnv):
         return self._source.curriculum
 
 
-class CopyRepeatVectorEnv(SequenceVectorEnv):
+class CopyRepeatVectorEnv(SequenceVectorEnv[CopyRepeatSequences]):
     """Copy-repeat, B sequences in lock-step; see :class:`CopyRepeatEnv` for the task.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),

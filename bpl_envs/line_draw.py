@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from bpl_envs.checks import check_int
+from bpl_envs.checks import check_bool, check_int
 from bpl_envs.sequence import (
     SequenceBatch,
     SequenceEnv,
@@ -66,9 +66,7 @@ class LineDrawSequences(SequenceSource):
         self._length = check_int("sequence_length", sequence_length, minimum=1)
         self.input_size = check_int("cue_bits", cue_bits, minimum=1)
         self.end_point = _check_end_point(end_point)
-        if not isinstance(end_only, bool):
-            raise TypeError(f"end_only must be a bool, got {end_only!r}")
-        self.scoring = "last" if end_only else "all"
+        self.scoring = "last" if check_bool("end_only", end_only) else "all"
         self.cue = line_draw_cue(self.input_size, check_int("cue_seed", cue_seed, minimum=0))
         self.observation_space = spaces.Box(0.0, 1.0, (self.input_size,), np.float32)
 
@@ -82,7 +80,7 @@ class LineDrawSequences(SequenceSource):
         fractions = np.arange(length) / (length - 1) if length > 1 else np.ones(1)
         return (fractions[:, None] * np.asarray(self.end_point)).astype(np.float32)
 
-    def draw(self, rng: np.random.Generator) -> None:
+    def draw(self, rng: np.random.Generator) -> None:  # noqa: ARG002 (SequenceSource hook)
         """Nothing is random per sequence."""
         return None
 
@@ -116,7 +114,7 @@ class LineDrawSequences(SequenceSource):
         return "\n".join(line.rstrip() for line in lines)
 
 
-class LineDrawEnv(SequenceEnv):
+class LineDrawEnv(SequenceEnv[LineDrawSequences]):
     """The toy task of Pemberton & Costa (2024), one token per step.
 
     ## Description
@@ -171,7 +169,7 @@ class LineDrawEnv(SequenceEnv):
     | `end_point`       | (float, float) | `(0.0, 1.0)` | where the line ends                 |
     | `end_only`        | bool           | `True`       | score the last step only (else all) |
     | `cue_seed`        | int >= 0       | `123`        | seed of the fixed cue               |
-    | `render_mode`     | `"ansi"`/None  | `None`       | render() shows a step table         |
+    | `render_mode`     | str or None    | `None`       | `"ansi"` (a table), `"rgb_array"`   |
     | `stream`          | bool           | `False`      | never terminate; see Episode End    |
 
     No reset options. `env.unwrapped.task` is
@@ -202,7 +200,7 @@ class LineDrawEnv(SequenceEnv):
         super().__init__(source, render_mode=render_mode, stream=stream)
 
 
-class LineDrawVectorEnv(SequenceVectorEnv):
+class LineDrawVectorEnv(SequenceVectorEnv[LineDrawSequences]):
     """The line-draw toy task, B sequences in lock-step; see :class:`LineDrawEnv`.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),

@@ -61,7 +61,7 @@ def _check(pred: Array, target: Array) -> None:
         raise ValueError("prediction must have at least one dimension (the output dimension last)")
 
 
-def _namespace(x: Array):
+def _namespace(x: Array) -> Any:
     """The array module of ``x``: numpy, or torch (imported only when a tensor is passed)."""
     if _is_numpy(x):
         return np
@@ -143,11 +143,15 @@ class Loss:
 LOSSES: dict[str, Loss] = {
     "mse": Loss("mse", mse, mse_grad, "mean squared error over the output dimension"),
     "bce": Loss(
-        "bce", bce_with_logits, bce_with_logits_grad,
+        "bce",
+        bce_with_logits,
+        bce_with_logits_grad,
         "binary cross-entropy with logits, mean over output bits (nats)",
     ),
     "ce": Loss(
-        "ce", softmax_cross_entropy, softmax_cross_entropy_grad,
+        "ce",
+        softmax_cross_entropy,
+        softmax_cross_entropy_grad,
         "softmax cross-entropy with logits against a one-hot target (nats)",
     ),
 }

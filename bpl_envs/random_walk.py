@@ -11,17 +11,20 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from bpl_envs.checks import check_int
+
 __all__ = ["RandomWalkEnv", "RandomWalkVectorEnv", "random_walk_true_values"]
 
-_RENDER_MODES = ["ansi"]
+_RENDER_MODES = ["ansi", "rgb_array"]
+_CELL = 16  # pixels per state in the rgb_array drawing
+_CELL_COLOURS = {"-": (178, 24, 43), "+": (33, 102, 172), ".": (235, 235, 235), "@": (8, 8, 8)}
 
 
 def _check_n_states(n_states: Any) -> int:
-    if isinstance(n_states, bool) or not isinstance(n_states, (int, np.integer)):
-        raise TypeError(f"n_states must be an odd int >= 1, got {n_states!r}")
-    if n_states < 1 or n_states % 2 == 0:
+    n_states = check_int("n_states", n_states, minimum=1)
+    if n_states % 2 == 0:
         raise ValueError(f"n_states must be an odd int >= 1, got {n_states!r}")
-    return int(n_states)
+    return n_states
 
 
 def _check_render_mode(render_mode: Any) -> None:
@@ -59,6 +62,19 @@ def _render_ansi(n_states: int, state: int) -> str:
     cells = ["-"] + ["."] * n_states + ["+"]
     cells[state] = "@"
     return "".join(cells)
+
+
+def _render(n_states: int, state: int, render_mode: str) -> str | np.ndarray:
+    """The ``ansi`` line, or for ``rgb_array`` the same cells as a uint8 ``(16, 16 (n + 2), 3)``
+    image: red left end, blue right end, light grey states, black walker."""
+    line = _render_ansi(n_states, state)
+    if render_mode == "ansi":
+        return line
+    colours = np.array([_CELL_COLOURS[cell] for cell in line], dtype=np.uint8)
+    image = np.broadcast_to(colours[None, :, None, :], (_CELL, len(line), _CELL, 3))
+    image = image.reshape(_CELL, len(line) * _CELL, 3).copy()
+    image[:, ::_CELL] = 255  # a white line between cells
+    return image
 
 
 class RandomWalkEnv(gym.Env[np.int64, np.int64]):
@@ -112,7 +128,8 @@ class RandomWalkEnv(gym.Env[np.int64, np.int64]):
     ```
 
     - ``n_states``: number of non-terminal states, an odd int >= 1 (default 19).
-    - ``render_mode``: ``None`` or ``"ansi"`` (a one-line text drawing of the walk).
+    - ``render_mode``: ``None``, ``"ansi"`` (a one-line text drawing of the walk) or
+      ``"rgb_array"`` (the same cells as a uint8 image, 16 pixels per state).
 
     ## Vector Environment
 
@@ -172,17 +189,17 @@ class RandomWalkEnv(gym.Env[np.int64, np.int64]):
         reward = float(self._state == self.n_states + 1) - float(self._state == 0)
         return np.int64(self._state), reward, self._terminated, False, {}
 
-    def render(self) -> str | None:
-        """The walk as one line of text (``render_mode="ansi"``)."""
+    def render(self) -> str | np.ndarray | None:
+        """The walk as one line of text (``"ansi"``) or as an image (``"rgb_array"``)."""
         if self.render_mode is None:
             gym.logger.warn(
                 "render() was called without a render_mode; create the env with "
-                'render_mode="ansi" to draw the walk as text.'
+                'render_mode="ansi" or "rgb_array" to draw the walk.'
             )
             return None
         if self._state is None:
             raise RuntimeError("call reset() before render()")
-        return _render_ansi(self.n_states, self._state)
+        return _render(self.n_states, self._state, self.render_mode)
 
 
 class RandomWalkVectorEnv(VectorEnv):
@@ -217,10 +234,7 @@ class RandomWalkVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)):
-            raise TypeError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        num_envs = check_int("num_envs", num_envs, minimum=1)
         allowed_modes = [mode.value for mode in AutoresetMode]
         if autoreset_mode not in list(AutoresetMode) + allowed_modes:
             raise ValueError(
@@ -252,16 +266,20 @@ class RandomWalkVectorEnv(VectorEnv):
         """RMS error over non-terminals; ``values`` of shape ``(..., n_states + 2)``."""
         return _rms_error(values, self.true_values)
 
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:
+    # A tuple per sub-env where VectorEnv declares one value, as Gymnasium's SyncVectorEnv does.
+    @property  # type: ignore[misc]
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
         """The sub-envs' Generators (created unseeded on first use)."""
+        generators = []
         for i, generator in enumerate(self._generators):
             if generator is None:
-                self._generators[i], self._seeds[i] = seeding.np_random()
-        return tuple(self._generators)
+                generator, self._seeds[i] = seeding.np_random()
+                self._generators[i] = generator
+            generators.append(generator)
+        return tuple(generators)
 
     @property
-    def np_random_seed(self) -> tuple[int | None, ...]:
+    def np_random_seed(self) -> tuple[int | None, ...]:  # type: ignore[override]
         """The seed of each sub-env's Generator."""
         self.np_random  # noqa: B018  (creates missing Generators and their seeds)
         return tuple(self._seeds)
@@ -342,17 +360,17 @@ class RandomWalkVectorEnv(VectorEnv):
             self._finished = terminations.copy()
         return states.copy(), rewards, terminations, truncations, infos
 
-    def render(self) -> tuple[str, ...] | None:
-        """One line of text per sub-env (``render_mode="ansi"``)."""
+    def render(self) -> tuple[str | np.ndarray, ...] | None:
+        """One line of text (``"ansi"``) or one image (``"rgb_array"``) per sub-env."""
         if self.render_mode is None:
             gym.logger.warn(
                 "render() was called without a render_mode; create the env with "
-                'render_mode="ansi" to draw the walks as text.'
+                'render_mode="ansi" or "rgb_array" to draw the walks.'
             )
             return None
         if self._states is None:
             raise RuntimeError("call reset() before render()")
-        return tuple(_render_ansi(self.n_states, int(state)) for state in self._states)
+        return tuple(_render(self.n_states, int(s), self.render_mode) for s in self._states)
 
     def _seed_list(self, seed: Any) -> list[int | None]:
         if seed is None:

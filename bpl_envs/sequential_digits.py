@@ -7,15 +7,10 @@ from functools import lru_cache
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from bpl_envs.checks import check_int
-from bpl_envs.sequence import (
-    ImageSequences,
-    SequenceEnv,
-    SequenceVectorEnv,
-    check_fraction,
-    check_split,
-    stratified_split,
-)
+from bpl_envs.checks import check_int, check_open_fraction
+from bpl_envs.image_sequences import ImageSequences
+from bpl_envs.sequence import SequenceEnv, SequenceVectorEnv
+from bpl_envs.splits import check_split, stratified_split
 
 __all__ = [
     "SequentialDigitsEnv",
@@ -46,7 +41,7 @@ def load_digits_pixels() -> tuple[np.ndarray, np.ndarray]:
 def digits_sequences(split: str, test_fraction: float, split_seed: int) -> ImageSequences:
     """The :class:`ImageSequences` of one split of the digits (8 tokens of 8 pixels)."""
     split = check_split(split)
-    test_fraction = check_fraction("test_fraction", test_fraction)
+    test_fraction = check_open_fraction("test_fraction", test_fraction)
     split_seed = check_int("split_seed", split_seed, minimum=0)
     pixels, labels = load_digits_pixels()
     train, test = stratified_split(labels, test_fraction, split_seed)
@@ -62,7 +57,7 @@ def digits_sequences(split: str, test_fraction: float, split_seed: int) -> Image
     )
 
 
-class SequentialDigitsEnv(SequenceEnv):
+class SequentialDigitsEnv(SequenceEnv[ImageSequences]):
     """scikit-learn's 8x8 digits fed row by row: a small, download-free sequential MNIST.
 
     ## Description
@@ -117,7 +112,7 @@ class SequentialDigitsEnv(SequenceEnv):
     | `split`         | `"train"`/`"test"` | `"train"` | which part of the data to draw from      |
     | `test_fraction` | float in (0, 1)    | `0.2`     | share of each class held out for "test"  |
     | `split_seed`    | int >= 0           | `0`       | seed of the stratified split             |
-    | `render_mode`   | `"ansi"`/None      | `None`    | `render()` draws the image and the guess |
+    | `render_mode`   | str or None        | `None`    | `"ansi"` (image, guess), `"rgb_array"`   |
     | `stream`        | bool               | `False`   | never terminate; see Episode End         |
 
     No reset options. `env.unwrapped.task` is `TaskSpec(8, 10, "ce", "last", 8)`.
@@ -149,7 +144,7 @@ class SequentialDigitsEnv(SequenceEnv):
         return self._source.dataset()
 
 
-class SequentialDigitsVectorEnv(SequenceVectorEnv):
+class SequentialDigitsVectorEnv(SequenceVectorEnv[ImageSequences]):
     """Sequential digits, B sequences in lock-step; see :class:`SequentialDigitsEnv`.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),

@@ -11,15 +11,10 @@ from pathlib import Path
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from bpl_envs.checks import check_int
-from bpl_envs.sequence import (
-    ImageSequences,
-    SequenceEnv,
-    SequenceVectorEnv,
-    check_fraction,
-    check_split,
-    stratified_split,
-)
+from bpl_envs.checks import check_bool, check_int, check_open_fraction
+from bpl_envs.image_sequences import ImageSequences
+from bpl_envs.sequence import SequenceEnv, SequenceVectorEnv
+from bpl_envs.splits import check_split, stratified_split
 
 __all__ = [
     "MNIST_FILES",
@@ -108,8 +103,9 @@ def load_mnist_idx(root: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
     """
     root = Path(root).expanduser()
     names = MNIST_FILES[check_split(split)]
-    found = [_find(root, name) for name in names]
-    if any(path is None for path in found):
+    found_or_none = [_find(root, name) for name in names]
+    found = [path for path in found_or_none if path is not None]
+    if len(found) < len(names):
         looked_for = [str(root / f"{name}{suffix}") for name in names for suffix in ("", ".gz")]
         where = "" if root.is_dir() else f" (the folder {root} does not exist)"
         raise FileNotFoundError(
@@ -127,9 +123,7 @@ def _load_mnist_files(stats: tuple[tuple[str, int, int], ...]) -> tuple[np.ndarr
     images_path, labels_path = (Path(path) for path, _, _ in stats)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(
-            f"{images_path}: expected images of shape (n, 28, 28), got {images.shape}"
-        )
+        raise ValueError(f"{images_path}: expected images of shape (n, 28, 28), got {images.shape}")
     if labels.ndim != 1:
         raise ValueError(f"{labels_path}: expected labels of shape (n,), got {labels.shape}")
     if len(images) != len(labels):
@@ -173,15 +167,12 @@ def mnist_sequences(
 ) -> ImageSequences:
     """The :class:`ImageSequences` of one split of MNIST, validated and loaded."""
     split = check_split(split)
-    for name, value in (("pixel_by_pixel", pixel_by_pixel), ("permute", permute)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be a bool, got {value!r}")
+    pixel_by_pixel = check_bool("pixel_by_pixel", pixel_by_pixel)
+    permute = check_bool("permute", permute)
     permutation_seed = check_int("permutation_seed", permutation_seed, minimum=0)
     if not permute and permutation_seed != 0:
-        raise ValueError(
-            f"permutation_seed={permutation_seed} is used only with permute=True"
-        )
-    test_fraction = check_fraction("test_fraction", test_fraction)
+        raise ValueError(f"permutation_seed={permutation_seed} is used only with permute=True")
+    test_fraction = check_open_fraction("test_fraction", test_fraction)
     split_seed = check_int("split_seed", split_seed, minimum=0)
     if root is None:
         pixels, labels = load_mnist_subset()
@@ -209,7 +200,7 @@ def mnist_sequences(
     )
 
 
-class SequentialMNISTEnv(SequenceEnv):
+class SequentialMNISTEnv(SequenceEnv[ImageSequences]):
     """MNIST fed row by row (28 steps of 28 pixels) or pixel by pixel (784 steps of 1 pixel).
 
     ## Description
@@ -281,7 +272,7 @@ class SequentialMNISTEnv(SequenceEnv):
     | `permutation_seed` | int >= 0           | `0`       | seed of that order           |
     | `test_fraction`    | float in (0, 1)    | `0.2`     | test share (subset only)     |
     | `split_seed`       | int >= 0           | `0`       | split seed (subset only)     |
-    | `render_mode`      | `"ansi"`/None      | `None`    | render() draws the image     |
+    | `render_mode`      | str or None        | `None`    | `"ansi"`, `"rgb_array"`      |
     | `stream`           | bool               | `False`   | never terminate; see Episode End |
 
     No reset options. `env.unwrapped.task` is `TaskSpec(28, 10, "ce", "last", 28)` (pixel by
@@ -317,12 +308,11 @@ class SequentialMNISTEnv(SequenceEnv):
         super().__init__(source, render_mode=render_mode, stream=stream)
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
-        """The whole split in order: inputs float32 ``(n, T, input_size)``, labels int64 ``(n,)``.
-        """
+        """The whole split in order: float32 inputs ``(n, T, input_size)``, int64 labels (n,)."""
         return self._source.dataset()
 
 
-class SequentialMNISTVectorEnv(SequenceVectorEnv):
+class SequentialMNISTVectorEnv(SequenceVectorEnv[ImageSequences]):
     """Sequential MNIST, B sequences in lock-step; see :class:`SequentialMNISTEnv`.
 
     Takes ``num_envs`` and, as keywords, ``autoreset_mode`` (default ``AutoresetMode.NEXT_STEP``),
@@ -352,6 +342,5 @@ class SequentialMNISTVectorEnv(SequenceVectorEnv):
         )
 
     def dataset(self) -> tuple[np.ndarray, np.ndarray]:
-        """The whole split in order: inputs float32 ``(n, T, input_size)``, labels int64 ``(n,)``.
-        """
+        """The whole split in order: float32 inputs ``(n, T, input_size)``, int64 labels (n,)."""
         return self._source.dataset()

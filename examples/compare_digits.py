@@ -27,19 +27,28 @@ from agents.registry import get_learner
 
 # ---------------------------------------------------------------------------------- arguments
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--updates", type=int, default=2000,
-                    help="batches of sequences per learner (one update each)")
+parser.add_argument(
+    "--updates", type=int, default=2000, help="batches of sequences per learner (one update each)"
+)
 parser.add_argument("--batch-size", type=int, default=50, help="sequences per batch")
 parser.add_argument("--core", default="lstm", choices=["lstm", "rnn"])
 parser.add_argument("--hidden-size", type=int, default=16)
 parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate, core and readout")
 parser.add_argument("--lr-synth", type=float, default=1e-3, help="synthesiser learning rate")
 parser.add_argument("--gamma", type=float, default=0.9, help="discount of synthetic gradients")
-parser.add_argument("--sg-weight", type=float, default=0.1,
-                    help="beta: weight of the synthetic gradient in the core's signal")
+parser.add_argument(
+    "--sg-weight",
+    type=float,
+    default=0.1,
+    help="beta: weight of the synthetic gradient in the core's signal",
+)
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1 is fastest for these small matrices)")
+parser.add_argument(
+    "--threads",
+    type=int,
+    default=1,
+    help="torch CPU threads (1 is fastest for these small matrices)",
+)
 args = parser.parse_args()
 
 # ----------------------------------------------------------------------------------- set-up
@@ -83,8 +92,10 @@ for label, name, hyperparameters in tqdm(lineup, desc="learners", unit="learner"
     tqdm.write(f"{label:<24} test accuracy {test['accuracy']:.3f}  ({seconds:.0f} s)")
 
 # ------------------------------------------------------------------------------- the table
-print(f"\n{args.core.upper()} H={args.hidden_size}, batch {args.batch_size}, {args.updates} "
-      f"updates, lr {args.lr:g}, seed {args.seed}; test split: {len(labels)} digits\n")
+print(
+    f"\n{args.core.upper()} H={args.hidden_size}, batch {args.batch_size}, {args.updates} "
+    f"updates, lr {args.lr:g}, seed {args.seed}; test split: {len(labels)} digits\n"
+)
 print(f"| {'learner':<24} | test accuracy | test loss | train time (s) |")
 print(f"|{'-' * 26}|---------------|-----------|----------------|")
 for label, accuracy, loss, seconds in results:

@@ -44,12 +44,22 @@ if __name__ == "__main__":
     alphas = np.linspace(0.0, 1.0, args.n_alphas)
     start = time.perf_counter()
     results = {
-        trace: sweep(trace, LAMBDAS, alphas, args.runs, args.episodes, args.n_states, args.seed,
-                     progress=not args.no_progress)
+        trace: sweep(
+            trace,
+            LAMBDAS,
+            alphas,
+            args.runs,
+            args.episodes,
+            args.n_states,
+            args.seed,
+            progress=not args.no_progress,
+        )
         for trace in ("accumulate", "true_online")
     }
-    print(f"{args.runs} runs x {args.episodes} episodes, {len(LAMBDAS)} λ x {len(alphas)} α, "
-          f"{time.perf_counter() - start:.1f} s")
+    print(
+        f"{args.runs} runs x {args.episodes} episodes, {len(LAMBDAS)} λ x {len(alphas)} α, "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     for trace, rms in results.items():
         print(f"\n{trace:>11}:   λ    best α   best RMS   RMS at α=0")
         for lam, row in zip(LAMBDAS, rms, strict=True):
@@ -71,8 +81,9 @@ if __name__ == "__main__":
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"RMS error, first {args.episodes} episodes\n({args.runs} runs)")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)
-    fig.suptitle(f"{args.n_states}-state random walk (Sutton & Barto, Figures 12.6 and 12.8)",
-                 fontsize=10)
+    fig.suptitle(
+        f"{args.n_states}-state random walk (Sutton & Barto, Figures 12.6 and 12.8)", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0, 0.89, 1))
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,9 @@ parser.add_argument("--sequence-length", type=int, default=10)
 parser.add_argument("--lr-synth", type=float, default=1e-4)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--out", default="docs/toy_alignment.png", help="where to save the plot")
-parser.add_argument("--threads", type=int, default=1,
-                    help="torch threads (tiny matrices run fastest on one)")
+parser.add_argument(
+    "--threads", type=int, default=1, help="torch threads (tiny matrices run fastest on one)"
+)
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
@@ -48,15 +49,25 @@ start = time.perf_counter()
 for lam in args.lambdas:
     env = gym.make_vec(env_id, num_envs=args.batch, sequence_length=args.sequence_length)
     learner = BPLambda(
-        env, core="rnn", activation="identity", hidden_size=30,
-        lam=lam, gamma=1.0, sg_weight=1.0,
-        lr_core=0.0, lr_readout=0.0, lr_synth=args.lr_synth, seed=args.seed,
+        env,
+        core="rnn",
+        activation="identity",
+        hidden_size=30,
+        lam=lam,
+        gamma=1.0,
+        sg_weight=1.0,
+        lr_core=0.0,
+        lr_readout=0.0,
+        lr_synth=args.lr_synth,
+        seed=args.seed,
     )
     learner.learn(episodes=args.updates, progress_bar=True)
     eval_env = gym.make_vec(env_id, num_envs=args.batch, sequence_length=args.sequence_length)
     results[lam] = alignment(learner, eval_env, n_sequences=100, seed=args.seed + 1)
-    print(f"lambda={lam:<5} mean alignment {results[lam].mean():.3f}  per step: "
-          + " ".join(f"{a:.2f}" for a in results[lam]))
+    print(
+        f"lambda={lam:<5} mean alignment {results[lam].mean():.3f}  per step: "
+        + " ".join(f"{a:.2f}" for a in results[lam])
+    )
 
 print(f"done in {time.perf_counter() - start:.0f} s")
 

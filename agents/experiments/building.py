@@ -28,12 +28,18 @@ __all__ = [
 
 
 def _entry_class(env_id: str) -> type:
-    """The env class (or creator) registered as ``env_id``."""
+    """The env class registered as ``env_id``."""
     if env_id not in gym.registry:
         known = sorted(k for k in gym.registry if k.startswith("bpl/"))
         raise ValueError(f"unknown env id {env_id!r}; registered bpl ids: {known}")
     entry_point = gym.spec(env_id).entry_point
-    return entry_point if not isinstance(entry_point, str) else load_env_creator(entry_point)
+    creator = entry_point if not isinstance(entry_point, str) else load_env_creator(entry_point)
+    if not isinstance(creator, type):
+        raise ValueError(
+            f"{env_id} is registered with {creator!r}, not an env class: its "
+            "arguments cannot be checked"
+        )
+    return creator
 
 
 def env_arguments(env_id: str, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,15 +59,15 @@ def env_arguments(env_id: str, given: Mapping[str, Any]) -> dict[str, Any]:
     names = {str(k).replace("-", "_"): v for k, v in given.items()}
     unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(
-            f"unknown env argument(s) {unknown} for {env_id}; valid: {sorted(known)}"
-        )
+        raise ValueError(f"unknown env argument(s) {unknown} for {env_id}; valid: {sorted(known)}")
     converted = {}
     for name, value in names.items():
         annotation = known[name].annotation
         classes = [
-            m for m in hp.union_members(annotation)
-            if isinstance(m, type) and m not in (bool, int, float, str, type(None))
+            m
+            for m in hp.union_members(annotation)
+            if isinstance(m, type)
+            and m not in (bool, int, float, str, type(None))
             and m.__module__.startswith("bpl_envs")
         ]
         if isinstance(value, Mapping) and classes:
@@ -78,8 +84,9 @@ def build_env(env_id: str, env_kwargs: Mapping[str, Any], num_envs: int, vector:
     if vector:
         return gym.make_vec(env_id, num_envs=num_envs, **kwargs)
     if num_envs != 1:
-        raise ValueError(f"this learner learns from a single env; num_envs must be 1, got "
-                         f"{num_envs}")
+        raise ValueError(
+            f"this learner learns from a single env; num_envs must be 1, got {num_envs}"
+        )
     return gym.make(env_id, **kwargs)
 
 
@@ -97,7 +104,7 @@ def build_learner(config: RunConfig, verbose: int = 0):
     cls = learner_class(config.learner)
     kwargs = hp.resolve(cls, config.hyperparameters, owner=f"learner {config.learner!r}")
     env = _config_env(config, cls)
-    if "n_envs" in inspect.signature(cls.__init__).parameters:
+    if "n_envs" in inspect.signature(cls).parameters:
         kwargs["n_envs"] = config.num_envs
     return cls(env, seed=config.seed, verbose=verbose, **kwargs)
 
@@ -116,10 +123,11 @@ def test_split(env_id: str, env_kwargs: Mapping[str, Any]):
     if "split" not in hp.hyperparameters_of(_entry_class(env_id)):
         return None
     env = gym.make(env_id, **{**env_arguments(env_id, env_kwargs), "split": "test"})
-    task = env.unwrapped.task
-    if not hasattr(env.unwrapped, "dataset") or task.loss != "ce" or task.scoring != "last":
+    unwrapped: Any = env.unwrapped  # a bpl sequence env: its task and dataset()
+    task = unwrapped.task
+    if not hasattr(unwrapped, "dataset") or task.loss != "ce" or task.scoring != "last":
         return None
-    inputs, labels = env.unwrapped.dataset()
+    inputs, labels = unwrapped.dataset()
     steps = inputs.shape[1]
     return inputs, last_step_targets(labels, task.output_size, steps), np.arange(steps) == steps - 1
 

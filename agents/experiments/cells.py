@@ -25,7 +25,7 @@ import os
 import pathlib
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -97,7 +97,8 @@ class CellState:
 
 
 def _budget(config: RunConfig) -> int:
-    return config.updates if config.updates is not None else config.steps
+    """The run's budget: updates, or steps (a RunConfig holds exactly one)."""
+    return cast(int, config.updates if config.updates is not None else config.steps)
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:
@@ -116,8 +117,7 @@ def read_cell_json(folder: pathlib.Path, name: str) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} cannot be read as JSON ({error}); it was left as it is"
-                         ) from None
+        raise ValueError(f"{path} cannot be read as JSON ({error}); it was left as it is") from None
 
 
 def _checkpoint_counters(path: pathlib.Path, learner: str) -> dict[str, int]:
@@ -133,8 +133,10 @@ def _checkpoint_counters(path: pathlib.Path, learner: str) -> dict[str, int]:
             f"{error}. Nothing was changed: to train this cell again from scratch, move its "
             f"folder {path.parent} away, then resume"
         ) from error
-    return {"num_episodes": int(checkpoint["num_episodes"]),
-            "num_timesteps": int(checkpoint["num_timesteps"])}
+    return {
+        "num_episodes": int(checkpoint["num_episodes"]),
+        "num_timesteps": int(checkpoint["num_timesteps"]),
+    }
 
 
 def inspect_cell(folder: pathlib.Path, cell: Cell) -> CellState:
@@ -206,9 +208,14 @@ class _ParentWatch(BaseCallback):
         self._exit_if_orphaned()
 
 
-def run_cell(evaluate: Callable[..., dict[str, Any]], name: str, config: dict[str, Any],
-             folder: str, evaluation: dict[str, Any],
-             checkpoint_seconds: float | None) -> dict[str, Any]:
+def run_cell(
+    evaluate: Callable[..., dict[str, Any]],
+    name: str,
+    config: dict[str, Any],
+    folder: str,
+    evaluation: dict[str, Any],
+    checkpoint_seconds: float | None,
+) -> dict[str, Any]:
     """Train one cell to its budget (from scratch or from its checkpoint), then evaluate it.
 
     Returns:
@@ -217,13 +224,29 @@ def run_cell(evaluate: Callable[..., dict[str, Any]], name: str, config: dict[st
     cell = Cell(name, (), RunConfig(**config), evaluation)
     path = pathlib.Path(folder)
     state = inspect_cell(path, cell)
-    options = {"progress": False, "stdout": False, "callbacks": [_ParentWatch()],
-               "checkpoint_seconds": checkpoint_seconds, "plot": False}
+    callbacks = [_ParentWatch()]
     if not state.checkpointed:
-        train(cell.config, path, force=True, **options)
+        train(
+            cell.config,
+            path,
+            force=True,
+            progress=False,
+            stdout=False,
+            callbacks=callbacks,
+            checkpoint_seconds=checkpoint_seconds,
+            plot=False,
+        )
     elif not state.finished:
-        budget = {"updates": cell.config.updates, "steps": cell.config.steps}
-        resume(path, **budget, **options)
+        resume(
+            path,
+            updates=cell.config.updates,
+            steps=cell.config.steps,
+            progress=False,
+            stdout=False,
+            callbacks=callbacks,
+            checkpoint_seconds=checkpoint_seconds,
+            plot=False,
+        )
     result = evaluate(path, cell.config, **evaluation)
     write_json(path / RESULT, {"done": _budget(cell.config), "result": result})
     return result
@@ -262,9 +285,14 @@ def run_cells_in(
         raise ValueError(f"cell names must differ, got {names}")
     folders = {cell.name: root / CELLS / cell.name for cell in cells}
     states = {cell.name: inspect_cell(folders[cell.name], cell) for cell in cells}
-    results = {cell.key: states[cell.name].result for cell in cells
-               if states[cell.name].result is not None}
-    pending = [cell for cell in cells if states[cell.name].result is None]
+    results: dict[tuple, dict[str, Any]] = {}
+    pending = []
+    for cell in cells:
+        cached = states[cell.name].result
+        if cached is None:
+            pending.append(cell)
+        else:
+            results[cell.key] = cached
     if not train_pending or not pending:
         return results
     if not (root / CELLS).is_dir():  # recorded, so that --force replaces the cells too
@@ -273,9 +301,14 @@ def run_cells_in(
     for cell in pending:
         record_output(folders[cell.name], folder=True)
     arguments = [
-        {"evaluate": evaluate, "name": cell.name, "config": cell.config.to_dict(),
-         "folder": str(folders[cell.name]), "evaluation": cell.evaluation,
-         "checkpoint_seconds": checkpoint_seconds}
+        {
+            "evaluate": evaluate,
+            "name": cell.name,
+            "config": cell.config.to_dict(),
+            "folder": str(folders[cell.name]),
+            "evaluation": cell.evaluation,
+            "checkpoint_seconds": checkpoint_seconds,
+        }
         for cell in pending
     ]
 
@@ -284,7 +317,12 @@ def run_cells_in(
         if on_result is not None:
             on_result(results)
 
-    run_cells(run_cell, arguments, workers=workers, progress=progress,
-              desc=f"cells ({len(cells) - len(pending)} of {len(cells)} done before)",
-              on_result=collect)
+    run_cells(
+        run_cell,
+        arguments,
+        workers=workers,
+        progress=progress,
+        desc=f"cells ({len(cells) - len(pending)} of {len(cells)} done before)",
+        on_result=collect,
+    )
     return results

@@ -69,12 +69,15 @@ def check(config: dict[str, Any]) -> None:
     settings = config["experiment"]
     RunConfig.from_mapping(settings["toy"]["run"], where="experiment.toy.run").resolved()
     if settings["random_walk"]["trace"] not in TRACE_TITLES:
-        raise ValueError(f"experiment.random_walk.trace must be one of {sorted(TRACE_TITLES)}, "
-                         f"got {settings['random_walk']['trace']!r}")
+        raise ValueError(
+            f"experiment.random_walk.trace must be one of {sorted(TRACE_TITLES)}, "
+            f"got {settings['random_walk']['trace']!r}"
+        )
 
 
-def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
-        workers: int):
+def run(
+    config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool, workers: int
+):
     """Compute both panels; return (table, json data, figure paths)."""
     settings = config["experiment"]
     lambdas = [float(v) for v in settings["lambdas"]]
@@ -85,24 +88,39 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
     base = RunConfig.from_mapping(toy["run"], where="experiment.toy.run")
 
     cells = [
-        {"kind": "random_walk", "arguments": {
-            "trace": walk["trace"], "lambdas": lambdas, "alphas": alphas,
-            "runs": int(walk["runs"]), "episodes": int(walk["episodes"]),
-            "n_states": int(walk["n_states"]), "seed": walk_seed(seed, int(walk["runs"]))}}
+        {
+            "kind": "random_walk",
+            "arguments": {
+                "trace": walk["trace"],
+                "lambdas": lambdas,
+                "alphas": alphas,
+                "runs": int(walk["runs"]),
+                "episodes": int(walk["episodes"]),
+                "n_states": int(walk["n_states"]),
+                "seed": walk_seed(seed, int(walk["runs"])),
+            },
+        }
         for seed in seeds
     ]
     toy_keys = [(lam, rate, seed) for lam in lambdas for rate in rates for seed in seeds]
     cells += [
-        {"kind": "toy", "arguments": {
-            "config": base.derive(hyperparameters={"lam": lam, "lr_synth": rate},
-                                  seed=seed).to_dict(),
-            "eval_sequences": int(toy["eval_sequences"]), "eval_seed": 10_000 + seed}}
+        {
+            "kind": "toy",
+            "arguments": {
+                "config": base.derive(
+                    hyperparameters={"lam": lam, "lr_synth": rate}, seed=seed
+                ).to_dict(),
+                "eval_sequences": int(toy["eval_sequences"]),
+                "eval_seed": 10_000 + seed,
+            },
+        }
         for lam, rate, seed in toy_keys
     ]
-    results = run_cells(_cell, cells, workers=workers, progress=progress,
-                        desc="compare: random walk + toy cells")
-    rms_per_seed = np.stack(results[:len(seeds)])  # (seeds, lambdas, alphas)
-    alignment = dict(zip(toy_keys, results[len(seeds):], strict=True))
+    results = run_cells(
+        _cell, cells, workers=workers, progress=progress, desc="compare: random walk + toy cells"
+    )
+    rms_per_seed = np.stack(results[: len(seeds)])  # (seeds, lambdas, alphas)
+    alignment = dict(zip(toy_keys, results[len(seeds) :], strict=True))
 
     rms = rms_per_seed.mean(0)
     rows, table_rows, alignment_curves = [], [], {}
@@ -111,22 +129,30 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         best_alpha = int(np.argmin(finite))
         per_rate = np.array([[alignment[(lam, rate, s)] for s in seeds] for rate in rates])
         best_rate = int(np.argmax(per_rate.mean(1)))
-        row = {
-            "lam": lam,
-            "td_best_alpha": float(alphas[best_alpha]),
-            "td_best_rms": mean_std(rms_per_seed[:, i, best_alpha]),
-            "bp_best_lr_synth": rates[best_rate],
-            "bp_best_alignment": mean_std(per_rate[best_rate]),
-        }
-        rows.append(row)
+        td_best_rms = mean_std(rms_per_seed[:, i, best_alpha])
+        bp_best_alignment = mean_std(per_rate[best_rate])
+        rows.append(
+            {
+                "lam": lam,
+                "td_best_alpha": float(alphas[best_alpha]),
+                "td_best_rms": td_best_rms,
+                "bp_best_lr_synth": rates[best_rate],
+                "bp_best_alignment": bp_best_alignment,
+            }
+        )
         alignment_curves[f"{lam:g}"] = {
             "mean": per_rate.mean(1),
             "std": per_rate.std(1, ddof=1) if len(seeds) > 1 else None,
         }
-        table_rows.append([
-            f"{lam:g}", f"{alphas[best_alpha]:.2f}", format_mean_std(row["td_best_rms"]),
-            f"{rates[best_rate]:.0e}", format_mean_std(row["bp_best_alignment"]),
-        ])
+        table_rows.append(
+            [
+                f"{lam:g}",
+                f"{alphas[best_alpha]:.2f}",
+                format_mean_std(td_best_rms),
+                f"{rates[best_rate]:.0e}",
+                format_mean_std(bp_best_alignment),
+            ]
+        )
     header = ["λ", "TD(λ) best α", "TD(λ) RMS", "BP(λ) best lr_synth", "BP(λ) alignment"]
     table = (
         f"TD(λ) ({TRACE_TITLES[walk['trace']]}): RMS error over the first {walk['episodes']} "
@@ -141,18 +167,34 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
     fig, axes = new_figure(1, 2, figsize=(10, 3.8))
     left, right = axes[0]
     plot_rms_curves(left, alphas, lambdas, rms, colours, ylim=(0.2, 0.8))  # λ = 1 shoots up
-    left.set(title=f"TD(λ): random walk, {TRACE_TITLES[walk['trace']]}",
-             ylabel=f"RMS error, first {walk['episodes']} episodes")
+    left.set(
+        title=f"TD(λ): random walk, {TRACE_TITLES[walk['trace']]}",
+        ylabel=f"RMS error, first {walk['episodes']} episodes",
+    )
     for colour, lam in zip(colours, lambdas, strict=True):
         curve = alignment_curves[f"{lam:g}"]
-        right.errorbar(rates, curve["mean"], yerr=curve["std"], color=colour, marker="o", ms=3,
-                       capsize=2, label=f"λ = {lam:g}")
-    right.set(xscale="log", xlabel="synthesiser learning rate", ylabel="mean cos(g(s_t), G_t)",
-              title="BP(λ): toy task, frozen RNN", ylim=(-0.1, 1.05))
+        right.errorbar(
+            rates,
+            curve["mean"],
+            yerr=curve["std"],
+            color=colour,
+            marker="o",
+            ms=3,
+            capsize=2,
+            label=f"λ = {lam:g}",
+        )
+    right.set(
+        xscale="log",
+        xlabel="synthesiser learning rate",
+        ylabel="mean cos(g(s_t), G_t)",
+        title="BP(λ): toy task, frozen RNN",
+        ylim=(-0.1, 1.05),
+    )
     right.grid(alpha=0.3)
     right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.suptitle("The same algorithm twice: a scalar value (TD) and a gradient-valued one (BP)",
-                 fontsize=10)
+    fig.suptitle(
+        "The same algorithm twice: a scalar value (TD) and a gradient-valued one (BP)", fontsize=10
+    )
     figure = save_figure(fig, out / "compare.png")
     data = {
         "lambdas": lambdas,

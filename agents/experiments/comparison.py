@@ -66,16 +66,21 @@ def comparison_runs(config: Mapping[str, Any]) -> dict[str, RunConfig]:
 def comparison_cells(config: Mapping[str, Any], seeds: Sequence[int]) -> list[Cell]:
     """One cell per (learner, seed), seed by seed; key ``(label, seed)``."""
     runs = comparison_runs(config)
-    return [Cell(cell_name(label, f"seed{seed}"), (label, seed), run.derive(seed=seed))
-            for seed in seeds for label, run in runs.items()]
+    return [
+        Cell(cell_name(label, f"seed{seed}"), (label, seed), run.derive(seed=seed))
+        for seed in seeds
+        for label, run in runs.items()
+    ]
 
 
-def results_by_label(runs: Mapping[str, RunConfig], seeds: Sequence[int],
-                     results: Mapping[tuple, Any]) -> dict[str, list[Any]]:
+def results_by_label(
+    runs: Mapping[str, RunConfig], seeds: Sequence[int], results: Mapping[tuple, Any]
+) -> dict[str, list[Any]]:
     """label -> the results of its finished seeds, in seed order; labels without any are left
     out (a partial reproduction)."""
-    grouped = {label: [results[(label, s)] for s in seeds if (label, s) in results]
-               for label in runs}
+    grouped = {
+        label: [results[(label, s)] for s in seeds if (label, s) in results] for label in runs
+    }
     return {label: found for label, found in grouped.items() if found}
 
 
@@ -100,8 +105,7 @@ def cell_record(folder: pathlib.Path) -> dict[str, Any]:
     finite = None if fraction is None else fraction[np.isfinite(fraction)]
     return {
         "seconds": float(read_cell_json(folder, RUN_JSON)["elapsed_s"]),
-        "synth_clip_fraction": float(finite.mean()) if finite is not None and finite.size
-        else None,
+        "synth_clip_fraction": float(finite.mean()) if finite is not None and finite.size else None,
     }
 
 
@@ -119,8 +123,9 @@ def learner_row(label: str, run: RunConfig, cells: Sequence[Mapping[str, Any]]) 
     }
 
 
-def curve_over_seeds(curves: Sequence[Sequence[float]],
-                     points: int = CURVE_POINTS) -> dict[str, Any]:
+def curve_over_seeds(
+    curves: Sequence[Sequence[float]], points: int = CURVE_POINTS
+) -> dict[str, Any]:
     """Mean and sample std over seeds of per-update curves of equal length n, each averaged over
     windows of ceil(n / points) updates first.
 
@@ -133,8 +138,9 @@ def curve_over_seeds(curves: Sequence[Sequence[float]],
     window = max(1, math.ceil(n / points))
     starts = np.arange(0, n, window)
     ends = np.minimum(starts + window, n)
-    binned = np.stack([values[:, a:b].mean(axis=1) for a, b in zip(starts, ends, strict=True)],
-                      axis=1)  # (seeds, windows)
+    binned = np.stack(
+        [values[:, a:b].mean(axis=1) for a, b in zip(starts, ends, strict=True)], axis=1
+    )  # (seeds, windows)
     return {
         "update": ends,
         "mean": binned.mean(axis=0),

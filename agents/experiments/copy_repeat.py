@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
+from agents.experiments.building import load_learner
 from agents.experiments.cells import Cell
 from agents.experiments.comparison import (
     cell_record,
@@ -51,15 +51,16 @@ from agents.experiments.output import (
 )
 from agents.experiments.run_config import RunConfig
 from agents.experiments.training import CHECKPOINT
-from bpl_envs.copy_repeat import CopyRepeatCurriculum, copy_repeat_length
+from bpl_envs.copy_repeat import copy_repeat_length
 
 __all__ = ["check", "evaluate", "final_stage_loss", "make_cells", "summarise"]
 
 FINAL_LOSS_WINDOW = 100
 
 
-def final_stage_loss(lengths: list[int], loss_bits: list[float],
-                     window: int = FINAL_LOSS_WINDOW) -> float:
+def final_stage_loss(
+    lengths: list[int], loss_bits: list[float], window: int = FINAL_LOSS_WINDOW
+) -> float:
     """Mean loss of the last ``window`` batches of the stage trained on last.
 
     Args:
@@ -78,8 +79,10 @@ def final_stage_loss(lengths: list[int], loss_bits: list[float],
 def check(config: dict[str, Any]) -> None:
     """Validate the preset (every learner's run, and the curriculum) before anything runs."""
     if "curriculum" not in config.get("env_kwargs", {}):
-        raise ValueError("the copy-repeat experiment needs env_kwargs.curriculum (the "
-                         "CopyRepeatCurriculum's arguments)")
+        raise ValueError(
+            "the copy-repeat experiment needs env_kwargs.curriculum (the "
+            "CopyRepeatCurriculum's arguments)"
+        )
     comparison_runs(config)
 
 
@@ -89,7 +92,7 @@ def make_cells(config: dict[str, Any], seeds: Sequence[int]) -> list[Cell]:
 
 
 def evaluate(folder: pathlib.Path, config: RunConfig) -> dict[str, Any]:
-    """A finished cell's curriculum, from the env state its checkpoint holds.
+    """A finished cell's curriculum, as its checkpoint restores it into the cell's env.
 
     Returns:
         ``length_reached`` (T of the final stage), ``stages_passed``, ``lengths`` (T of each
@@ -97,9 +100,7 @@ def evaluate(folder: pathlib.Path, config: RunConfig) -> dict[str, Any]:
         ``final_loss_bits`` (:func:`final_stage_loss`), ``threshold_bits``, ``seconds`` and
         ``synth_clip_fraction``.
     """
-    checkpoint = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
-    curriculum = CopyRepeatCurriculum()
-    curriculum.load_state_dict(checkpoint["env_random_state"]["curriculum"])
+    curriculum = load_learner(config, folder / CHECKPOINT).env.unwrapped.curriculum
     lengths = [copy_repeat_length(u.pattern_length, u.repeats) for u in curriculum.history]
     loss_bits = [u.loss_bits for u in curriculum.history]
     return {
@@ -113,8 +114,12 @@ def evaluate(folder: pathlib.Path, config: RunConfig) -> dict[str, Any]:
     }
 
 
-def summarise(config: dict[str, Any], seeds: Sequence[int],
-              results: Mapping[tuple, dict[str, Any]], out: pathlib.Path):
+def summarise(
+    config: dict[str, Any],
+    seeds: Sequence[int],
+    results: Mapping[tuple, dict[str, Any]],
+    out: pathlib.Path,
+):
     """The table, JSON rows and figure of the finished cells."""
     runs = comparison_runs(config)
     rows, table_rows = [], []
@@ -128,9 +133,15 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
             "loss_curve": curve_over_seeds([c["loss_bits"] for c in cells]),
         }
         rows.append(row)
-        table_rows.append([label, row["synth_update"], format_mean_std(row["length_reached"], 1),
-                           format_mean_std(row["stages_passed"], 1),
-                           format_mean_std(row["final_loss_bits"], 3)])
+        table_rows.append(
+            [
+                label,
+                row["synth_update"],
+                format_mean_std(row["length_reached"], 1),
+                format_mean_std(row["stages_passed"], 1),
+                format_mean_std(row["final_loss_bits"], 3),
+            ]
+        )
     base = next(iter(runs.values()))
     threshold = next(iter(results.values()))["threshold_bits"]
     table = (
@@ -139,8 +150,16 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
         f"{threshold} bits per output bit); final loss: mean bits per output bit over the last "
         f"(up to) {FINAL_LOSS_WINDOW} batches of the last stage trained; "
         f"{over_seeds(len(seeds))}.\n\n"
-        + markdown_table(["learner", "synthesiser update", "length reached (T)",
-                          "stages passed", "final loss (bits)"], table_rows)
+        + markdown_table(
+            [
+                "learner",
+                "synthesiser update",
+                "length reached (T)",
+                "stages passed",
+                "final loss (bits)",
+            ],
+            table_rows,
+        )
     )
 
     fig, axes = new_figure(1, 2, figsize=(11, 3.8))
@@ -152,13 +171,18 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
             ax.plot(update, mean, color=f"C{i}", label=row["label"], lw=1.2)
             if curve["std"] is not None:
                 std = np.asarray(curve["std"])
-                ax.fill_between(update, mean - std, mean + std, color=f"C{i}", alpha=0.15,
-                                lw=0)
-    lengths.set(xlabel="update (batch of sequences)", ylabel="sequence length T",
-                title="curriculum (mean ± std over seeds)")
+                ax.fill_between(update, mean - std, mean + std, color=f"C{i}", alpha=0.15, lw=0)
+    lengths.set(
+        xlabel="update (batch of sequences)",
+        ylabel="sequence length T",
+        title="curriculum (mean ± std over seeds)",
+    )
     losses.axhline(threshold, color="k", lw=0.8, ls="--")
-    losses.set(xlabel="update (batch of sequences)", ylabel="loss (bits per output bit)",
-               title="training loss (mean ± std over seeds)")
+    losses.set(
+        xlabel="update (batch of sequences)",
+        ylabel="loss (bits per output bit)",
+        title="training loss (mean ± std over seeds)",
+    )
     losses.set_ylim(bottom=0)
     for ax in (lengths, losses):
         ax.grid(alpha=0.3)

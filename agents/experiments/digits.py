@@ -93,8 +93,12 @@ def evaluate(folder: pathlib.Path, config: RunConfig) -> dict[str, Any]:
     }
 
 
-def summarise(config: dict[str, Any], seeds: Sequence[int],
-              results: Mapping[tuple, dict[str, Any]], out: pathlib.Path):
+def summarise(
+    config: dict[str, Any],
+    seeds: Sequence[int],
+    results: Mapping[tuple, dict[str, Any]],
+    out: pathlib.Path,
+):
     """The table, JSON rows and figure of the finished cells."""
     runs = comparison_runs(config)
     rows, table_rows = [], []
@@ -108,15 +112,24 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
             "train_loss_curve": curve_over_seeds([c["train_loss"] for c in cells]),
         }
         rows.append(row)
-        table_rows.append([label, row["synth_update"], format_mean_std(row["test_accuracy"]),
-                           format_mean_std(row["test_loss"]), format_mean_std(row["train_loss"])])
+        table_rows.append(
+            [
+                label,
+                row["synth_update"],
+                format_mean_std(row["test_accuracy"]),
+                format_mean_std(row["test_loss"]),
+                format_mean_std(row["train_loss"]),
+            ]
+        )
     base = next(iter(runs.values()))
     table = (
         f"{base.env}: test accuracy over the whole test split after {base.updates} updates of "
         f"batch {base.num_envs}; training loss = mean over the last 10 % of updates; "
         f"{over_seeds(len(seeds))}.\n\n"
-        + markdown_table(["learner", "synthesiser update", "test accuracy", "test loss",
-                          "train loss"], table_rows)
+        + markdown_table(
+            ["learner", "synthesiser update", "test accuracy", "test loss", "train loss"],
+            table_rows,
+        )
     )
 
     labels = [r["label"] for r in rows]
@@ -134,10 +147,14 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
         mean = np.asarray(curve["mean"])
         window = max(1, mean.size // 20)
         smooth = np.convolve(mean, np.ones(window) / window, mode="valid")
-        curves.plot(np.asarray(curve["update"])[window - 1:], smooth, color=colour,
-                    label=row["label"])
-    curves.set(xlabel="update (batch of sequences)", ylabel="training loss (nats)",
-               title="training loss (moving average, mean over seeds)")
+        curves.plot(
+            np.asarray(curve["update"])[window - 1 :], smooth, color=colour, label=row["label"]
+        )
+    curves.set(
+        xlabel="update (batch of sequences)",
+        ylabel="training loss (nats)",
+        title="training loss (moving average, mean over seeds)",
+    )
     curves.grid(alpha=0.3)
     curves.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     figure = save_figure(fig, out / "test_accuracy.png")

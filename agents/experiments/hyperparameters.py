@@ -18,7 +18,12 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "MANAGED", "Hyperparameter", "convert", "hyperparameters_of", "resolve", "union_members",
+    "MANAGED",
+    "Hyperparameter",
+    "convert",
+    "hyperparameters_of",
+    "resolve",
+    "union_members",
 ]
 
 MANAGED = frozenset({"self", "env", "seed", "verbose", "n_envs"})
@@ -57,8 +62,9 @@ def hyperparameters_of(cls: type) -> dict[str, Hyperparameter]:
 
     Annotations are resolved (``from __future__ import annotations`` makes them strings).
     """
-    signature = inspect.signature(cls.__init__)
-    hints = typing.get_type_hints(cls.__init__)
+    constructor = cls.__init__  # type: ignore[misc]  # the class's own, not an instance's
+    signature = inspect.signature(constructor)
+    hints = typing.get_type_hints(constructor)
     return {
         name: Hyperparameter(name, hints.get(name, Any), parameter.default)
         for name, parameter in signature.parameters.items()
@@ -124,9 +130,9 @@ def convert(name: str, value: Any, annotation: Any, owner: str = "") -> Any:
         return yaml.safe_load(value) if isinstance(value, str) else value
     members = union_members(annotation)
     where = f" of {owner}" if owner else ""
-    if type(None) in members and (value is None or (
-        isinstance(value, str) and value.strip().lower() in _NONE
-    )):
+    if type(None) in members and (
+        value is None or (isinstance(value, str) and value.strip().lower() in _NONE)
+    ):
         return None
     simple = [m for m in members if m in (bool, int, float, str)]
     if not simple:

@@ -87,8 +87,12 @@ def _is_plain_entry(entry: str) -> bool:
 
 
 def _write_manifest(folder: pathlib.Path, entries: list[str]) -> None:
-    text = json.dumps({"format": _MANIFEST_FORMAT, "written_by": "bp-lambda",
-                       "entries": entries}, indent=1) + "\n"
+    text = (
+        json.dumps(
+            {"format": _MANIFEST_FORMAT, "written_by": "bp-lambda", "entries": entries}, indent=1
+        )
+        + "\n"
+    )
     temporary = folder / (MANIFEST + _TEMPORARY_SUFFIX)
     temporary.write_text(text)
     os.replace(temporary, folder / MANIFEST)
@@ -128,8 +132,10 @@ def remove_recorded_outputs(folder: str | os.PathLike) -> list[pathlib.Path]:
     folder = pathlib.Path(folder)
     entries = _manifest_entries(folder)
     if entries is None:
-        raise OutputExistsError(f"{folder} has no readable {MANIFEST}: it is not a folder "
-                                "bp-lambda wrote, so nothing in it is deleted")
+        raise OutputExistsError(
+            f"{folder} has no readable {MANIFEST}: it is not a folder "
+            "bp-lambda wrote, so nothing in it is deleted"
+        )
     for entry in entries:
         if entry.endswith("/"):
             sub = folder / entry[:-1]
@@ -180,14 +186,19 @@ def prepare_output_dir(path: str | os.PathLike, force: bool) -> pathlib.Path:
     if path.is_dir() and any(path.iterdir()):
         ours = _manifest_entries(path) is not None
         if not force:
-            advice = ("pass --force to replace them or choose another --out" if ours else
-                      "it was not written by bp-lambda (no " + MANIFEST + "), so --force "
-                      "will not replace it either: choose another --out")
+            advice = (
+                "pass --force to replace them or choose another --out"
+                if ours
+                else "it was not written by bp-lambda (no " + MANIFEST + "), so --force "
+                "will not replace it either: choose another --out"
+            )
             raise OutputExistsError(f"the output folder {path} already holds files; {advice}")
         reason = _protected(path)
         if reason is not None:
-            raise OutputExistsError(f"--force will not replace the content of {path}: {reason}; "
-                                    "choose a dedicated --out folder")
+            raise OutputExistsError(
+                f"--force will not replace the content of {path}: {reason}; "
+                "choose a dedicated --out folder"
+            )
         if not ours:
             raise OutputExistsError(
                 f"--force only replaces the results of an earlier bp-lambda run, and {path} "
@@ -197,8 +208,11 @@ def prepare_output_dir(path: str | os.PathLike, force: bool) -> pathlib.Path:
         kept = remove_recorded_outputs(path)
         if kept:
             names = ", ".join(p.name for p in kept[:10]) + (" ..." if len(kept) > 10 else "")
-            warnings.warn(f"--force replaced the earlier results in {path} but kept "
-                          f"{len(kept)} item(s) bp-lambda did not write: {names}", stacklevel=2)
+            warnings.warn(
+                f"--force replaced the earlier results in {path} but kept "
+                f"{len(kept)} item(s) bp-lambda did not write: {names}",
+                stacklevel=2,
+            )
     path.mkdir(parents=True, exist_ok=True)
     _write_manifest(path, [])
     return path

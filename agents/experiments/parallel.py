@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -19,9 +20,19 @@ from tqdm.auto import tqdm
 
 from bpl_envs.checks import check_int
 
-__all__ = ["BACKENDS", "default_workers", "require_ray", "run_cells", "stop_requested"]
+__all__ = [
+    "BACKENDS",
+    "connect_ray",
+    "default_workers",
+    "require_ray",
+    "run_cells",
+    "stop_requested",
+]
 
 BACKENDS = ("local", "ray")
+RAY_CONNECT_TIMEOUT_S = 5.0
+"""How long :func:`connect_ray` waits for a TCP connection to a cluster's address (``ray.init``
+itself was still waiting after 10 minutes for an address where nothing listens)."""
 
 _STOP = None
 """In a worker process: the event its pool sets when the caller stops (Ctrl-C, an error)."""
@@ -61,6 +72,7 @@ def run_cells(
     backend: str = "local",
     progress: bool = False,
     desc: str = "runs",
+    ray_address: str | None = None,
     on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """``[function(**cell) for cell in cells]``, in parallel.
@@ -69,10 +81,11 @@ def run_cells(
         function: a module-level function (workers import it by name).
         cells: keyword arguments of each call (picklable plain data).
         workers: processes (local backend). 1 runs the cells here, one after the other.
-        backend: ``"local"`` or ``"ray"`` (needs ``pip install 'bp-lambda[ray]'``; connects to
-            the cluster named by ``RAY_ADDRESS``, or starts a local one).
+        backend: ``"local"`` or ``"ray"`` (needs ``pip install 'bp-lambda[ray]'``; each cell is
+            a Ray task with one CPU, on the cluster :func:`connect_ray` connects to).
         progress: show a progress bar over the cells.
         desc: the bar's label.
+        ray_address: the Ray cluster (ray backend); see :func:`connect_ray`.
         on_result: called here as ``on_result(index, result)`` each time a cell finishes.
 
     Returns:
@@ -82,21 +95,27 @@ def run_cells(
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     workers = _check_workers(workers)
     if backend == "ray":
-        return _run_on_ray(function, cells, progress=progress, desc=desc, on_result=on_result)
+        return _run_on_ray(
+            function, cells, progress=progress, desc=desc, address=ray_address, on_result=on_result
+        )
     bar = tqdm(total=len(cells), desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         if workers == 1 or len(cells) <= 1:
-            results = []
+            in_order = []
             for index, cell in enumerate(cells):
-                results.append(function(**cell))
+                in_order.append(function(**cell))
                 bar.update(1)
                 if on_result is not None:
-                    on_result(index, results[-1])
-            return results
+                    on_result(index, in_order[-1])
+            return in_order
         context = multiprocessing.get_context("spawn")
         stop = context.Event()
-        with ProcessPoolExecutor(min(workers, len(cells)), mp_context=context,
-                                 initializer=_init_worker, initargs=(stop,)) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(cells)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(stop,),
+        ) as pool:
             futures = {pool.submit(function, **cell): i for i, cell in enumerate(cells)}
             results: list[Any] = [None] * len(cells)
             try:
@@ -126,11 +145,54 @@ def require_ray():
     return ray
 
 
-def _run_on_ray(function, cells, *, progress: bool, desc: str, on_result) -> list[Any]:
-    """Each cell as a Ray task (one CPU each); the cluster is the one Ray finds or a local one."""
+def connect_ray(address: str | None = None):
+    """The ``ray`` module, initialised: the instance this process already started or joined, else
+    the cluster at ``address``, else a new local instance.
+
+    Args:
+        address: ``"HOST:PORT"`` (what ``ray start --head`` prints), ``"ray://HOST:PORT"`` (Ray
+            Client) or ``"auto"`` (the cluster running on this machine). None: the
+            ``RAY_ADDRESS`` environment variable if set, else start a local instance.
+
+    Raises:
+        ImportError: Ray is not installed (saying how to install it).
+        ValueError: ``address`` is not of one of those forms.
+        ConnectionError: nothing answers at ``address`` within :data:`RAY_CONNECT_TIMEOUT_S`
+            seconds (the message names the address).
+    """
     ray = require_ray()
-    if not ray.is_initialized():
-        ray.init()
+    if ray.is_initialized():
+        return ray
+    if address is None:
+        address = os.environ.get("RAY_ADDRESS") or None
+    if address is not None and address != "auto":
+        _check_reachable(address)
+    ray.init(address=address)
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Open (and close) a TCP connection to the ``[ray://]HOST:PORT`` ``address``."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(
+            f"Ray address must be HOST:PORT, ray://HOST:PORT or 'auto', got {address!r}"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise ConnectionError(
+            f"cannot reach the Ray cluster at {address!r} ({error}); start one with `ray start "
+            "--head` (it prints its address) or give a reachable address (--ray-address or "
+            "RAY_ADDRESS)"
+        ) from None
+
+
+def _run_on_ray(
+    function, cells, *, progress: bool, desc: str, address: str | None, on_result
+) -> list[Any]:
+    """Each cell as a Ray task (one CPU each), on the cluster of :func:`connect_ray`."""
+    ray = connect_ray(address)
     remote = ray.remote(num_cpus=1)(_ray_cell)
     pending = [remote.remote(function, cell) for cell in cells]
     order = {ref: i for i, ref in enumerate(pending)}

@@ -42,7 +42,13 @@ from agents.experiments.parallel import run_cells
 from bpl_envs.random_walk import RandomWalkVectorEnv
 
 __all__ = [
-    "check", "lambda_colours", "plot_rms_curves", "record_walks", "run", "sweep", "walk_seed",
+    "check",
+    "lambda_colours",
+    "plot_rms_curves",
+    "record_walks",
+    "run",
+    "sweep",
+    "walk_seed",
 ]
 
 TRACE_TITLES = {"accumulate": "accumulate TD(λ)", "true_online": "true online TD(λ)"}
@@ -123,8 +129,14 @@ def sweep(
     return (rms_sum / episodes).view(n_lambdas, n_alphas, runs).mean(2).numpy()
 
 
-def plot_rms_curves(ax, alphas: np.ndarray, lambdas: Sequence[float], rms: np.ndarray,
-                    colours: Sequence[Any], ylim: tuple[float, float] = (0.2, 0.55)) -> None:
+def plot_rms_curves(
+    ax,
+    alphas: np.ndarray,
+    lambdas: Sequence[float],
+    rms: np.ndarray,
+    colours: Sequence[Any],
+    ylim: tuple[float, float] = (0.2, 0.55),
+) -> None:
     """Draw one RMS-vs-α curve per λ on ``ax`` (diverged points are left out, as in the book).
 
     Args:
@@ -166,43 +178,55 @@ def check(config: dict[str, Any]) -> None:
             raise ValueError(f"traces must be among {sorted(TRACE_TITLES)}, got {trace!r}")
 
 
-def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool,
-        workers: int):
+def run(
+    config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool, workers: int
+):
     """Sweep each trace kind for every seed; return (table, json data, figure paths)."""
     settings = config["experiment"]
     lambdas = [float(v) for v in settings["lambdas"]]
     alphas = np.linspace(0.0, 1.0, int(settings["n_alphas"]))
     trace_kinds = list(settings["traces"])
     cells = [
-        {"trace": trace, "lambdas": lambdas, "alphas": alphas, "runs": int(settings["runs"]),
-         "episodes": int(settings["episodes"]), "n_states": int(settings["n_states"]),
-         "seed": walk_seed(seed, int(settings["runs"]))}
-        for trace in trace_kinds for seed in seeds
+        {
+            "trace": trace,
+            "lambdas": lambdas,
+            "alphas": alphas,
+            "runs": int(settings["runs"]),
+            "episodes": int(settings["episodes"]),
+            "n_states": int(settings["n_states"]),
+            "seed": walk_seed(seed, int(settings["runs"])),
+        }
+        for trace in trace_kinds
+        for seed in seeds
     ]
-    curves = run_cells(sweep, cells, workers=workers, progress=progress,
-                       desc="random walk: (trace, seed)")
+    sweeps = run_cells(
+        sweep, cells, workers=workers, progress=progress, desc="random walk: (trace, seed)"
+    )
     per_seed = {  # trace -> (seeds, lambdas, alphas)
-        trace: np.stack(curves[k * len(seeds):(k + 1) * len(seeds)])
+        trace: np.stack(sweeps[k * len(seeds) : (k + 1) * len(seeds)])
         for k, trace in enumerate(trace_kinds)
     }
 
-    rows, table_rows = [], []
+    rows: list[dict[str, Any]] = []
+    table_rows: list[list[str]] = []
     for i, lam in enumerate(lambdas):
-        cells = [f"{lam:g}"]
+        table_cells = [f"{lam:g}"]
         for trace in trace_kinds:
-            curves = per_seed[trace][:, i]  # (seeds, alphas)
+            rms = per_seed[trace][:, i]  # (seeds, alphas)
             with np.errstate(invalid="ignore"):
-                best = _best(curves.mean(0))
-            row = {
-                "trace": trace,
-                "lam": lam,
-                "best_alpha": float(alphas[best]),
-                "best_rms": mean_std(curves[:, best]),
-                "rms_at_alpha_0": mean_std(curves[:, 0]),
-            }
-            rows.append(row)
-            cells += [f"{alphas[best]:.2f}", format_mean_std(row["best_rms"])]
-        table_rows.append(cells)
+                best = _best(rms.mean(0))
+            best_rms = mean_std(rms[:, best])
+            rows.append(
+                {
+                    "trace": trace,
+                    "lam": lam,
+                    "best_alpha": float(alphas[best]),
+                    "best_rms": best_rms,
+                    "rms_at_alpha_0": mean_std(rms[:, 0]),
+                }
+            )
+            table_cells += [f"{alphas[best]:.2f}", format_mean_std(best_rms)]
+        table_rows.append(table_cells)
     header = ["λ"] + [
         f"{TRACE_TITLES[trace]}: {what}" for trace in trace_kinds for what in ("best α", "RMS")
     ]
@@ -217,16 +241,17 @@ def run(config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress
         for trace in trace_kinds
     }
 
-    fig, axes = new_figure(1, len(trace_kinds), figsize=(4.8 * len(trace_kinds), 3.6),
-                           sharey=True)
+    fig, axes = new_figure(1, len(trace_kinds), figsize=(4.8 * len(trace_kinds), 3.6), sharey=True)
     colours = lambda_colours(lambdas)
     for ax, trace in zip(axes[0], trace_kinds, strict=True):
         plot_rms_curves(ax, alphas, lambdas, per_seed[trace].mean(0), colours)
         ax.set_title(TRACE_TITLES[trace])
     axes[0][0].set_ylabel(f"RMS error, first {settings['episodes']} episodes")
     axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"{settings['n_states']}-state random walk (Sutton & Barto, Figures 12.6, 12.8)",
-                 fontsize=10)
+    fig.suptitle(
+        f"{settings['n_states']}-state random walk (Sutton & Barto, Figures 12.6, 12.8)",
+        fontsize=10,
+    )
     figure = save_figure(fig, out / "random_walk.png")
     data = {"alphas": alphas, "curves": curves, "results": rows}
     return table, data, [figure]

@@ -23,8 +23,9 @@ from typing import Any
 
 __all__ = ["BLOCK", "render_block", "update_markdown"]
 
-BLOCK = re.compile(r"(<!-- bpl report (?P<folder>\S+) -->\n)(?P<body>.*?)(<!-- end bpl report -->)",
-                   re.DOTALL)
+BLOCK = re.compile(
+    r"(<!-- bpl report (?P<folder>\S+) -->\n)(?P<body>.*?)(<!-- end bpl report -->)", re.DOTALL
+)
 """A generated block: the opening marker naming the folder, the body, the closing marker."""
 
 
@@ -32,8 +33,9 @@ def _results(path: pathlib.Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: `bpl reproduce ... --out "
-                                f"{path.parent}` writes it") from None
+        raise FileNotFoundError(
+            f"{path} not found: `bpl reproduce ... --out {path.parent}` writes it"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON ({error})") from None
     missing = sorted({"command", "elapsed_s", "workers", "table", "figures"} - set(data))
@@ -49,8 +51,12 @@ def render_block(folder: str, base: pathlib.Path) -> str:
     timing = f"{data['elapsed_s']:.0f} s on {data['workers']} worker(s)"
     if data.get("cell_seconds"):
         timing += f", {data['cell_seconds']:.0f} s of training over all cells"
-    lines = [f"`{data['command']}`: {timing} ([results.md]({folder}/results.md)).", "",
-             data["table"].rstrip("\n"), ""]
+    lines = [
+        f"`{data['command']}`: {timing} ([results.md]({folder}/results.md)).",
+        "",
+        data["table"].rstrip("\n"),
+        "",
+    ]
     lines += [f"![{name}]({folder}/{name})\n" for name in data["figures"]]
     return "\n".join(lines)
 
@@ -80,8 +86,9 @@ def update_markdown(path: str | pathlib.Path, *, write: bool = True) -> list[str
 
     new_text, count = BLOCK.subn(replace, text)
     if count == 0:
-        raise ValueError(f"{path} has no `<!-- bpl report FOLDER -->` ... `<!-- end bpl report "
-                         "-->` block")
+        raise ValueError(
+            f"{path} has no `<!-- bpl report FOLDER -->` ... `<!-- end bpl report -->` block"
+        )
     if write and stale:
         path.write_text(new_text)
     return stale

@@ -38,8 +38,18 @@ __all__ = ["EXPERIMENTS", "MANIFEST", "Experiment", "reproduce", "resume_reprodu
 
 MANIFEST = "reproduction.json"
 MANIFEST_FORMAT = 1
-_MANIFEST_KEYS = {"format", "experiment", "preset", "quick", "seeds", "given", "resumable",
-                  "config", "workers", "wall_s"}
+_MANIFEST_KEYS = {
+    "format",
+    "experiment",
+    "preset",
+    "quick",
+    "seeds",
+    "given",
+    "resumable",
+    "config",
+    "workers",
+    "wall_s",
+}
 CHECKPOINT_SECONDS = 60.0
 """Reproduction cells write a checkpoint at the first batch boundary a minute after the last."""
 PARTIAL_REPORT_SECONDS = 60.0
@@ -64,34 +74,42 @@ class Experiment:
 
 EXPERIMENTS: dict[str, Experiment] = {
     "toy": Experiment(
-        "agents.experiments.toy", "toy", "Toy task: synthetic-gradient alignment against λ",
+        "agents.experiments.toy",
+        "toy",
+        "Toy task: synthetic-gradient alignment against λ",
         "alignment of g(s_t) with the true future gradient vs λ on LineDraw, frozen and "
         "learning RNN, T = 10, 30, 60",
     ),
     "digits": Experiment(
-        "agents.experiments.digits", "digits", "Sequential digits: test accuracy per learner",
+        "agents.experiments.digits",
+        "digits",
+        "Sequential digits: test accuracy per learner",
         "test accuracy of BP(λ) and the baselines on bpl/SequentialDigits-v0",
     ),
     "seqmnist": Experiment(
-        "agents.experiments.digits", "seqmnist",
+        "agents.experiments.digits",
+        "seqmnist",
         "Sequential MNIST: test accuracy per learner",
         "the paper's seqMNIST comparison on the bundled 5,000-image MNIST subset (the full "
         "MNIST with --mnist-root)",
         options=("mnist_root",),
     ),
     "copy-repeat": Experiment(
-        "agents.experiments.copy_repeat", "copy_repeat",
+        "agents.experiments.copy_repeat",
+        "copy_repeat",
         "Copy-repeat: curriculum length reached per learner",
         "sequence length reached on the copy-repeat curriculum within a budget, per learner",
     ),
     "random-walk": Experiment(
-        "agents.experiments.random_walk", "random_walk",
+        "agents.experiments.random_walk",
+        "random_walk",
         "TD(λ) on the 19-state random walk: RMS error against α",
         "TD(λ) RMS error vs α for each λ on Sutton & Barto's random walk (accumulate and true "
         "online traces)",
     ),
     "compare": Experiment(
-        "agents.experiments.compare", "compare",
+        "agents.experiments.compare",
+        "compare",
         "TD(λ) and BP(λ) side by side",
         "TD(λ) RMS error vs α on the random walk next to BP(λ) alignment vs the synthesiser's "
         "learning rate on the toy task, same λ grid (also `bpl compare`)",
@@ -111,8 +129,9 @@ def _resumable(module: ModuleType) -> bool:
     return hasattr(module, "make_cells")
 
 
-def _with_updates(name: str, module: ModuleType, settings: dict[str, Any],
-                  updates: int) -> dict[str, Any]:
+def _with_updates(
+    name: str, module: ModuleType, settings: dict[str, Any], updates: int
+) -> dict[str, Any]:
     """``settings`` with every training run's budget set to ``updates`` batches."""
     check_int("updates", updates, minimum=1)
     if hasattr(module, "with_updates"):
@@ -212,11 +231,17 @@ def reproduce(
     }
     write_json(out / MANIFEST, manifest)
     if _resumable(module):
-        return _complete(out, manifest, module, workers=workers, progress=progress,
-                         train_pending=True, checkpoint_seconds=checkpoint_seconds)
+        return _complete(
+            out,
+            manifest,
+            module,
+            workers=workers,
+            progress=progress,
+            train_pending=True,
+            checkpoint_seconds=checkpoint_seconds,
+        )
     start = time.perf_counter()
-    table, data, figures = module.run(settings, out, seed_list, progress=progress,
-                                      workers=workers)
+    table, data, figures = module.run(settings, out, seed_list, progress=progress, workers=workers)
     manifest["wall_s"] = time.perf_counter() - start
     write_json(out / MANIFEST, manifest)
     return _write_results(out, manifest, experiment, table, data, figures)
@@ -276,12 +301,15 @@ def resume_reproduction(
     folder = pathlib.Path(folder)
     manifest = _read_manifest(folder)
     if name is not None and manifest["experiment"] != name:
-        raise ValueError(f"{folder / MANIFEST} is a reproduction of {manifest['experiment']!r}, "
-                         f"not of {name!r}")
+        raise ValueError(
+            f"{folder / MANIFEST} is a reproduction of {manifest['experiment']!r}, not of {name!r}"
+        )
     _, module = _experiment(manifest["experiment"])
     if not manifest["resumable"] or not _resumable(module):
-        raise ValueError(f"{folder / MANIFEST}: {manifest['experiment']!r} takes minutes and is "
-                         "not resumable; run it again with --force")
+        raise ValueError(
+            f"{folder / MANIFEST}: {manifest['experiment']!r} takes minutes and is "
+            "not resumable; run it again with --force"
+        )
     if updates is not None and report_only:
         raise ValueError("report_only rewrites the results as they are; it takes no updates")
     if updates is not None:
@@ -291,18 +319,33 @@ def resume_reproduction(
                 f"{folder / MANIFEST}: updates must be at least the reproduction's budget "
                 f"({current} updates), got {updates}; finished cells cannot be shortened"
             )
-        manifest["config"] = _with_updates(manifest["experiment"], module, manifest["config"],
-                                           updates)
+        manifest["config"] = _with_updates(
+            manifest["experiment"], module, manifest["config"], updates
+        )
         manifest["given"]["updates"] = updates
         module.check(manifest["config"])
         write_json(folder / MANIFEST, manifest)
-    return _complete(folder, manifest, module, workers=workers, progress=progress,
-                     train_pending=not report_only, checkpoint_seconds=checkpoint_seconds)
+    return _complete(
+        folder,
+        manifest,
+        module,
+        workers=workers,
+        progress=progress,
+        train_pending=not report_only,
+        checkpoint_seconds=checkpoint_seconds,
+    )
 
 
-def _complete(folder: pathlib.Path, manifest: dict[str, Any], module: ModuleType, *,
-              workers: int, progress: bool, train_pending: bool,
-              checkpoint_seconds: float | None) -> dict[str, Any]:
+def _complete(
+    folder: pathlib.Path,
+    manifest: dict[str, Any],
+    module: ModuleType,
+    *,
+    workers: int,
+    progress: bool,
+    train_pending: bool,
+    checkpoint_seconds: float | None,
+) -> dict[str, Any]:
     """Bring the cells of a resumable reproduction to their budget (unless ``train_pending``
     is False) and write the results, after each finished cell and at the end."""
     experiment = EXPERIMENTS[manifest["experiment"]]
@@ -328,54 +371,92 @@ def _complete(folder: pathlib.Path, manifest: dict[str, Any], module: ModuleType
             last_report = time.perf_counter()
 
     try:
-        finished.update(run_cells_in(
-            folder, cells, module.evaluate, workers=workers, progress=progress,
-            checkpoint_seconds=checkpoint_seconds, train_pending=train_pending,
-            on_result=report_now_and_then))
+        finished.update(
+            run_cells_in(
+                folder,
+                cells,
+                module.evaluate,
+                workers=workers,
+                progress=progress,
+                checkpoint_seconds=checkpoint_seconds,
+                train_pending=train_pending,
+                on_result=report_now_and_then,
+            )
+        )
     except KeyboardInterrupt:  # report the cells finished so far, marked as partial
-        finished.update(run_cells_in(folder, cells, module.evaluate, workers=1, progress=False,
-                                     checkpoint_seconds=None, train_pending=False))
+        finished.update(
+            run_cells_in(
+                folder,
+                cells,
+                module.evaluate,
+                workers=1,
+                progress=False,
+                checkpoint_seconds=None,
+                train_pending=False,
+            )
+        )
         report()
         raise
     return report()
 
 
-def _write_cell_results(folder: pathlib.Path, manifest: dict[str, Any], experiment: Experiment,
-                        module: ModuleType, cells: list[Cell],
-                        results: dict[tuple, Any]) -> dict[str, Any]:
+def _write_cell_results(
+    folder: pathlib.Path,
+    manifest: dict[str, Any],
+    experiment: Experiment,
+    module: ModuleType,
+    cells: list[Cell],
+    results: dict[tuple, Any],
+) -> dict[str, Any]:
     """Results from the finished cells; a note says which are missing when not all are."""
     missing = [cell.name for cell in cells if cell.key not in results]
     if results:
-        table, data, figures = module.summarise(manifest["config"], manifest["seeds"], results,
-                                                folder)
+        table, data, figures = module.summarise(
+            manifest["config"], manifest["seeds"], results, folder
+        )
     else:
         table, data, figures = "No cell has finished yet.\n", {"results": []}, []
     note = ""
     if missing:
-        note = (f"**Partial results: {len(cells) - len(missing)} of {len(cells)} cells "
-                f"finished** (not yet: {', '.join(missing)}; continue with `bpl reproduce "
-                f"--resume {folder}`).\n\n")
+        note = (
+            f"**Partial results: {len(cells) - len(missing)} of {len(cells)} cells "
+            f"finished** (not yet: {', '.join(missing)}; continue with `bpl reproduce "
+            f"--resume {folder}`).\n\n"
+        )
     cell_seconds = sum(value.get("seconds", 0.0) for value in results.values())
-    extra = {"partial": bool(missing), "cells_missing": missing,
-             "cell_seconds": round(cell_seconds, 1)}
-    return _write_results(folder, manifest, experiment, note + table, {**data, **extra},
-                          figures)
+    extra = {
+        "partial": bool(missing),
+        "cells_missing": missing,
+        "cell_seconds": round(cell_seconds, 1),
+    }
+    return _write_results(folder, manifest, experiment, note + table, {**data, **extra}, figures)
 
 
-def _write_results(out: pathlib.Path, manifest: dict[str, Any], experiment: Experiment,
-                   table: str, data: dict[str, Any], figures: list) -> dict[str, Any]:
+def _write_results(
+    out: pathlib.Path,
+    manifest: dict[str, Any],
+    experiment: Experiment,
+    table: str,
+    data: dict[str, Any],
+    figures: list,
+) -> dict[str, Any]:
     """results.md and results.json; the wall time is that of every invocation that trained,
     with the workers of the latest."""
     figure_names = [pathlib.Path(f).name for f in figures]
     workers, elapsed = manifest["workers"], manifest["wall_s"]
     command = _command(manifest, workers)
     seeds = manifest["seeds"]
-    header = (f"# {experiment.title}\n\n`{command}`: preset `{manifest['preset']}`, seeds "
-              f"{seeds}, {elapsed:.0f} s with {workers} worker(s).\n\n")
+    header = (
+        f"# {experiment.title}\n\n`{command}`: preset `{manifest['preset']}`, seeds "
+        f"{seeds}, {elapsed:.0f} s with {workers} worker(s).\n\n"
+    )
     rows = data.get("results", [])
     if rows and all("label" in r and "seconds" in r for r in rows):
-        header += ("Training time per cell, mean over seeds: "
-                   + ", ".join(f"{r['label']} {r['seconds']:.0f} s" for r in rows) + ".\n\n")
+        header += (
+            "Training time per cell, mean over seeds: "
+            + ", ".join(f"{r['label']} {r['seconds']:.0f} s" for r in rows)
+            + ".\n\n"
+        )
     images = "".join(f"\n![{n}]({n})\n" for n in figure_names)
     write_text(out / "results.md", header + table + images)
     result = {

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from agents.base import BaseLearner
 from agents.experiments import hyperparameters as hp
 from agents.experiments.config import check_keys, load_config
 from agents.registry import LEARNERS, get_learner
@@ -24,7 +25,7 @@ def learner_names() -> dict[str, str]:
     return {name: entry.description for name, entry in LEARNERS.items()}
 
 
-def learner_class(name: str) -> type:
+def learner_class(name: str) -> type[BaseLearner]:
     """The learner class registered as ``name``; a ValueError lists the valid names."""
     return get_learner(name)
 
@@ -34,9 +35,7 @@ def is_sequence_learner(cls: type) -> bool:
     return issubclass(cls, SequenceLearner)
 
 
-def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
+def _check_int(name: str, value: Any, minimum: int) -> int:
     try:
         number = hp.convert(name, value, int)
     except ValueError:
@@ -44,6 +43,10 @@ def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) ->
     if number < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return number
+
+
+def _check_optional_int(name: str, value: Any, minimum: int) -> int | None:
+    return None if value is None else _check_int(name, value, minimum)
 
 
 @dataclasses.dataclass
@@ -77,8 +80,18 @@ class RunConfig:
     save_every: int | None = None
     log_interval: int = 10
 
-    KEYS = ("env", "learner", "env_kwargs", "hyperparameters", "num_envs", "steps", "updates",
-            "seed", "save_every", "log_interval")
+    KEYS = (
+        "env",
+        "learner",
+        "env_kwargs",
+        "hyperparameters",
+        "num_envs",
+        "steps",
+        "updates",
+        "seed",
+        "save_every",
+        "log_interval",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, str):
@@ -94,15 +107,15 @@ class RunConfig:
             else:
                 setattr(self, name, dict(value))
         self.num_envs = _check_int("num_envs", self.num_envs, 1)
-        self.steps = _check_int("steps", self.steps, 1, allow_none=True)
-        self.updates = _check_int("updates", self.updates, 1, allow_none=True)
+        self.steps = _check_optional_int("steps", self.steps, 1)
+        self.updates = _check_optional_int("updates", self.updates, 1)
         if (self.steps is None) == (self.updates is None):
             raise ValueError(
                 f"give exactly one budget, steps or updates (got steps={self.steps}, "
                 f"updates={self.updates})"
             )
         self.seed = _check_int("seed", self.seed, 0)
-        self.save_every = _check_int("save_every", self.save_every, 1, allow_none=True)
+        self.save_every = _check_optional_int("save_every", self.save_every, 1)
         self.log_interval = _check_int("log_interval", self.log_interval, 1)
 
     @classmethod
@@ -133,11 +146,17 @@ class RunConfig:
         their types (what run.json records)."""
         cls = learner_class(self.learner)
         owner = f"learner {self.learner!r}"
-        return dataclasses.replace(self, hyperparameters=hp.resolve(cls, self.hyperparameters,
-                                                                    owner))
+        return dataclasses.replace(
+            self, hyperparameters=hp.resolve(cls, self.hyperparameters, owner)
+        )
 
-    def derive(self, *, env_kwargs: Mapping[str, Any] | None = None,
-               hyperparameters: Mapping[str, Any] | None = None, **fields: Any) -> RunConfig:
+    def derive(
+        self,
+        *,
+        env_kwargs: Mapping[str, Any] | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> RunConfig:
         """A copy with ``env_kwargs`` / ``hyperparameters`` merged into this one's (given keys
         win) and other fields replaced, e.g. ``derive(learner="bptt", seed=3)``."""
         return dataclasses.replace(

@@ -49,8 +49,9 @@ def make_logger(out: pathlib.Path, log_interval: int, stdout: bool = True) -> Lo
     manifest."""
     record_output(out / "progress.csv")
     record_output(out / "events.out.tfevents.*", pattern=True)
-    logger = configure(str(out), ["stdout", "csv", "tensorboard"] if stdout
-                       else ["csv", "tensorboard"])
+    logger = configure(
+        str(out), ["stdout", "csv", "tensorboard"] if stdout else ["csv", "tensorboard"]
+    )
     logger.output_formats = [
         _EveryNthTable(log_interval) if isinstance(f, HumanOutputFormat) else f
         for f in logger.output_formats
@@ -82,7 +83,7 @@ def replay_progress(logger: Logger, rows: dict[str, np.ndarray], upto: int) -> N
             if key in values:
                 values[key] = int(values[key])
         for writer in writers:
-            writer.write(values, {k: None for k in values}, int(steps[i]))
+            writer.write(values, {k: () for k in values}, int(steps[i]))
 
 
 def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
@@ -98,7 +99,8 @@ def plot_learning_curve(progress: dict[str, np.ndarray], title: str, path: pathl
     steps: every batch faintly, a moving average over 5 % of the run on top."""
     steps = progress.get("time/total_timesteps")
     keys = [
-        k for k in sorted(progress)
+        k
+        for k in sorted(progress)
         if k.startswith(("train/", "rollout/"))
         and np.isfinite(progress[k]).any()
         and (k != "train/sequence_length" or np.nanmin(progress[k]) != np.nanmax(progress[k]))

@@ -30,7 +30,7 @@ from agents.experiments.output import (
     write_text,
 )
 from agents.experiments.output_folder import record_output
-from agents.experiments.parallel import require_ray, run_cells
+from agents.experiments.parallel import connect_ray, run_cells
 from agents.experiments.run_config import RunConfig, learner_class
 from agents.experiments.training import train
 
@@ -54,8 +54,18 @@ grid file (YAML):
   A packaged example: `bpl sweep sweep_digits` (agents/configs/sweep_digits.yaml).
 """
 
-SWEEP_KEYS = ("env", "env_kwargs", "learner", "num_envs", "steps", "updates", "hyperparameters",
-              "grid", "seeds", "log_interval")
+SWEEP_KEYS = (
+    "env",
+    "env_kwargs",
+    "learner",
+    "num_envs",
+    "steps",
+    "updates",
+    "hyperparameters",
+    "grid",
+    "seeds",
+    "log_interval",
+)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -65,8 +75,10 @@ def _as_list(value: Any) -> list[Any]:
 def _seed_list(value: Any) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return list(range(value))
-    if isinstance(value, list) and value and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
     ):
         return list(value)
     raise ValueError(f"seeds must be a positive int or a list of ints >= 0, got {value!r}")
@@ -91,14 +103,17 @@ def expand_grid(
     grid = dict(grid_config.get("grid") or {})
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise ValueError(f"{where}: grid axis {name!r} must be a non-empty list, got "
-                             f"{values!r}")
+            raise ValueError(
+                f"{where}: grid axis {name!r} must be a non-empty list, got {values!r}"
+            )
     accepted = {name: hp.hyperparameters_of(learner_class(name)) for name in learners}
     for name in [*shared, *grid]:
         if not any(name in params for params in accepted.values()):
             valid = sorted(set().union(*accepted.values()))
-            raise ValueError(f"{where}: no learner of the sweep ({learners}) takes the "
-                             f"hyper-parameter {name!r}; valid: {valid}")
+            raise ValueError(
+                f"{where}: no learner of the sweep ({learners}) takes the "
+                f"hyper-parameter {name!r}; valid: {valid}"
+            )
     seeds = _seed_list(grid_config["seeds"])
     budget = {k: grid_config[k] for k in ("steps", "updates", "log_interval") if k in grid_config}
 
@@ -110,13 +125,21 @@ def expand_grid(
             point = dict(zip(axes, values, strict=True))
             for seed in seeds:
                 config = RunConfig(
-                    env=env, learner=learner, env_kwargs=grid_config.get("env_kwargs") or {},
+                    env=env,
+                    learner=learner,
+                    env_kwargs=grid_config.get("env_kwargs") or {},
                     hyperparameters={**own, **point},
-                    num_envs=grid_config.get("num_envs", 1), seed=seed, **budget,
+                    num_envs=grid_config.get("num_envs", 1),
+                    seed=seed,
+                    **budget,
                 )
                 hp.resolve(learner_class(learner), config.hyperparameters, f"learner {learner!r}")
-                parts = [env.split("/")[-1], learner,
-                         *(f"{k}={_label(v)}" for k, v in point.items()), f"seed{seed}"]
+                parts = [
+                    env.split("/")[-1],
+                    learner,
+                    *(f"{k}={_label(v)}" for k, v in point.items()),
+                    f"seed{seed}",
+                ]
                 runs.append(("_".join(parts), config))
     return runs
 
@@ -126,27 +149,48 @@ def sweep_cell(config: dict[str, Any], out: str) -> dict[str, Any]:
     return train(RunConfig(**config), out, progress=False, stdout=False)
 
 
-def run_sweep(grid_file: str, out: str | pathlib.Path, *, backend: str = "local",
-              workers: int = 1, force: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_sweep(
+    grid_file: str,
+    out: str | pathlib.Path,
+    *,
+    backend: str = "local",
+    workers: int = 1,
+    force: bool = False,
+    progress: bool = True,
+    ray_address: str | None = None,
+) -> dict[str, Any]:
     """Run every cell of the grid in ``grid_file`` and write the summary into ``out``.
+
+    With ``backend="ray"`` each run is a Ray task on the cluster of
+    :func:`agents.experiments.parallel.connect_ray` (``ray_address``), connected before
+    anything is written.
 
     Returns:
         What ``summary.json`` holds: ``runs`` (name, config, metrics), ``groups`` (one per
         configuration: its runs' final metrics as mean ± std over seeds), ``table`` and
         ``elapsed_s``.
     """
+    if ray_address is not None and backend != "ray":
+        raise ValueError(f"ray_address is for backend='ray', got backend={backend!r}")
     grid_config = load_config(grid_file)
     runs = expand_grid(grid_config, where=str(grid_file))
     if backend == "ray":
-        require_ray()  # before anything is written
+        connect_ray(ray_address)  # before anything is written
     out = prepare_output_dir(out, force)
     write_text(out / "sweep.yaml", yaml.safe_dump(grid_config, sort_keys=False))
     start = time.perf_counter()
     for name, _ in runs:  # each cell's folder gets its own manifest from train()
         record_output(out / name, folder=True)
     cells = [{"config": config.to_dict(), "out": str(out / name)} for name, config in runs]
-    metrics = run_cells(sweep_cell, cells, workers=workers, backend=backend, progress=progress,
-                        desc="sweep runs")
+    metrics = run_cells(
+        sweep_cell,
+        cells,
+        workers=workers,
+        backend=backend,
+        progress=progress,
+        desc="sweep runs",
+        ray_address=ray_address,
+    )
     elapsed = time.perf_counter() - start
 
     records = [
@@ -157,12 +201,16 @@ def run_sweep(grid_file: str, out: str | pathlib.Path, *, backend: str = "local"
     for record in records:
         key = record["name"].rsplit("_seed", 1)[0]
         groups.setdefault(key, {"name": key, "runs": []})["runs"].append(record)
+
     def scores(record):
         return {**record["metrics"]["final"], **record["metrics"]["test"]}
 
     metric_names = sorted({m for r in records for m in scores(r)})
-    shown = [m for m in metric_names  # a column that is the same for every run says nothing
-             if len({scores(r).get(m) for r in records}) > 1]
+    shown = [
+        m
+        for m in metric_names  # a column that is the same for every run says nothing
+        if len({scores(r).get(m) for r in records}) > 1
+    ]
     rows = []
     for group in groups.values():
         group["final"] = {
@@ -170,10 +218,10 @@ def run_sweep(grid_file: str, out: str | pathlib.Path, *, backend: str = "local"
             for m in metric_names
             if all(m in scores(r) for r in group["runs"])
         }
-        rows.append([group["name"], len(group["runs"])] + [
-            format_mean_std(group["final"][m], 4) if m in group["final"] else "–"
-            for m in shown
-        ])
+        rows.append(
+            [group["name"], len(group["runs"])]
+            + [format_mean_std(group["final"][m], 4) if m in group["final"] else "–" for m in shown]
+        )
         group["runs"] = [r["name"] for r in group["runs"]]
     table = (
         "Final training metrics (mean over the last 10 % of batches of each run) and test "
@@ -181,7 +229,13 @@ def run_sweep(grid_file: str, out: str | pathlib.Path, *, backend: str = "local"
         + markdown_table(["configuration", "seeds", *shown], rows)
     )
     write_text(out / "summary.md", f"# Sweep {grid_file}\n\n{table}")
-    summary = {"runs": records, "groups": list(groups.values()), "table": table,
-               "elapsed_s": round(elapsed, 1), "backend": backend, "workers": workers}
+    summary = {
+        "runs": records,
+        "groups": list(groups.values()),
+        "table": table,
+        "elapsed_s": round(elapsed, 1),
+        "backend": backend,
+        "workers": workers,
+    }
     write_json(out / "summary.json", summary)
     return summary

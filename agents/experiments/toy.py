@@ -61,8 +61,9 @@ def alignment_cell(config: dict[str, Any], eval_sequences: int, eval_seed: int) 
 
     run_config = RunConfig(**config)
     learner, _ = train_in_memory(run_config)
-    return alignment(learner, _eval_env(run_config), n_sequences=eval_sequences,
-                     seed=eval_seed).tolist()
+    return alignment(
+        learner, _eval_env(run_config), n_sequences=eval_sequences, seed=eval_seed
+    ).tolist()
 
 
 def make_cells(config: dict[str, Any], seeds: Sequence[int]) -> list[Cell]:
@@ -81,14 +82,19 @@ def make_cells(config: dict[str, Any], seeds: Sequence[int]) -> list[Cell]:
                         hyperparameters={**rates, "lam": float(lam)},
                         seed=seed,
                     ).resolved()
-                    cells.append(Cell(
-                        cell_name(condition, f"T{int(length)}", f"lam{float(lam):g}",
-                                  f"seed{seed}"),
-                        (condition, int(length), float(lam), seed),
-                        run_config,
-                        {"eval_sequences": int(settings["eval_sequences"]),
-                         "eval_seed": 10_000 + seed},
-                    ))
+                    cells.append(
+                        Cell(
+                            cell_name(
+                                condition, f"T{int(length)}", f"lam{float(lam):g}", f"seed{seed}"
+                            ),
+                            (condition, int(length), float(lam), seed),
+                            run_config,
+                            {
+                                "eval_sequences": int(settings["eval_sequences"]),
+                                "eval_seed": 10_000 + seed,
+                            },
+                        )
+                    )
     return cells
 
 
@@ -97,8 +103,9 @@ def check(config: dict[str, Any]) -> None:
     make_cells(config, [0])
 
 
-def evaluate(folder: pathlib.Path, config: RunConfig, eval_sequences: int,
-             eval_seed: int) -> dict[str, Any]:
+def evaluate(
+    folder: pathlib.Path, config: RunConfig, eval_sequences: int, eval_seed: int
+) -> dict[str, Any]:
     """The alignment per step (T - 1 floats) of the learner a finished cell saved."""
     from agents.analysis import alignment
 
@@ -107,8 +114,12 @@ def evaluate(folder: pathlib.Path, config: RunConfig, eval_sequences: int,
     return {"alignment": curve.tolist()}
 
 
-def summarise(config: dict[str, Any], seeds: Sequence[int],
-              results: Mapping[tuple, dict[str, Any]], out: pathlib.Path):
+def summarise(
+    config: dict[str, Any],
+    seeds: Sequence[int],
+    results: Mapping[tuple, dict[str, Any]],
+    out: pathlib.Path,
+):
     """The table, JSON rows and figures of the finished cells (a (condition, T, λ) without
     any finished seed is left out)."""
     settings = config["experiment"]
@@ -118,21 +129,26 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
     for condition in conditions:
         for length in lengths:
             for lam in lambdas:
-                found = [results[(condition, length, lam, s)]["alignment"] for s in seeds
-                         if (condition, length, lam, s) in results]
+                found = [
+                    results[(condition, length, lam, s)]["alignment"]
+                    for s in seeds
+                    if (condition, length, lam, s) in results
+                ]
                 if not found:
                     continue
                 per_seed = np.array(found)
-                rows.append({
-                    "core": condition,
-                    "sequence_length": length,
-                    "lam": lam,
-                    "alignment": mean_std(per_seed.mean(axis=1)),
-                    "alignment_per_step": {
-                        "mean": per_seed.mean(axis=0),
-                        "std": per_seed.std(axis=0, ddof=1) if len(found) > 1 else None,
-                    },
-                })
+                rows.append(
+                    {
+                        "core": condition,
+                        "sequence_length": length,
+                        "lam": lam,
+                        "alignment": mean_std(per_seed.mean(axis=1)),
+                        "alignment_per_step": {
+                            "mean": per_seed.mean(axis=0),
+                            "std": per_seed.std(axis=0, ddof=1) if len(found) > 1 else None,
+                        },
+                    }
+                )
 
     by_key = {(r["core"], r["sequence_length"], r["lam"]): r for r in rows}
 
@@ -141,10 +157,13 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
         return "–" if row is None else format_mean_std(row["alignment"])
 
     header = ["λ"] + [f"{c} T={t}" for c in conditions for t in lengths]
-    table_rows = [[f"{lam:g}"] + [cell_text(c, t, lam) for c in conditions for t in lengths]
-                  for lam in lambdas]
-    path = synth_path(RunConfig.from_mapping(
-        {k: v for k, v in config.items() if k != "experiment"}))
+    table_rows = [
+        [f"{lam:g}"] + [cell_text(c, t, lam) for c in conditions for t in lengths]
+        for lam in lambdas
+    ]
+    path = synth_path(
+        RunConfig.from_mapping({k: v for k, v in config.items() if k != "experiment"})
+    )
     table = (
         f"Cosine alignment between g(s_t) and the true future gradient G_t, averaged over the "
         f"steps t = 0..T-2, after {config['updates']} updates of batch {config['num_envs']} "
@@ -157,11 +176,20 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
     markers = ["o", "s", "^", "D", "v"]
     for ax, condition in zip(axes[0], conditions, strict=True):
         for i, length in enumerate(lengths):
-            found = [by_key[(condition, length, lam)] for lam in lambdas
-                     if (condition, length, lam) in by_key]
-            ax.errorbar([r["lam"] for r in found], [r["alignment"]["mean"] for r in found],
-                        yerr=[r["alignment"]["std"] or 0.0 for r in found],
-                        marker=markers[i % len(markers)], ms=4, capsize=3, label=f"T = {length}")
+            found = [
+                by_key[(condition, length, lam)]
+                for lam in lambdas
+                if (condition, length, lam) in by_key
+            ]
+            ax.errorbar(
+                [r["lam"] for r in found],
+                [r["alignment"]["mean"] for r in found],
+                yerr=[r["alignment"]["std"] or 0.0 for r in found],
+                marker=markers[i % len(markers)],
+                ms=4,
+                capsize=3,
+                label=f"T = {length}",
+            )
         ax.set(title=f"{condition} RNN", xlabel="λ")
         ax.set_ylim(min(-0.1, *(r["alignment"]["mean"] - 0.05 for r in rows)), 1.05)
         ax.grid(alpha=0.3)
@@ -169,8 +197,12 @@ def summarise(config: dict[str, Any], seeds: Sequence[int],
     axes[0][0].legend(fontsize=8)
     first = save_figure(fig, out / "alignment_vs_lambda.png")
 
-    fig, axes = new_figure(len(conditions), len(lengths),
-                           figsize=(3.3 * len(lengths), 2.6 * len(conditions)), sharey=True)
+    fig, axes = new_figure(
+        len(conditions),
+        len(lengths),
+        figsize=(3.3 * len(lengths), 2.6 * len(conditions)),
+        sharey=True,
+    )
     for row_axes, condition in zip(axes, conditions, strict=True):
         for ax, length in zip(row_axes, lengths, strict=True):
             for colour, lam in zip(colours, lambdas, strict=True):

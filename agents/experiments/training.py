@@ -99,8 +99,14 @@ class BoundaryCheckpoints(BaseCallback):
         num_timesteps, num_episodes: the learner's counters at the last confirmed state.
     """
 
-    def __init__(self, path: pathlib.Path, save_every: int | None, start: int = 0,
-                 interval_s: float | None = None, every_batch: bool = True) -> None:
+    def __init__(
+        self,
+        path: pathlib.Path,
+        save_every: int | None,
+        start: int = 0,
+        interval_s: float | None = None,
+        every_batch: bool = True,
+    ) -> None:
         super().__init__()
         self.path, self.save_every = path, save_every
         self.interval_s, self.every_batch = interval_s, every_batch
@@ -111,9 +117,10 @@ class BoundaryCheckpoints(BaseCallback):
         self.num_timesteps = self.num_episodes = 0
 
     def _capture(self, due: bool = False) -> _Capture:
+        learner: Any = self.model  # a bp-lambda learner, which also counts episodes
         buffer = io.BytesIO()
-        self.model.save(buffer)
-        return _Capture(buffer.getvalue(), self.model.num_timesteps, self.model.num_episodes, due)
+        learner.save(buffer)
+        return _Capture(buffer.getvalue(), learner.num_timesteps, learner.num_episodes, due)
 
     def _confirm(self, capture: _Capture) -> None:
         self._confirmed, self._candidate = capture, None
@@ -121,10 +128,12 @@ class BoundaryCheckpoints(BaseCallback):
 
     def _due(self) -> bool:
         due = False
-        if self._next_save is not None and self.model.num_timesteps >= self._next_save:
+        steps, every, next_save = self.model.num_timesteps, self.save_every, self._next_save
+        if every is not None and next_save is not None and steps >= next_save:
             due = True
-            while self._next_save <= self.model.num_timesteps:
-                self._next_save += self.save_every
+            while next_save <= steps:
+                next_save += every
+            self._next_save = next_save
         if self.interval_s is not None and time.monotonic() - self._last_write >= self.interval_s:
             due = True
         return due
@@ -142,9 +151,10 @@ class BoundaryCheckpoints(BaseCallback):
             self._candidate = self._capture(due)
 
     def _on_rollout_start(self) -> None:
-        if self._candidate is not None:  # the batch it holds is logged now
-            self._confirm(self._candidate)
-            if self._confirmed.due:
+        capture = self._candidate
+        if capture is not None:  # the batch it holds is logged now
+            self._confirm(capture)
+            if capture.due:
                 self.write()
 
     def _on_training_end(self) -> None:
@@ -164,36 +174,61 @@ def _versions() -> dict[str, str]:
     import stable_baselines3
     import torch
 
-    return {"torch": torch.__version__, "gymnasium": gym.__version__,
-            "numpy": np.__version__, "stable_baselines3": stable_baselines3.__version__}
+    return {
+        "torch": torch.__version__,
+        "gymnasium": gym.__version__,
+        "numpy": np.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+    }
 
 
-def _write_status(out: pathlib.Path, config: RunConfig, learner_class_name: str, status: str,
-                  counters, elapsed: float) -> None:
-    write_json(out / RUN_JSON, {
-        "format": RUN_FORMAT,
-        "config": config.to_dict(),
-        "learner_class": learner_class_name,
-        "status": status,
-        "num_timesteps": counters.num_timesteps,
-        "num_episodes": counters.num_episodes,
-        "elapsed_s": round(elapsed, 3),
-        "versions": _versions(),
-    })
+def _write_status(
+    out: pathlib.Path,
+    config: RunConfig,
+    learner_class_name: str,
+    status: str,
+    counters,
+    elapsed: float,
+) -> None:
+    write_json(
+        out / RUN_JSON,
+        {
+            "format": RUN_FORMAT,
+            "config": config.to_dict(),
+            "learner_class": learner_class_name,
+            "status": status,
+            "num_timesteps": counters.num_timesteps,
+            "num_episodes": counters.num_episodes,
+            "elapsed_s": round(elapsed, 3),
+            "versions": _versions(),
+        },
+    )
 
 
-def _run(learner, config: RunConfig, out: pathlib.Path, *, progress: bool,
-         callbacks: Sequence[BaseCallback], checkpoint_seconds: float | None, plot: bool,
-         elapsed_before: float = 0.0) -> dict[str, Any]:
+def _run(
+    learner,
+    config: RunConfig,
+    out: pathlib.Path,
+    *,
+    progress: bool,
+    callbacks: Sequence[BaseCallback],
+    checkpoint_seconds: float | None,
+    plot: bool,
+    elapsed_before: float = 0.0,
+) -> dict[str, Any]:
     """Learn until the budget is spent; checkpoint, log, plot and write the metrics.
 
     Whatever happens (end of budget, Ctrl-C, an error), the last captured state is written to
     the checkpoint, the logs are closed and run.json says how the run ended (``finished``,
     ``interrupted`` or ``failed``).
     """
-    checkpoints = BoundaryCheckpoints(out / CHECKPOINT, config.save_every, learner.num_timesteps,
-                                      interval_s=checkpoint_seconds,
-                                      every_batch=checkpoint_seconds is None)
+    checkpoints = BoundaryCheckpoints(
+        out / CHECKPOINT,
+        config.save_every,
+        learner.num_timesteps,
+        interval_s=checkpoint_seconds,
+        every_batch=checkpoint_seconds is None,
+    )
     if config.steps is not None:
         budget = {"total_timesteps": max(0, config.steps - learner.num_timesteps)}
     else:
@@ -202,8 +237,13 @@ def _run(learner, config: RunConfig, out: pathlib.Path, *, progress: bool,
     _write_status(out, config, name, "running", learner, elapsed_before)
     start, status, test = time.perf_counter(), "failed", {}
     try:
-        learner.learn(**budget, callback=[checkpoints, *callbacks], log_interval=1,
-                      progress_bar=progress, reset_num_timesteps=False)
+        learner.learn(
+            **budget,
+            callback=[checkpoints, *callbacks],
+            log_interval=1,
+            progress_bar=progress,
+            reset_num_timesteps=False,
+        )
         status = "finished"
         test = test_metrics(learner, config)
     except KeyboardInterrupt:
@@ -218,8 +258,15 @@ def _run(learner, config: RunConfig, out: pathlib.Path, *, progress: bool,
     return metrics
 
 
-def _write_results(out: pathlib.Path, config: RunConfig, status: str, elapsed: float,
-                   counters, test: dict[str, float], plot: bool) -> dict[str, Any]:
+def _write_results(
+    out: pathlib.Path,
+    config: RunConfig,
+    status: str,
+    elapsed: float,
+    counters,
+    test: dict[str, float],
+    plot: bool,
+) -> dict[str, Any]:
     progress = read_progress(out / PROGRESS) if (out / PROGRESS).is_file() else {}
     if plot:
         title = f"{config.learner} on {config.env} (seed {config.seed})"
@@ -236,9 +283,17 @@ def _write_results(out: pathlib.Path, config: RunConfig, status: str, elapsed: f
     return metrics
 
 
-def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
-          progress: bool = True, stdout: bool = True, callbacks: Sequence[BaseCallback] = (),
-          checkpoint_seconds: float | None = None, plot: bool = True) -> dict[str, Any]:
+def train(
+    config: RunConfig,
+    out: str | os.PathLike,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    stdout: bool = True,
+    callbacks: Sequence[BaseCallback] = (),
+    checkpoint_seconds: float | None = None,
+    plot: bool = True,
+) -> dict[str, Any]:
     """Run ``config`` from scratch into the folder ``out``.
 
     Everything is validated before the folder is touched. An existing non-empty folder is
@@ -260,12 +315,20 @@ def train(config: RunConfig, out: str | os.PathLike, *, force: bool = False,
     out = prepare_output_dir(out, force)
     write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     learner.set_logger(make_logger(out, config.log_interval, stdout))
-    return _run(learner, config, out, progress=progress, callbacks=callbacks,
-                checkpoint_seconds=checkpoint_seconds, plot=plot)
+    return _run(
+        learner,
+        config,
+        out,
+        progress=progress,
+        callbacks=callbacks,
+        checkpoint_seconds=checkpoint_seconds,
+        plot=plot,
+    )
 
 
-def load_run(out: str | os.PathLike, *,
-             require_checkpoint: bool = True) -> tuple[RunConfig, dict[str, Any]]:
+def load_run(
+    out: str | os.PathLike, *, require_checkpoint: bool = True
+) -> tuple[RunConfig, dict[str, Any]]:
     """The configuration and status of the run in folder ``out`` (from its run.json).
 
     Raises:
@@ -274,8 +337,7 @@ def load_run(out: str | os.PathLike, *,
         ValueError: run.json is not a run record of this version (naming the file).
     """
     out = pathlib.Path(out)
-    if not (out / RUN_JSON).is_file() or (require_checkpoint
-                                         and not (out / CHECKPOINT).is_file()):
+    if not (out / RUN_JSON).is_file() or (require_checkpoint and not (out / CHECKPOINT).is_file()):
         raise FileNotFoundError(
             f"{out} is not a run folder to resume: it needs {RUN_JSON} and {CHECKPOINT}, as "
             "`bpl train --out` writes them"
@@ -289,9 +351,17 @@ def load_run(out: str | os.PathLike, *,
     return RunConfig.from_mapping(run["config"], where=str(out / RUN_JSON)), run
 
 
-def resume(out: str | os.PathLike, *, steps: int | None = None, updates: int | None = None,
-           progress: bool = True, stdout: bool = True, callbacks: Sequence[BaseCallback] = (),
-           checkpoint_seconds: float | None = None, plot: bool = True) -> dict[str, Any]:
+def resume(
+    out: str | os.PathLike,
+    *,
+    steps: int | None = None,
+    updates: int | None = None,
+    progress: bool = True,
+    stdout: bool = True,
+    callbacks: Sequence[BaseCallback] = (),
+    checkpoint_seconds: float | None = None,
+    plot: bool = True,
+) -> dict[str, Any]:
     """Continue the run in folder ``out`` from its checkpoint, to its budget (or a new one).
 
     The learner, its optimiser state, counters and the env's random state (and curriculum) come
@@ -309,9 +379,16 @@ def resume(out: str | os.PathLike, *, steps: int | None = None, updates: int | N
     replay_progress(logger, old_rows, learner.num_timesteps)
     learner.set_logger(logger)
     write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return _run(learner, config, out, progress=progress, callbacks=callbacks,
-                checkpoint_seconds=checkpoint_seconds, plot=plot,
-                elapsed_before=float(run.get("elapsed_s", 0.0)))
+    return _run(
+        learner,
+        config,
+        out,
+        progress=progress,
+        callbacks=callbacks,
+        checkpoint_seconds=checkpoint_seconds,
+        plot=plot,
+        elapsed_before=float(run.get("elapsed_s", 0.0)),
+    )
 
 
 def train_in_memory(config: RunConfig, callbacks: Sequence[BaseCallback] = ()):
@@ -322,7 +399,10 @@ def train_in_memory(config: RunConfig, callbacks: Sequence[BaseCallback] = ()):
     """
     learner = build_learner(config)
     history = MetricHistory()
-    budget = ({"total_timesteps": config.steps} if config.steps is not None
-              else {"episodes": config.updates})
+    budget = (
+        {"total_timesteps": config.steps}
+        if config.steps is not None
+        else {"episodes": config.updates}
+    )
     learner.learn(**budget, callback=[history, *callbacks], log_interval=1)
     return learner, history.history

@@ -120,8 +120,9 @@ class Twin:
         return out, h[0]
 
 
-def chunked_reference(core, readout, kind, inputs, targets, scored, n=None, synthesiser=None,
-                      sg_weight=0.0, gamma=1.0):
+def chunked_reference(
+    core, readout, kind, inputs, targets, scored, n=None, synthesiser=None, sg_weight=0.0, gamma=1.0
+):
     """Truncated BPTT over chunks of n tokens (None: the whole sequence), by autograd through
     the core's twin (:func:`twin_of`). With a synthesiser, DNI: sg_weight * g(s_end).s_end joins
     each non-final chunk's loss, and each chunk that starts at a boundary s_k yields the
@@ -143,13 +144,16 @@ def chunked_reference(core, readout, kind, inputs, targets, scored, n=None, synt
         stop = min(start + n, steps)
         s0 = state.detach().requires_grad_(True)
         hidden, s_end = twin.run(x[:, start:stop], s0)
-        losses = [float(scored[t]) * step_loss(kind, head(hidden[:, t - start]), y[:, t]).mean()
-                  for t in range(start, stop)]
+        losses = [
+            float(scored[t]) * step_loss(kind, head(hidden[:, t - start]), y[:, t]).mean()
+            for t in range(start, stop)
+        ]
         bonus = torch.zeros(())
         if synthesiser is not None and stop < steps:
             bonus = (synthesiser(s_end).detach() * s_end).sum()
-        chunk_grads = torch.autograd.grad(sum(losses) + sg_weight * bonus, params,
-                                          retain_graph=True)
+        chunk_grads = torch.autograd.grad(
+            sum(losses) + sg_weight * bonus, params, retain_graph=True
+        )
         grads = [a + b for a, b in zip(grads, chunk_grads, strict=True)]
         if synthesiser is not None and start > 0:
             discounted = sum(gamma**i * loss for i, loss in enumerate(losses))
@@ -194,8 +198,10 @@ def online_chunked_reference(core, readout, kind, inputs, targets, scored, n, ba
 
 def learner_grads(learner):
     """(core grads, readout grads) the learner accumulated."""
-    return ([p.grad for p in learner.core.parameters()],
-            [p.grad for p in learner.readout.parameters()])
+    return (
+        [p.grad for p in learner.core.parameters()],
+        [p.grad for p in learner.readout.parameters()],
+    )
 
 
 def assert_all_close(got, want, rtol=1e-10, atol=1e-12):
@@ -218,8 +224,11 @@ def unroll(core, readout, loss, inputs, targets, scored):
         jacobians.append(torch.stack([full[b, :, b, :] for b in range(batch)]))
         state = core(x, state).detach().requires_grad_(True)
         step_loss = loss.value(readout(core.hidden(state)), targets[:, t]).mean() * scored[t]
-        immediate.append(torch.autograd.grad(step_loss, state, allow_unused=True)[0]
-                         if scored[t] else torch.zeros_like(state))
+        immediate.append(
+            torch.autograd.grad(step_loss, state, allow_unused=True)[0]
+            if scored[t]
+            else torch.zeros_like(state)
+        )
         states.append(state.detach())
     return states, immediate, jacobians
 

@@ -87,16 +87,18 @@ def test_output_only_traces_update_only_the_output_layer(core):
     expected = forward_view_update(synth, params, states, immediate, jacobians, 0.5, 0.9)
     for p, want in zip(learner.synthesiser.trace_parameters(), expected, strict=True):
         torch.testing.assert_close(-p.grad, want, rtol=1e-10, atol=1e-12)
-    for before, after in zip(hidden_before, list(learner.synthesiser.parameters())[:2],
-                             strict=True):
+    for before, after in zip(
+        hidden_before, list(learner.synthesiser.parameters())[:2], strict=True
+    ):
         torch.testing.assert_close(before, after, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("core", ["rnn", "lstm"])
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 def test_lambda_one_targets_the_autograd_future_gradient(core, loss):
-    learner, (inputs, targets, scored) = make_learner(core, loss=loss, lam=1.0, gamma=1.0,
-                                                      lr_synth=1e-3)
+    learner, (inputs, targets, scored) = make_learner(
+        core, loss=loss, lam=1.0, gamma=1.0, lr_synth=1e-3
+    )
     randomise(learner.synthesiser, seed=4)
     randomise(learner.readout, seed=5)
     synth = copy.deepcopy(learner.synthesiser)
@@ -113,8 +115,9 @@ def test_lambda_one_targets_the_autograd_future_gradient(core, loss):
     total_grads = torch.autograd.grad(sum(immediate_losses), states, retain_graph=True)
     future = []
     for t in range(T):
-        local = torch.autograd.grad(immediate_losses[t], states[t], retain_graph=True,
-                                    allow_unused=True)[0]
+        local = torch.autograd.grad(
+            immediate_losses[t], states[t], retain_graph=True, allow_unused=True
+        )[0]
         future.append(total_grads[t] - (0 if local is None else local))
     torch.testing.assert_close(future[-1], torch.zeros_like(future[-1]))
 
@@ -133,7 +136,7 @@ class Oracle(torch.nn.Module):
         super().__init__()
         self.future, self.calls = future, 0
 
-    def forward(self, state):
+    def forward(self, state):  # noqa: ARG002 (replays fixed values whatever the state)
         self.calls += 1
         return self.future[self.calls - 1]
 
@@ -180,14 +183,21 @@ def test_future_gradients_by_autograd_follow_the_discounted_recursion():
     states, immediate, jacobians = unroll(
         learner.core, learner.readout, learner.loss, inputs, targets, scored
     )
-    _, future = future_gradients(learner.core, learner.readout, learner.loss,
-                                 inputs.transpose(0, 1), targets.transpose(0, 1),
-                                 scored[:, None].expand(T, B).double(), gamma=0.7)
+    _, future = future_gradients(
+        learner.core,
+        learner.readout,
+        learner.loss,
+        inputs.transpose(0, 1),
+        targets.transpose(0, 1),
+        scored[:, None].expand(T, B).double(),
+        gamma=0.7,
+    )
     expected = torch.zeros_like(states[-1])
     for t in range(T - 2, -1, -1):
         # per-sequence (not batch-mean) loss: immediate gradients times B
-        expected = torch.einsum("bi,bij->bj", B * immediate[t + 1] + 0.7 * expected,
-                                jacobians[t + 1])
+        expected = torch.einsum(
+            "bi,bij->bj", B * immediate[t + 1] + 0.7 * expected, jacobians[t + 1]
+        )
         torch.testing.assert_close(future[t], expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(future[-1], torch.zeros_like(future[-1]))
 
@@ -203,8 +213,9 @@ def largest_allocation(learner, episodes=1):
 
 def wide_learner(core, **kwargs):
     """H = 16: traces (B, d, d, d + 1) of 0.1 to 0.8 MB, ~16x any per-token tensor."""
-    return BPLambda(replay_env(), core=core, hidden_size=16, dtype="float64", seed=0,
-                    lr_synth=1e-3, **kwargs)
+    return BPLambda(
+        replay_env(), core=core, hidden_size=16, dtype="float64", seed=0, lr_synth=1e-3, **kwargs
+    )
 
 
 def trace_bytes(learner):
@@ -252,8 +263,9 @@ def test_save_load_predicts_identically_and_resumes_exactly(tmp_path, update):
     resumed.learn(episodes=2, reset_num_timesteps=False)
     assert resumed.num_timesteps == straight.num_timesteps == 4 * B * T
     for name in ("core", "readout", "synthesiser"):
-        for p, q in zip(getattr(resumed, name).parameters(), getattr(straight, name).parameters(),
-                        strict=True):
+        for p, q in zip(
+            getattr(resumed, name).parameters(), getattr(straight, name).parameters(), strict=True
+        ):
             torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
@@ -295,7 +307,7 @@ class ReplayOne(gym.Env):
         self.observation_space = self.replay.single_observation_space
         self.action_space = self.replay.single_action_space
 
-    def reset(self, *, seed=None, options=None):
+    def reset(self, *, seed=None, options=None):  # noqa: ARG002 (Gymnasium signature)
         super().reset(seed=seed)
         obs, info = self.replay.reset()
         return obs[0], info
@@ -334,7 +346,7 @@ def test_sb3_evaluate_policy_scores_the_learner():
         ({"update": "batch"}, ValueError, r"update must be one of \('sequence', 'step'\)"),
         ({"dtype": "float16"}, ValueError, "dtype must be one of"),
         ({"hidden_size": 0}, ValueError, "hidden_size must be an int >= 1"),
-        ({"clip_synth_update": 1}, TypeError, "clip_synth_update must be a bool"),
+        ({"clip_synth_update": 1}, TypeError, "clip_synth_update must be a bool, got 1"),
     ],
 )
 def test_bad_hyperparameters_are_refused(kwargs, error, message):
@@ -372,8 +384,16 @@ def test_a_non_finite_prediction_stops_learning_naming_the_step():
 
 def train_toy(lam, updates, seed=0):
     learner = BPLambda(
-        gym.make_vec("bpl/LineDraw-v0", num_envs=10), core="rnn", activation="identity",
-        hidden_size=30, lam=lam, gamma=1.0, lr_core=0.0, lr_readout=0.0, lr_synth=1e-4, seed=seed,
+        gym.make_vec("bpl/LineDraw-v0", num_envs=10),
+        core="rnn",
+        activation="identity",
+        hidden_size=30,
+        lam=lam,
+        gamma=1.0,
+        lr_core=0.0,
+        lr_readout=0.0,
+        lr_synth=1e-4,
+        seed=seed,
     )
     learner.learn(episodes=updates)
     return alignment(learner, "bpl/LineDraw-v0", n_sequences=50, seed=seed + 1)

@@ -143,8 +143,14 @@ def test_dni_gradients_and_synthesiser_target_match_autograd(core, n, gamma, syn
     randomise(learner.synthesiser, seed=7)
     synthesiser = copy.deepcopy(learner.synthesiser)
     core_grads, readout_grads, synth_grads = chunked_reference(
-        learner.core, learner.readout, "ce", *data, n=n, synthesiser=synthesiser,
-        sg_weight=0.7, gamma=gamma,
+        learner.core,
+        learner.readout,
+        "ce",
+        *data,
+        n=n,
+        synthesiser=synthesiser,
+        sg_weight=0.7,
+        gamma=gamma,
     )
     learner.learn(episodes=1)
     got_core, got_readout = learner_grads(learner)
@@ -169,8 +175,16 @@ def test_dni_frozen_core_still_trains_the_synthesiser():
     randomise(learner.synthesiser, seed=9)
     synthesiser = copy.deepcopy(learner.synthesiser)
     core_before = [p.clone() for p in learner.core.parameters()]
-    _, _, synth_grads = chunked_reference(learner.core, learner.readout, "mse", *data, n=2,
-                                          synthesiser=synthesiser, sg_weight=1.0, gamma=0.9)
+    _, _, synth_grads = chunked_reference(
+        learner.core,
+        learner.readout,
+        "mse",
+        *data,
+        n=2,
+        synthesiser=synthesiser,
+        sg_weight=1.0,
+        gamma=0.9,
+    )
     learner.learn(episodes=1)
     assert_all_close([p.grad for p in learner.synthesiser.parameters()], synth_grads)
     assert_all_close(list(learner.core.parameters()), core_before, rtol=0, atol=0)
@@ -181,8 +195,16 @@ def test_dni_frozen_core_still_trains_the_synthesiser():
 @pytest.mark.parametrize("synth_hidden", [None, 5])
 def test_dni_with_n_1_learns_exactly_as_bp_0(core, update, synth_hidden):
     """docs/algorithm.md#baselines: BP(0) is DNI with n = 1 (BP(lambda)'s update clipping off)."""
-    kwargs = {"gamma": 0.9, "sg_weight": 0.5, "synth_hidden": synth_hidden, "update": update,
-              "n_batches": 2, "lr_core": 1e-2, "lr_readout": 1e-2, "lr_synth": 1e-2}
+    kwargs = {
+        "gamma": 0.9,
+        "sg_weight": 0.5,
+        "synth_hidden": synth_hidden,
+        "update": update,
+        "n_batches": 2,
+        "lr_core": 1e-2,
+        "lr_readout": 1e-2,
+        "lr_synth": 1e-2,
+    }
     dni, _ = build(DNI, core, "ce", n=1, **kwargs)
     bp0, _ = build(BPLambda, core, "ce", lam=0.0, clip_synth_update=False, **kwargs)
     dni.learn(episodes=3)
@@ -197,8 +219,14 @@ def test_dni_with_n_1_learns_exactly_as_bp_0(core, update, synth_hidden):
 @pytest.mark.parametrize("cls", [TruncatedBPTT, DNI])
 @pytest.mark.parametrize(
     "n, error",
-    [(0, ValueError), (-2, ValueError), (2.0, TypeError), (True, TypeError), ("3", TypeError),
-     (None, TypeError)],
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        (2.0, TypeError),
+        (True, TypeError),
+        ("3", TypeError),
+        (None, TypeError),
+    ],
 )
 def test_bad_truncation_is_refused_naming_n(cls, n, error):
     env = mse_env()
@@ -208,11 +236,14 @@ def test_bad_truncation_is_refused_naming_n(cls, n, error):
 
 @pytest.mark.parametrize(
     "kwargs, error, message",
-    [({"gamma": 1.5}, ValueError, "gamma"), ({"sg_weight": -1.0}, ValueError, "sg_weight"),
-     ({"lr_synth": -1}, ValueError, "lr_synth"),
-     ({"synth_hidden": 0}, ValueError, "synth_hidden must be an int >= 1, got 0"),
-     ({"synth_hidden": 2.5}, TypeError, "synth_hidden must be an int >= 1, got 2.5"),
-     ({"update": "chunk"}, ValueError, "update")],
+    [
+        ({"gamma": 1.5}, ValueError, "gamma"),
+        ({"sg_weight": -1.0}, ValueError, "sg_weight"),
+        ({"lr_synth": -1}, ValueError, "lr_synth"),
+        ({"synth_hidden": 0}, ValueError, "synth_hidden must be an int >= 1, got 0"),
+        ({"synth_hidden": 2.5}, TypeError, "synth_hidden must be an int >= 1, got 2.5"),
+        ({"update": "chunk"}, ValueError, "update"),
+    ],
 )
 def test_bad_dni_arguments_are_refused(kwargs, error, message):
     env = mse_env()
@@ -224,4 +255,3 @@ def test_bptt_takes_no_update_mode():
     env = mse_env()
     with pytest.raises(TypeError, match="update"):
         BPTT(env, update="step")
-

@@ -86,7 +86,7 @@ def test_loading_into_an_env_of_another_shape_names_the_sizes(saved):
     learner.learn(episodes=1)
 
 
-def test_an_interrupted_save_keeps_the_previous_checkpoint(saved, tmp_path):
+def test_an_interrupted_save_keeps_the_previous_checkpoint(saved):
     """A process killed while save() writes leaves the earlier checkpoint loadable."""
     learner, path = saved
     expected = {k: v.clone() for k, v in learner.core.state_dict().items()}

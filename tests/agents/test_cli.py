@@ -34,8 +34,18 @@ WORKTREE = pathlib.Path(__file__).resolve().parents[2]
 
 def tiny_train(out, *extra):
     """A BP(λ) run on LineDraw small enough for a unit test (3 sequences of 10 tokens, H = 4)."""
-    return ["train", "bpl/LineDraw-v0", "--num-envs", "3", "--hidden-size", "4",
-            "--out", str(out), "--no-progress", *extra]
+    return [
+        "train",
+        "bpl/LineDraw-v0",
+        "--num-envs",
+        "3",
+        "--hidden-size",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def error_of(capsys, argv) -> str:
@@ -75,12 +85,15 @@ def test_benchmark_runs_the_script_with_its_arguments_and_returns_its_status(tmp
     report = json.loads(out.read_text())
     fast_enough = all(row["speedup"] >= report["required_speedup"] for row in report["results"])
     assert status == (0 if fast_enough else 1)  # the script fails below its required speed-up
-    assert [row["env_id"] for row in report["results"]] == ["bpl/CopyRepeat-v0",
-                                                            "bpl/SequentialDigits-v0"]
+    assert [row["env_id"] for row in report["results"]] == [
+        "bpl/CopyRepeat-v0",
+        "bpl/SequentialDigits-v0",
+    ]
     for row in report["results"]:
         assert row["num_envs"] == 2
-        assert row["speedup"] == pytest.approx(row["native_tokens_per_s"]
-                                               / row["sync_tokens_per_s"])
+        assert row["speedup"] == pytest.approx(
+            row["native_tokens_per_s"] / row["sync_tokens_per_s"]
+        )
     assert main(["benchmark", "envs", "--num-envs", "two"]) == 2  # the script's usage error
 
 
@@ -101,8 +114,10 @@ def test_list_with_a_learner_shows_its_hyperparameters_and_defaults(capsys):
 # ----------------------------------------------------------------------------------- train
 def test_train_writes_logs_checkpoint_plot_and_the_run_config(tmp_path):
     out = tmp_path / "run"
-    assert main(tiny_train(out, "--updates", "4", "--lam", "0.5", "--seed", "3",
-                           "--lr-synth=1e-3")) == 0
+    assert (
+        main(tiny_train(out, "--updates", "4", "--lam", "0.5", "--seed", "3", "--lr-synth=1e-3"))
+        == 0
+    )
 
     progress = read_progress(out / "progress.csv")
     np.testing.assert_array_equal(progress["time/total_timesteps"], [30, 60, 90, 120])
@@ -118,24 +133,53 @@ def test_train_writes_logs_checkpoint_plot_and_the_run_config(tmp_path):
     assert metrics["final"]["train/loss"] == pytest.approx(progress["train/loss"][-1])
 
     # The run is the library's: the same learner built and trained by hand ends identically.
-    by_hand = BPLambda(gym.make_vec("bpl/LineDraw-v0", num_envs=3), hidden_size=4, lam=0.5,
-                       lr_synth=1e-3, n_envs=3, seed=3)
+    by_hand = BPLambda(
+        gym.make_vec("bpl/LineDraw-v0", num_envs=3),
+        hidden_size=4,
+        lam=0.5,
+        lr_synth=1e-3,
+        n_envs=3,
+        seed=3,
+    )
     by_hand.learn(episodes=4)
     loaded = BPLambda.load(out / "checkpoint.pt")
     assert loaded.num_episodes == 4 and loaded.lam == 0.5 and loaded.hidden_size == 4
     for name in ("core", "readout", "synthesiser"):
-        for p, q in zip(getattr(loaded, name).parameters(), getattr(by_hand, name).parameters(),
-                        strict=True):
+        for p, q in zip(
+            getattr(loaded, name).parameters(), getattr(by_hand, name).parameters(), strict=True
+        ):
             assert torch.equal(p, q)
 
 
 def test_train_runs_td_lambda_on_the_random_walk(tmp_path):
     out = tmp_path / "walk"
-    assert main(["train", "bpl/RandomWalk-v0", "--learner", "td_lambda", "--lam", "0.8",
-                 "--alpha", "0.3", "--trace", "true_online", "--updates", "10", "--seed", "0",
-                 "--out", str(out), "--no-progress"]) == 0
-    by_hand = TDLambda(gym.make("bpl/RandomWalk-v0"), lam=0.8, alpha=0.3, trace="true_online",
-                       seed=0).learn(episodes=10)
+    assert (
+        main(
+            [
+                "train",
+                "bpl/RandomWalk-v0",
+                "--learner",
+                "td_lambda",
+                "--lam",
+                "0.8",
+                "--alpha",
+                "0.3",
+                "--trace",
+                "true_online",
+                "--updates",
+                "10",
+                "--seed",
+                "0",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    by_hand = TDLambda(
+        gym.make("bpl/RandomWalk-v0"), lam=0.8, alpha=0.3, trace="true_online", seed=0
+    ).learn(episodes=10)
     loaded = TDLambda.load(out / "checkpoint.pt")
     assert loaded.num_episodes == 10
     np.testing.assert_array_equal(loaded.values, by_hand.values)
@@ -144,9 +188,26 @@ def test_train_runs_td_lambda_on_the_random_walk(tmp_path):
 
 def test_train_scores_envs_with_a_test_split_on_it(tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "bpl/SequentialDigits-v0", "--learner", "bptt", "--num-envs", "4",
-                 "--hidden-size", "3", "--updates", "2", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "bpl/SequentialDigits-v0",
+                "--learner",
+                "bptt",
+                "--num-envs",
+                "4",
+                "--hidden-size",
+                "3",
+                "--updates",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     test = json.loads((out / "metrics.json").read_text())["test"]
     learner = BPTT.load(out / "checkpoint.pt")
     inputs, labels = gym.make("bpl/SequentialDigits-v0", split="test").unwrapped.dataset()
@@ -155,8 +216,9 @@ def test_train_scores_envs_with_a_test_split_on_it(tmp_path):
         logits, state = learner.predict(inputs[:, t], state)
     assert test["test/accuracy"] == pytest.approx(np.mean(logits.argmax(1) == labels), abs=1e-12)
     log_softmax = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
-    assert test["test/loss"] == pytest.approx(-log_softmax[np.arange(len(labels)), labels].mean()
-                                              .item(), rel=1e-5)
+    assert test["test/loss"] == pytest.approx(
+        -log_softmax[np.arange(len(labels)), labels].mean().item(), rel=1e-5
+    )
 
 
 class InterruptAfter(BaseCallback):
@@ -174,20 +236,38 @@ class InterruptAfter(BaseCallback):
         return True
 
 
-COPY_RUN = ["train", "bpl/CopyRepeat-v0", "--num-envs", "2", "--core", "lstm",
-            "--hidden-size", "3", "--lr-synth", "1e-3", "--updates", "6", "--no-progress",
-            "--env-arg", "curriculum={threshold_bits: 50.0}"]  # 50 bits: advance every batch
+COPY_RUN = [
+    "train",
+    "bpl/CopyRepeat-v0",
+    "--num-envs",
+    "2",
+    "--core",
+    "lstm",
+    "--hidden-size",
+    "3",
+    "--lr-synth",
+    "1e-3",
+    "--updates",
+    "6",
+    "--no-progress",
+    "--env-arg",
+    "curriculum={threshold_bits: 50.0}",
+]  # 50 bits: advance every batch
 
 
 def _parameters(path):
     learner = BPLambda.load(path)
-    return [p.detach().clone() for m in (learner.core, learner.readout, learner.synthesiser)
-            for p in m.parameters()]
+    return [
+        p.detach().clone()
+        for m in (learner.core, learner.readout, learner.synthesiser)
+        for p in m.parameters()
+    ]
 
 
 @pytest.mark.parametrize("env_args", [[], ["--env-arg", "stream=true"]], ids=["plain", "stream"])
 def test_ctrl_c_leaves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(
-        env_args, tmp_path, monkeypatch, capsys):
+    env_args, tmp_path, monkeypatch, capsys
+):
     """Copy-repeat with a curriculum that advances every batch: the resumed run must restore
     the env's random state and the curriculum as well as the learner (also when the env
     streams, having drawn the next sequences on the step that ended the last batch)."""
@@ -195,7 +275,7 @@ def test_ctrl_c_leaves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(
     assert main([*COPY_RUN, *env_args, "--out", str(straight)]) == 0
 
     interrupting = functools.partial(training_module.train, callbacks=[InterruptAfter(3)])
-    monkeypatch.setattr(training_module, "train", interrupting)
+    monkeypatch.setattr(cli, "train", interrupting)  # the name the CLI calls
     assert main([*COPY_RUN, *env_args, "--out", str(broken)]) == 130
     assert f"bpl train --resume {broken}" in capsys.readouterr().err
     run = json.loads((broken / "run.json").read_text())
@@ -206,8 +286,9 @@ def test_ctrl_c_leaves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(
 
     monkeypatch.undo()
     assert main(["train", "--resume", str(broken), "--no-progress"]) == 0
-    for p, q in zip(_parameters(broken / "checkpoint.pt"), _parameters(straight / "checkpoint.pt"),
-                    strict=True):
+    for p, q in zip(
+        _parameters(broken / "checkpoint.pt"), _parameters(straight / "checkpoint.pt"), strict=True
+    ):
         assert torch.equal(p, q)
     a, b = read_progress(straight / "progress.csv"), read_progress(broken / "progress.csv")
     np.testing.assert_array_equal(a["train/loss"], b["train/loss"])
@@ -231,21 +312,23 @@ class InterruptAtBatchEnd(BaseCallback):
 
 
 def test_ctrl_c_between_a_batch_and_its_log_line_resumes_from_the_logged_batch(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     """The checkpoint never runs ahead of progress.csv: interrupted as batch 3 ends, before its
     row is written, the run keeps batch 2 and resumes to the uninterrupted log."""
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     assert main([*COPY_RUN, "--out", str(straight)]) == 0
     interrupting = functools.partial(training_module.train, callbacks=[InterruptAtBatchEnd(3)])
-    monkeypatch.setattr(training_module, "train", interrupting)
+    monkeypatch.setattr(cli, "train", interrupting)  # the name the CLI calls
     assert main([*COPY_RUN, "--out", str(broken)]) == 130
     assert BPLambda.load(broken / "checkpoint.pt").num_episodes == 2
     assert len(read_progress(broken / "progress.csv")["train/loss"]) == 2
     assert json.loads((broken / "run.json").read_text())["num_episodes"] == 2
     monkeypatch.undo()
     assert main(["train", "--resume", str(broken), "--no-progress"]) == 0
-    for p, q in zip(_parameters(broken / "checkpoint.pt"), _parameters(straight / "checkpoint.pt"),
-                    strict=True):
+    for p, q in zip(
+        _parameters(broken / "checkpoint.pt"), _parameters(straight / "checkpoint.pt"), strict=True
+    ):
         assert torch.equal(p, q)
     a, b = read_progress(straight / "progress.csv"), read_progress(broken / "progress.csv")
     np.testing.assert_array_equal(a["train/loss"], b["train/loss"])
@@ -269,35 +352,58 @@ def test_save_every_checkpoints_at_batch_boundaries_once_the_batch_is_logged(tmp
                 rows = len(read_progress(out / "progress.csv")["train/loss"])
                 seen.append((BPLambda.load(path).num_episodes, rows))
 
-    config = RunConfig(env="bpl/LineDraw-v0", learner="bp_lambda", num_envs=3,
-                       hyperparameters={"hidden_size": 4}, updates=5, save_every=50)
+    config = RunConfig(
+        env="bpl/LineDraw-v0",
+        learner="bp_lambda",
+        num_envs=3,
+        hyperparameters={"hidden_size": 4},
+        updates=5,
+        save_every=50,
+    )
     training_module.train(config, out, progress=False, stdout=False, callbacks=[Spy()])
     # (batches in checkpoint.pt, rows in progress.csv) when batches 3, 4 and 5 start
     assert seen == [(2, 2), (2, 3), (4, 4)]
     assert BPLambda.load(out / "checkpoint.pt").num_episodes == 5
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["train", "bpl/LineDrawing-v0", "--updates", "1"], ["unknown env id", "bpl/LineDraw-v0"]),
-    (["train", "bpl/LineDraw-v0", "--learner", "bp_lamda", "--updates", "1"],
-     ["unknown learner", "bp_lambda", "bptt"]),
-    (["train", "bpl/LineDraw-v0", "--lamda", "0.5", "--updates", "1"],
-     ["unknown hyper-parameter", "lamda", "'lam'", "'hidden_size'"]),
-    (["train", "bpl/LineDraw-v0", "--lam", "high", "--updates", "1"], ["'lam'", "float", "high"]),
-    (["train", "bpl/LineDraw-v0", "--hidden-size", "2.5", "--updates", "1"],
-     ["'hidden_size'", "int", "2.5"]),
-    (["train", "bpl/LineDraw-v0", "--env-arg", "length=3", "--updates", "1"],
-     ["unknown env argument", "'sequence_length'"]),
-    (["train", "bpl/LineDraw-v0", "--n-envs", "3", "--updates", "1"],
-     ["unknown hyper-parameter", "--num-envs"]),
-    (["train", "bpl/LineDraw-v0"], ["--steps N", "--updates N"]),
-    (["train", "--updates", "1"], ["ENV_ID"]),
-    (["train", "--resume", "somewhere", "--lam", "0.5"], ["--resume", "--lam"]),
-    (["reproduce", "toys"], ["unknown experiment", "toy", "copy-repeat"]),
-    (["train", "--config", "toyy", "--updates", "1"], ["toy_quick"]),
-])
-def test_mistakes_stop_before_anything_runs_and_list_the_choices(argv, expected, tmp_path,
-                                                                 capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "bpl/LineDrawing-v0", "--updates", "1"], ["unknown env id", "bpl/LineDraw-v0"]),
+        (
+            ["train", "bpl/LineDraw-v0", "--learner", "bp_lamda", "--updates", "1"],
+            ["unknown learner", "bp_lambda", "bptt"],
+        ),
+        (
+            ["train", "bpl/LineDraw-v0", "--lamda", "0.5", "--updates", "1"],
+            ["unknown hyper-parameter", "lamda", "'lam'", "'hidden_size'"],
+        ),
+        (
+            ["train", "bpl/LineDraw-v0", "--lam", "high", "--updates", "1"],
+            ["'lam'", "float", "high"],
+        ),
+        (
+            ["train", "bpl/LineDraw-v0", "--hidden-size", "2.5", "--updates", "1"],
+            ["'hidden_size'", "int", "2.5"],
+        ),
+        (
+            ["train", "bpl/LineDraw-v0", "--env-arg", "length=3", "--updates", "1"],
+            ["unknown env argument", "'sequence_length'"],
+        ),
+        (
+            ["train", "bpl/LineDraw-v0", "--n-envs", "3", "--updates", "1"],
+            ["unknown hyper-parameter", "--num-envs"],
+        ),
+        (["train", "bpl/LineDraw-v0"], ["--steps N", "--updates N"]),
+        (["train", "--updates", "1"], ["ENV_ID"]),
+        (["train", "--resume", "somewhere", "--lam", "0.5"], ["--resume", "--lam"]),
+        (["reproduce", "toys"], ["unknown experiment", "toy", "copy-repeat"]),
+        (["train", "--config", "toyy", "--updates", "1"], ["toy_quick"]),
+    ],
+)
+def test_mistakes_stop_before_anything_runs_and_list_the_choices(
+    argv, expected, tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)  # default output folders would land here
     message = error_of(capsys, [*argv, "--no-progress"] if argv[0] == "train" else argv)
     for text in expected:
@@ -318,27 +424,73 @@ def test_an_existing_output_folder_is_replaced_only_with_force(tmp_path, capsys)
 
 def test_train_from_a_config_file_with_flags_overriding_it(tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "env": "bpl/LineDraw-v0", "env_kwargs": {"sequence_length": 4}, "learner": "bp_lambda",
-        "num_envs": 2, "updates": 3, "hyperparameters": {"hidden_size": 3, "lam": 0.25}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "env": "bpl/LineDraw-v0",
+                "env_kwargs": {"sequence_length": 4},
+                "learner": "bp_lambda",
+                "num_envs": 2,
+                "updates": 3,
+                "hyperparameters": {"hidden_size": 3, "lam": 0.25},
+            }
+        )
+    )
     out = tmp_path / "run"
-    assert main(["train", "--config", str(config), "--lam", "0.75", "--updates", "2", "--out",
-                 str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--lam",
+                "0.75",
+                "--updates",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     run = json.loads((out / "run.json").read_text())["config"]
     assert run["hyperparameters"] == {"hidden_size": 3, "lam": 0.75}
     assert run["updates"] == 2 and run["env_kwargs"] == {"sequence_length": 4}
-    np.testing.assert_array_equal(read_progress(out / "progress.csv")["time/total_timesteps"],
-                                  [8, 16])
+    np.testing.assert_array_equal(
+        read_progress(out / "progress.csv")["time/total_timesteps"], [8, 16]
+    )
 
 
 def test_another_learner_on_a_config_keeps_the_hyperparameters_it_takes(tmp_path, capsys):
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({
-        "env": "bpl/LineDraw-v0", "learner": "bp_lambda", "num_envs": 2, "updates": 1,
-        "hyperparameters": {"hidden_size": 3, "lam": 0.25}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "env": "bpl/LineDraw-v0",
+                "learner": "bp_lambda",
+                "num_envs": 2,
+                "updates": 1,
+                "hyperparameters": {"hidden_size": 3, "lam": 0.25},
+            }
+        )
+    )
     out = tmp_path / "run"
-    assert main(["train", "--config", str(config), "--learner", "bptt", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--learner",
+                "bptt",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "bptt does not take ['lam']" in capsys.readouterr().out
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["hyperparameters"] == {"hidden_size": 3}
@@ -347,7 +499,8 @@ def test_another_learner_on_a_config_keeps_the_hyperparameters_it_takes(tmp_path
 
 def test_the_curriculum_env_argument_builds_a_curriculum():
     kwargs = env_arguments(
-        "bpl/CopyRepeat-v0", {"curriculum": {"threshold_bits": "0.5"}, "max_repeats": 5})
+        "bpl/CopyRepeat-v0", {"curriculum": {"threshold_bits": "0.5"}, "max_repeats": 5}
+    )
     assert isinstance(kwargs["curriculum"], CopyRepeatCurriculum)
     assert kwargs["curriculum"].threshold_bits == 0.5 and kwargs["max_repeats"] == 5
     with pytest.raises(ValueError, match="'repeats'"):
@@ -364,7 +517,12 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_python_m_agents_cli_runs_as_a_script():
-    done = subprocess.run([sys.executable, "-m", "agents.cli", "reproduce", "--help"],
-                          cwd=WORKTREE, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "reproduce", "--help"],
+        cwd=WORKTREE,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "usage: bpl reproduce" in done.stdout and "hours" in done.stdout

@@ -20,7 +20,7 @@ class RunningSum:
         self.loss = get_loss(loss)
         self.batches = []
 
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):  # noqa: ARG002
         state = np.zeros_like(observation) if state is None else state
         self.batches.append(len(observation))
         new_state = state + observation
@@ -28,11 +28,13 @@ class RunningSum:
 
 
 # Three sequences of T = 2 tokens; running sums at t = 1: [1, 0], [0, 2], [ln 3, 0]
-INPUTS = np.array([
-    [[0.0, 0.0], [1.0, 0.0]],
-    [[0.0, 1.0], [0.0, 1.0]],
-    [[0.0, 0.0], [math.log(3.0), 0.0]],
-])
+INPUTS = np.array(
+    [
+        [[0.0, 0.0], [1.0, 0.0]],
+        [[0.0, 1.0], [0.0, 1.0]],
+        [[0.0, 0.0], [math.log(3.0), 0.0]],
+    ]
+)
 LABELS = np.array([0, 0, 0])  # arg-max of those sums: 0, 1, 0 (the second is wrong)
 
 
@@ -94,8 +96,10 @@ def test_bad_input_is_refused(kwargs, message):
         evaluate_sequences(RunningSum("mse"), **arguments, batch_size=batch_size)
 
 
-@pytest.mark.parametrize("labels, message", [(np.array([0.0, 1.0]), "integer"),
-                                             (np.array([0, 3]), r"\[0, n_classes=3\)")])
+@pytest.mark.parametrize(
+    "labels, message",
+    [(np.array([0.0, 1.0]), "integer"), (np.array([0, 3]), r"\[0, n_classes=3\)")],
+)
 def test_bad_labels_are_refused(labels, message):
     with pytest.raises(ValueError, match=message):
         last_step_targets(labels, 3, 2)

@@ -36,9 +36,18 @@ def twin_learners(core, synth_hidden, lam, gamma, **kwargs):
     learners = []
     for synth_update in ("trace", "forward_view"):
         learner = BPLambda(
-            replay_env(), core=core, hidden_size=H, dtype="float64", seed=0, lam=lam,
-            gamma=gamma, synth_hidden=synth_hidden, clip_synth_update=False, lr_synth=1e-3,
-            synth_update=synth_update, **kwargs,
+            replay_env(),
+            core=core,
+            hidden_size=H,
+            dtype="float64",
+            seed=0,
+            lam=lam,
+            gamma=gamma,
+            synth_hidden=synth_hidden,
+            clip_synth_update=False,
+            lr_synth=1e-3,
+            synth_update=synth_update,
+            **kwargs,
         )
         randomise(learner.synthesiser, seed=1)
         randomise(learner.readout, seed=2)
@@ -67,8 +76,12 @@ def test_forward_view_equals_the_trace_path_and_autograd(core, synth_hidden, lam
     expected = autograd_forward_view(fast, lam, gamma)
     trace.learn(episodes=1)
     fast.learn(episodes=1)
-    for p_trace, p_fast, want in zip(trace.synthesiser.trace_parameters(),
-                                     fast.synthesiser.trace_parameters(), expected, strict=True):
+    for p_trace, p_fast, want in zip(
+        trace.synthesiser.trace_parameters(),
+        fast.synthesiser.trace_parameters(),
+        expected,
+        strict=True,
+    ):
         torch.testing.assert_close(p_fast.grad, p_trace.grad, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(-p_fast.grad, want, rtol=1e-10, atol=1e-12)
     assert any(w.abs().max() > 1e-3 for w in expected)  # not vacuous
@@ -82,16 +95,18 @@ def test_forward_view_learns_the_same_parameters_over_several_sequences(core):
     trace.learn(episodes=3)
     fast.learn(episodes=3)
     for name in ("core", "readout", "synthesiser"):
-        for p, q in zip(getattr(trace, name).parameters(), getattr(fast, name).parameters(),
-                        strict=True):
+        for p, q in zip(
+            getattr(trace, name).parameters(), getattr(fast, name).parameters(), strict=True
+        ):
             torch.testing.assert_close(q, p, rtol=1e-10, atol=1e-12)
     moved = [p for p in fast.synthesiser.trace_parameters() if p.abs().max() > 0]
     assert moved  # the output layer started at zero and has learned
 
 
 def test_forward_view_survives_save_and_load(tmp_path):
-    learner = BPLambda(replay_env(), hidden_size=H, synth_update="forward_view",
-                       clip_synth_update=False, seed=0)
+    learner = BPLambda(
+        replay_env(), hidden_size=H, synth_update="forward_view", clip_synth_update=False, seed=0
+    )
     learner.learn(episodes=1).save(tmp_path / "fast")
     loaded = BPLambda.load(tmp_path / "fast", env=replay_env())
     assert loaded.synth_update == "forward_view"
@@ -99,10 +114,11 @@ def test_forward_view_survives_save_and_load(tmp_path):
 
 
 def test_a_non_finite_forward_view_update_stops_learning():
-    learner = BPLambda(replay_env(), hidden_size=H, synth_update="forward_view",
-                       clip_synth_update=False, seed=0)
+    learner = BPLambda(
+        replay_env(), hidden_size=H, synth_update="forward_view", clip_synth_update=False, seed=0
+    )
 
-    def overflowing_vjp(cache, u):  # only the end-of-sequence recursion uses vjp on this path
+    def overflowing_vjp(_cache, u):  # only the end-of-sequence recursion uses vjp on this path
         return torch.full_like(u, float("inf"))
 
     learner.core.vjp = overflowing_vjp
@@ -114,12 +130,18 @@ def test_a_non_finite_forward_view_update_stops_learning():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"synth_update": "forward_view", "update": "step", "clip_synth_update": False},
-         r"synth_update='forward_view' needs update='sequence'.*got update='step'"),
-        ({"synth_update": "forward_view"},
-         r"synth_update='forward_view' cannot be combined with clip_synth_update=True"),
-        ({"synth_update": "offline"},
-         r"synth_update must be one of \('trace', 'forward_view'\), got 'offline'"),
+        (
+            {"synth_update": "forward_view", "update": "step", "clip_synth_update": False},
+            r"synth_update='forward_view' needs update='sequence'.*got update='step'",
+        ),
+        (
+            {"synth_update": "forward_view"},
+            r"synth_update='forward_view' cannot be combined with clip_synth_update=True",
+        ),
+        (
+            {"synth_update": "offline"},
+            r"synth_update must be one of \('trace', 'forward_view'\), got 'offline'",
+        ),
     ],
 )
 def test_impossible_combinations_are_refused(kwargs, message):

@@ -39,11 +39,17 @@ def test_gradient_is_autograd_with_the_state_detached_every_token(core, loss):
     assert all(g.abs().max() > 1e-4 for g in core_grads)
 
 
-@pytest.mark.parametrize("core, activation", [("rnn", "tanh"), ("rnn", "identity"),
-                                              ("lstm", "tanh")])
+@pytest.mark.parametrize(
+    "core, activation", [("rnn", "tanh"), ("rnn", "identity"), ("lstm", "tanh")]
+)
 def test_step_update_applies_adam_after_every_token(core, activation):
     learner, (inputs, targets, scored) = build(
-        core, "ce", n_batches=2, activation=activation, update="step", lr_core=1e-2,
+        core,
+        "ce",
+        n_batches=2,
+        activation=activation,
+        update="step",
+        lr_core=1e-2,
         lr_readout=1e-2,
     )
     want_core, want_readout = online_chunked_reference(
@@ -61,6 +67,8 @@ def test_frozen_core_stays_put_while_the_readout_learns():
     learner.learn(episodes=2)
     assert_all_close(list(learner.core.parameters()), core_before, rtol=0, atol=0)
     assert all(p.grad is None for p in learner.core.parameters())
-    moved = [(a - b).abs().max() for a, b in zip(learner.readout.parameters(), readout_before,
-                                                 strict=True)]
+    moved = [
+        (a - b).abs().max()
+        for a, b in zip(learner.readout.parameters(), readout_before, strict=True)
+    ]
     assert min(moved) > 1e-3

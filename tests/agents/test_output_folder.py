@@ -23,8 +23,20 @@ from agents.experiments.output_folder import (
 
 
 def tiny_train(out, *extra):
-    return ["train", "bpl/LineDraw-v0", "--num-envs", "2", "--hidden-size", "3", "--updates",
-            "1", "--out", str(out), "--no-progress", *extra]
+    return [
+        "train",
+        "bpl/LineDraw-v0",
+        "--num-envs",
+        "2",
+        "--hidden-size",
+        "3",
+        "--updates",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def usage_error(capsys, argv) -> str:
@@ -35,8 +47,9 @@ def usage_error(capsys, argv) -> str:
 
 
 def tree(folder: pathlib.Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def test_force_refuses_a_folder_bpl_did_not_write_and_deletes_nothing(tmp_path, capsys):
@@ -54,8 +67,9 @@ def test_force_refuses_a_folder_bpl_did_not_write_and_deletes_nothing(tmp_path, 
 
 
 @pytest.mark.parametrize("where", ["cwd", "parent"])
-def test_force_never_touches_the_current_directory_or_a_parent(tmp_path, monkeypatch, capsys,
-                                                               where):
+def test_force_never_touches_the_current_directory_or_a_parent(
+    tmp_path, monkeypatch, capsys, where
+):
     work = tmp_path / "work"
     prepare_output_dir(work, force=False)  # even a folder that carries our manifest
     write_text(work / "results.md", "earlier results")
@@ -81,12 +95,19 @@ def test_force_refuses_the_home_directory(tmp_path, monkeypatch):
     assert (home / "results.md").read_text() == "x"
 
 
-def test_force_replaces_an_earlier_run_and_keeps_files_the_user_added(tmp_path, capsys):
+def test_force_replaces_an_earlier_run_and_keeps_files_the_user_added(tmp_path):
     out = tmp_path / "run"
     assert main(tiny_train(out)) == 0
     written = set(tree(out))
-    assert {"checkpoint.pt", "run.json", "metrics.json", "progress.csv", "config.yaml",
-            "learning_curve.png", MANIFEST} <= written
+    assert {
+        "checkpoint.pt",
+        "run.json",
+        "metrics.json",
+        "progress.csv",
+        "config.yaml",
+        "learning_curve.png",
+        MANIFEST,
+    } <= written
     assert any(name.startswith("events.out.tfevents.") for name in written)
     recorded = json.loads((out / MANIFEST).read_text())["entries"]
     assert all(any(pathlib.PurePath(n).match(e) for e in recorded) for n in written - {MANIFEST})
@@ -130,8 +151,15 @@ def test_manifest_entries_cannot_reach_outside_the_folder_or_through_links(tmp_p
     assert (out / "results.md").is_symlink() and (out / "linked").is_symlink()
 
 
-@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"format": 2, "entries": []}',
-                                     '{"format": 1, "entries": "results.md"}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "[1, 2]",
+        '{"format": 2, "entries": []}',
+        '{"format": 1, "entries": "results.md"}',
+    ],
+)
 def test_an_unreadable_manifest_means_not_ours(tmp_path, content):
     out = tmp_path / "out"
     out.mkdir()

@@ -20,12 +20,21 @@ EXTRA = {"tbptt": {"n": 3}, "dni": {"n": 3, "lr_synth": 1e-2}, "bp_lambda": {"lr
 
 
 def make(name, env=ENV_ID, **kwargs):
-    return get_learner(name)(env, core="lstm", hidden_size=5, n_envs=4, seed=3, lr_core=1e-2,
-                             lr_readout=1e-2, **{**EXTRA.get(name, {}), **kwargs})
+    return get_learner(name)(
+        env,
+        core="lstm",
+        hidden_size=5,
+        n_envs=4,
+        seed=3,
+        lr_core=1e-2,
+        lr_readout=1e-2,
+        **{**EXTRA.get(name, {}), **kwargs},
+    )
 
 
-RECURRENT = sorted(name for name, entry in LEARNERS.items()
-                   if issubclass(entry.cls, SequenceLearner))
+RECURRENT = sorted(
+    name for name, entry in LEARNERS.items() if issubclass(entry.cls, SequenceLearner)
+)
 
 
 def test_registry_names_every_learner_with_a_description():
@@ -83,8 +92,7 @@ def test_sb3_evaluate_policy_scores_the_learners_forward_pass(name):
     recorder = Recorder(gym.make(ENV_ID, split="test"))
     env = Monitor(recorder)
     env.reset(seed=5)
-    rewards, lengths = evaluate_policy(learner, env, n_eval_episodes=4,
-                                       return_episode_rewards=True)
+    rewards, lengths = evaluate_policy(learner, env, n_eval_episodes=4, return_episode_rewards=True)
     assert lengths == [8] * 4
     twin, readout = Twin(learner.core), learner.readout
     expected = []

@@ -20,8 +20,8 @@ WALL_TIMES = {"elapsed_s", "cell_seconds", "seconds"}
 
 def test_the_readme_blocks_equal_what_bpl_report_renders_from_the_committed_results():
     assert update_markdown(README, write=False) == [], (
-        "a README results block differs from its results.json: run `bpl report --readme "
-        "README.md`")
+        "a README results block differs from its results.json: run `bpl report --readme README.md`"
+    )
 
 
 def test_every_committed_quick_result_is_shown_in_the_readme():
@@ -33,25 +33,35 @@ def test_every_committed_quick_result_is_shown_in_the_readme():
 def _results_folder(root: pathlib.Path, table: str = "| a |\n|---|\n| 1 |\n") -> pathlib.Path:
     folder = root / "res"
     folder.mkdir()
-    (folder / "results.json").write_text(json.dumps({
-        "command": "bpl reproduce toy --quick --workers 2", "elapsed_s": 12.3, "workers": 2,
-        "table": table, "figures": ["a.png"]}))
+    (folder / "results.json").write_text(
+        json.dumps(
+            {
+                "command": "bpl reproduce toy --quick --workers 2",
+                "elapsed_s": 12.3,
+                "workers": 2,
+                "table": table,
+                "figures": ["a.png"],
+            }
+        )
+    )
     return folder
 
 
-def test_report_renders_the_command_time_table_and_figures(tmp_path, capsys):
+def test_report_renders_the_command_time_table_and_figures(tmp_path):
     _results_folder(tmp_path)
     assert render_block("res", tmp_path) == (
         "`bpl reproduce toy --quick --workers 2`: 12 s on 2 worker(s) "
-        "([results.md](res/results.md)).\n\n| a |\n|---|\n| 1 |\n\n![a.png](res/a.png)\n")
+        "([results.md](res/results.md)).\n\n| a |\n|---|\n| 1 |\n\n![a.png](res/a.png)\n"
+    )
 
 
-def test_report_check_fails_on_a_stale_block_and_report_rewrites_it(tmp_path, capsys,
-                                                                      monkeypatch):
+def test_report_check_fails_on_a_stale_block_and_report_rewrites_it(tmp_path, capsys, monkeypatch):
     folder = _results_folder(tmp_path)
     readme = tmp_path / "README.md"
-    readme.write_text("# Title\n\nprose\n\n<!-- bpl report res -->\nold table\n"
-                      "<!-- end bpl report -->\n\nmore prose\n")
+    readme.write_text(
+        "# Title\n\nprose\n\n<!-- bpl report res -->\nold table\n"
+        "<!-- end bpl report -->\n\nmore prose\n"
+    )
     assert main(["report", "--readme", str(readme), "--check"]) == 1
     assert "['res']" in capsys.readouterr().out and "old table" in readme.read_text()
     assert main(["report", "--readme", str(readme)]) == 0

@@ -44,8 +44,22 @@ def _tiny_copy_repeat(path: pathlib.Path) -> str:
 
 
 def _argv(config: str, out: pathlib.Path, *extra: str) -> list[str]:
-    return ["reproduce", "copy-repeat", "--config", config, "--out", str(out), "--seeds", "2",
-            "--workers", "1", "--no-progress", "--checkpoint-seconds", "0", *extra]
+    return [
+        "reproduce",
+        "copy-repeat",
+        "--config",
+        config,
+        "--out",
+        str(out),
+        "--seeds",
+        "2",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--checkpoint-seconds",
+        "0",
+        *extra,
+    ]
 
 
 def _without_wall_times(value):
@@ -62,8 +76,11 @@ def _results(out: pathlib.Path) -> dict:
 
 def _files(folder: pathlib.Path) -> dict[str, tuple[int, bytes]]:
     """Every file of a folder: its modification time (ns) and content."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _parameters(path: pathlib.Path) -> list[torch.Tensor]:
@@ -85,8 +102,11 @@ def _tensors(value, prefix=""):
 def _assert_same_cells(a: pathlib.Path, b: pathlib.Path) -> None:
     """Every cell of two reproductions ends with the same parameters and the same log."""
     for name in CELLS:
-        for p, q in zip(_parameters(a / "cells" / name / "checkpoint.pt"),
-                        _parameters(b / "cells" / name / "checkpoint.pt"), strict=True):
+        for p, q in zip(
+            _parameters(a / "cells" / name / "checkpoint.pt"),
+            _parameters(b / "cells" / name / "checkpoint.pt"),
+            strict=True,
+        ):
             assert torch.equal(p, q)
         progress_a = read_progress(a / "cells" / name / "progress.csv")
         progress_b = read_progress(b / "cells" / name / "progress.csv")
@@ -133,7 +153,8 @@ def _interrupted(tmp_path, monkeypatch, capsys, config: str, at: int) -> pathlib
 
 
 def test_an_interrupted_reproduction_resumes_to_the_uninterrupted_results(
-        straight, tmp_path, monkeypatch, capsys):
+    straight, tmp_path, monkeypatch, capsys
+):
     reference, config = straight
     # Ctrl-C in the second cell (BPTT, seed 0) after 3 of its 6 batches.
     out = _interrupted(tmp_path, monkeypatch, capsys, config, at=UPDATES + 4)
@@ -145,8 +166,21 @@ def test_an_interrupted_reproduction_resumes_to_the_uninterrupted_results(
     assert [row["label"] for row in partial["results"]] == ["BP(1)"]
     finished_cell = _files(out / "cells" / "BP_1_seed0")
 
-    assert main(["reproduce", "--resume", str(out), "--workers", "1", "--no-progress",
-                 "--checkpoint-seconds", "0"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--resume",
+                str(out),
+                "--workers",
+                "1",
+                "--no-progress",
+                "--checkpoint-seconds",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert _results(out) == _results(reference)
     assert not _results(out)["partial"]
     _assert_same_cells(out, reference)
@@ -154,12 +188,15 @@ def test_an_interrupted_reproduction_resumes_to_the_uninterrupted_results(
 
 
 def test_report_only_reports_the_finished_cells_and_trains_nothing(
-        straight, tmp_path, monkeypatch, capsys):
+    straight, tmp_path, monkeypatch, capsys
+):
     reference, config = straight
     out = _interrupted(tmp_path, monkeypatch, capsys, config, at=2 * UPDATES + 2)
     before = _files(out / "cells")
-    assert main(["reproduce", "copy-repeat", "--resume", str(out), "--report-only",
-                 "--no-progress"]) == 0
+    assert (
+        main(["reproduce", "copy-repeat", "--resume", str(out), "--report-only", "--no-progress"])
+        == 0
+    )
     assert _files(out / "cells") == before
     partial, complete = _results(out), _results(reference)
     assert partial["partial"] and partial["cells_missing"] == CELLS[2:]
@@ -175,8 +212,23 @@ def test_resume_with_more_updates_extends_every_cell_exactly(straight, tmp_path)
     out = tmp_path / "out"
     assert main(_argv(config, out, "--updates", str(UPDATES // 2))) == 0
     assert _results(out)["results"][0]["length_curve"]["mean"] == [5, 7, 9]
-    assert main(["reproduce", "--resume", str(out), "--updates", str(UPDATES), "--workers", "1",
-                 "--no-progress", "--checkpoint-seconds", "0"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--resume",
+                str(out),
+                "--updates",
+                str(UPDATES),
+                "--workers",
+                "1",
+                "--no-progress",
+                "--checkpoint-seconds",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert _results(out) == _results(reference)  # including the command: --updates 6
     _assert_same_cells(out, reference)
 
@@ -188,21 +240,38 @@ def test_a_stopped_reproduction_with_two_workers_resumes_exactly(tmp_path, stop)
     train: after SIGKILL the orphaned workers exit by themselves without writing, after SIGINT
     they stop at their next batch boundary; --resume continues every cell from its last
     checkpoint (a fixed T = 5 and 40 updates, so that cells are still running at the signal)."""
-    config = copy.deepcopy(yaml.safe_load(pathlib.Path(_tiny_copy_repeat(
-        tmp_path / "tiny.yaml")).read_text()))
+    config = copy.deepcopy(
+        yaml.safe_load(pathlib.Path(_tiny_copy_repeat(tmp_path / "tiny.yaml")).read_text())
+    )
     config["env_kwargs"]["curriculum"]["threshold_bits"] = 1e-6  # never advances
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(config))
-    argv = ["reproduce", "copy-repeat", "--config", str(path), "--seeds", "2", "--updates",
-            "40", "--workers", "2", "--no-progress", "--checkpoint-seconds", "0"]
+    argv = [
+        "reproduce",
+        "copy-repeat",
+        "--config",
+        str(path),
+        "--seeds",
+        "2",
+        "--updates",
+        "40",
+        "--workers",
+        "2",
+        "--no-progress",
+        "--checkpoint-seconds",
+        "0",
+    ]
     straight, out = tmp_path / "straight", tmp_path / "out"
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the worker processes
     try:
         assert main([*argv, "--out", str(straight)]) == 0
-        process = subprocess.Popen([sys.executable, "-m", "agents.cli", *argv, "--out", str(out)],
-                                   cwd=WORKTREE, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", *argv, "--out", str(out)],
+            cwd=WORKTREE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not list(out.glob("cells/*/checkpoint.pt")):
             time.sleep(0.002)
@@ -211,8 +280,21 @@ def test_a_stopped_reproduction_with_two_workers_resumes_exactly(tmp_path, stop)
         unfinished = [c for c in CELLS if not (out / "cells" / c / "result.json").exists()]
         assert unfinished, "every cell finished before the kill: nothing was tested"
         time.sleep(2.0)  # the orphaned workers notice at their next batch boundary
-        assert main(["reproduce", "--resume", str(out), "--workers", "2", "--no-progress",
-                     "--checkpoint-seconds", "0"]) == 0
+        assert (
+            main(
+                [
+                    "reproduce",
+                    "--resume",
+                    str(out),
+                    "--workers",
+                    "2",
+                    "--no-progress",
+                    "--checkpoint-seconds",
+                    "0",
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(torch_threads)
     assert _results(out) == _results(straight)
@@ -249,7 +331,8 @@ def test_resume_refuses_a_reproduction_of_another_experiment(straight, capsys):
 
 @pytest.mark.parametrize("damage", ["truncated checkpoint", "corrupted run.json"])
 def test_resume_refuses_a_damaged_cell_naming_the_file_and_deletes_nothing(
-        straight, tmp_path, monkeypatch, capsys, damage):
+    straight, tmp_path, monkeypatch, capsys, damage
+):
     _, config = straight
     out = _interrupted(tmp_path, monkeypatch, capsys, config, at=UPDATES + 4)
     cell = out / "cells" / "BPTT_seed0"
@@ -276,8 +359,9 @@ def test_resume_refuses_a_smaller_budget_and_clashing_options(straight, capsys):
 
 
 def test_updates_for_an_experiment_without_that_budget_is_refused(tmp_path, capsys):
-    error = _error(capsys, ["reproduce", "random-walk", "--updates", "5", "--out",
-                            str(tmp_path / "o")])
+    error = _error(
+        capsys, ["reproduce", "random-walk", "--updates", "5", "--out", str(tmp_path / "o")]
+    )
     assert "no budget in updates" in error and not (tmp_path / "o").exists()
 
 
@@ -287,24 +371,43 @@ def test_experiments_that_are_not_resumable_say_so(tmp_path, capsys):
     path = tmp_path / "walk.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "walk"
-    assert main(["reproduce", "random-walk", "--config", str(path), "--out", str(out),
-                 "--workers", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "random-walk",
+                "--config",
+                str(path),
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     error = _error(capsys, ["reproduce", "--resume", str(out)])
     assert "not resumable" in error and str(out / "reproduction.json") in error
 
 
 # ------------------------------------------------------------------------ table columns
-@pytest.mark.parametrize(("learner", "hyperparameters", "expected"), [
-    ("bp_lambda", {}, "trace, clipped"),  # BPLambda's defaults
-    ("bp_lambda", {"clip_synth_update": False}, "trace"),
-    ("bp_lambda", {"synth_update": "forward_view", "clip_synth_update": False}, "forward view"),
-    ("dni", {}, "–"),
-    ("bptt", {}, "–"),
-])
-def test_the_synthesiser_path_column_names_what_the_learner_runs(learner, hyperparameters,
-                                                                  expected):
-    run = RunConfig(env="bpl/LineDraw-v0", learner=learner, hyperparameters=hyperparameters,
-                    updates=1)
+@pytest.mark.parametrize(
+    ("learner", "hyperparameters", "expected"),
+    [
+        ("bp_lambda", {}, "trace, clipped"),  # BPLambda's defaults
+        ("bp_lambda", {"clip_synth_update": False}, "trace"),
+        ("bp_lambda", {"synth_update": "forward_view", "clip_synth_update": False}, "forward view"),
+        ("dni", {}, "–"),
+        ("bptt", {}, "–"),
+    ],
+)
+def test_the_synthesiser_path_column_names_what_the_learner_runs(
+    learner, hyperparameters, expected
+):
+    run = RunConfig(
+        env="bpl/LineDraw-v0", learner=learner, hyperparameters=hyperparameters, updates=1
+    )
     assert synth_path(run) == expected
 
 
@@ -313,7 +416,8 @@ def test_a_cell_record_holds_its_training_time_and_mean_clip_fraction(tmp_path):
     are skipped), None where no batch logs it."""
     (tmp_path / "run.json").write_text(json.dumps({"elapsed_s": 12.5}))
     (tmp_path / "progress.csv").write_text(
-        "time/episodes,train/loss,train/synth_clip_fraction\n1,0.5,0.25\n2,0.4,\n3,0.3,1.0\n")
+        "time/episodes,train/loss,train/synth_clip_fraction\n1,0.5,0.25\n2,0.4,\n3,0.3,1.0\n"
+    )
     assert cell_record(tmp_path) == {"seconds": 12.5, "synth_clip_fraction": (0.25 + 1.0) / 2}
     (tmp_path / "progress.csv").write_text("time/episodes,train/loss\n1,0.5\n")
     assert cell_record(tmp_path)["synth_clip_fraction"] is None

@@ -31,8 +31,9 @@ def build(cls, core, loss="mse", n_batches=1, **kwargs):
     return learner, (inputs, targets, scored)
 
 
-@pytest.mark.parametrize("core, activation", [("rnn", "tanh"), ("rnn", "identity"),
-                                              ("lstm", "tanh")])
+@pytest.mark.parametrize(
+    "core, activation", [("rnn", "tanh"), ("rnn", "identity"), ("lstm", "tanh")]
+)
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 def test_offline_gradient_is_bptt_by_autograd(core, activation, loss):
     learner, data = build(RTRL, core, loss, activation=activation)
@@ -65,19 +66,24 @@ def online_rtrl_reference(core, readout, kind, inputs, targets, scored, lr):
     for first in range(0, x.shape[0], B):
         rows = slice(first, first + B)
         state = torch.zeros(B, core.state_size, dtype=torch.float64)
-        sensitivities = [torch.zeros(B, core.state_size, *p.shape, dtype=torch.float64)
-                         for p in core.parameters()]
+        sensitivities = [
+            torch.zeros(B, core.state_size, *p.shape, dtype=torch.float64)
+            for p in core.parameters()
+        ]
         for t in range(T):
             x_t = x[rows, t]
             full = torch.autograd.functional.jacobian(lambda s, x_t=x_t: core(x_t, s), state)
             jacobian = torch.stack([full[b, :, b, :] for b in range(B)])
             local = torch.autograd.functional.jacobian(
                 lambda *ps, x_t=x_t, s=state: torch.func.functional_call(
-                    core, dict(zip(names, ps, strict=True)), (x_t, s)),
+                    core, dict(zip(names, ps, strict=True)), (x_t, s)
+                ),
                 tuple(core.parameters()),
             )
-            sensitivities = [torch.einsum("bij,bj...->bi...", jacobian, old) + new
-                             for old, new in zip(sensitivities, local, strict=True)]
+            sensitivities = [
+                torch.einsum("bij,bj...->bi...", jacobian, old) + new
+                for old, new in zip(sensitivities, local, strict=True)
+            ]
             state = core(x_t, state).detach().requires_grad_(True)
             loss = float(scored[t]) * step_loss(kind, readout(core.hidden(state)), y[rows, t])
             l_t, *readout_grads = torch.autograd.grad(loss.mean(), [state, *readout.parameters()])
@@ -93,17 +99,21 @@ def online_rtrl_reference(core, readout, kind, inputs, targets, scored, lr):
 
 @pytest.mark.parametrize("core", ["rnn", "lstm"])
 def test_online_updates_follow_the_sensitivity_recursion(core):
-    learner, data = build(RTRL, core, "ce", n_batches=2, update="step", lr_core=3e-2,
-                          lr_readout=3e-2)
-    want_core, want_readout = online_rtrl_reference(learner.core, learner.readout, "ce", *data,
-                                                    lr=3e-2)
+    learner, data = build(
+        RTRL, core, "ce", n_batches=2, update="step", lr_core=3e-2, lr_readout=3e-2
+    )
+    want_core, want_readout = online_rtrl_reference(
+        learner.core, learner.readout, "ce", *data, lr=3e-2
+    )
     learner.learn(episodes=2)
     assert_all_close(list(learner.core.parameters()), list(want_core.parameters()))
     assert_all_close(list(learner.readout.parameters()), list(want_readout.parameters()))
     offline, _ = build(RTRL, core, "ce", n_batches=2, lr_core=3e-2, lr_readout=3e-2)
     offline.learn(episodes=2)
-    gap = max((a - b).abs().max() for a, b in zip(learner.core.parameters(),
-                                                  offline.core.parameters(), strict=True))
+    gap = max(
+        (a - b).abs().max()
+        for a, b in zip(learner.core.parameters(), offline.core.parameters(), strict=True)
+    )
     assert gap > 1e-3  # online and offline really differ
 
 

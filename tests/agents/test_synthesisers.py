@@ -77,8 +77,7 @@ def test_parameter_vjp_matches_autograd(kind, size, seed):
     synthesiser = build(kind, state_size, output_size, hidden_size, seed)
     generator = torch.Generator().manual_seed(seed + 1)
     s = 2 * torch.randn(batch, state_size, generator=generator, dtype=torch.double)
-    cotangent = torch.randn(batch, synthesiser.output_size, generator=generator,
-                            dtype=torch.double)
+    cotangent = torch.randn(batch, synthesiser.output_size, generator=generator, dtype=torch.double)
     with torch.enable_grad():
         expected = torch.autograd.grad(synthesiser(s), synthesiser.trace_parameters(), cotangent)
     got = synthesiser.parameter_vjp(s, cotangent)
@@ -86,8 +85,10 @@ def test_parameter_vjp_matches_autograd(kind, size, seed):
     for mine, theirs in zip(got, expected, strict=True):
         torch.testing.assert_close(mine, theirs, **TOL)
     buffer = torch.full((sum(p.numel() for p in expected),), float("nan"), dtype=torch.double)
-    views = [block.view(p.shape) for block, p in
-             zip(buffer.split([p.numel() for p in expected]), expected, strict=True)]
+    views = [
+        block.view(p.shape)
+        for block, p in zip(buffer.split([p.numel() for p in expected]), expected, strict=True)
+    ]
     written = synthesiser.parameter_vjp(s, cotangent, out=views)
     assert all(w is v for w, v in zip(written, views, strict=True))
     for view, theirs in zip(views, expected, strict=True):
@@ -114,14 +115,18 @@ def test_jacobians_added_into_strided_trace_views(kind):
 def test_parameter_vjp_names_a_wrong_cotangent():
     synthesiser = build("linear", 4, 3, 5)
     s = torch.zeros(2, 4, dtype=torch.double)
-    with pytest.raises(ValueError, match=r"cotangent must be a tensor of shape \(2, 3\).*"
-                                         r"got \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cotangent must be a tensor of shape \(2, 3\).*"
+        r"got \(2, 4\)",
+    ):
         synthesiser.parameter_vjp(s, torch.zeros(2, 4, dtype=torch.double))
     with pytest.raises(ValueError, match=r"dtype torch.float64 .*got \(2, 3\), torch.float32"):
         synthesiser.parameter_vjp(s, torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"out must be 2 tensors of shapes \[\(3, 4\), \(3,\)\]"):
-        synthesiser.parameter_vjp(s, torch.zeros(2, 3, dtype=torch.double),
-                                  out=[torch.zeros(3, 4, dtype=torch.double)])
+        synthesiser.parameter_vjp(
+            s, torch.zeros(2, 3, dtype=torch.double), out=[torch.zeros(3, 4, dtype=torch.double)]
+        )
 
 
 def test_linear_trace_add_allocates_nothing_trace_sized():
@@ -168,9 +173,7 @@ def test_forward_is_the_stated_formula():
     expected = torch.relu(s @ hidden.weight.T + hidden.bias) @ output.weight.T + output.bias
     torch.testing.assert_close(synthesiser(s), expected, **TOL)
     linear = build("linear", 4, 3, None)
-    torch.testing.assert_close(
-        linear(s), s @ linear.output.weight.T + linear.output.bias, **TOL
-    )
+    torch.testing.assert_close(linear(s), s @ linear.output.weight.T + linear.output.bias, **TOL)
 
 
 def test_trace_parameter_lists_and_output_mode_freezes_the_hidden_layer():

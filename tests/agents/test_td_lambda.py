@@ -97,8 +97,15 @@ def _dense_features(seed, n_features=3, binary=False):
 @pytest.mark.parametrize("lam, gamma", [(0.7, 1.0), (0.9, 0.8)])
 def test_agent_equals_the_explicit_td_lambda_recursion(kind, lam, gamma):
     features = _dense_features(1, binary=kind == "replacing")
-    agent = TDLambda(RandomWalkEnv(N_STATES), lam=lam, alpha=0.05, gamma=gamma, trace=kind,
-                     seed=7, features=features)
+    agent = TDLambda(
+        RandomWalkEnv(N_STATES),
+        lam=lam,
+        alpha=0.05,
+        gamma=gamma,
+        trace=kind,
+        seed=7,
+        features=features,
+    )
     agent.learn(episodes=4)
     expected = _reference_td_lambda(_episodes(7, 4), features, kind, lam, 0.05, gamma)
     np.testing.assert_allclose(agent.weights.numpy(), expected, rtol=1e-12, atol=1e-14)
@@ -107,8 +114,15 @@ def test_agent_equals_the_explicit_td_lambda_recursion(kind, lam, gamma):
 @pytest.mark.parametrize("lam, gamma, alpha", [(0.5, 1.0, 0.1), (0.9, 0.9, 0.3), (1.0, 1.0, 0.05)])
 def test_true_online_td_lambda_equals_the_online_lambda_return_algorithm(lam, gamma, alpha):
     features = _dense_features(2, n_features=4)
-    agent = TDLambda(RandomWalkEnv(N_STATES), lam=lam, alpha=alpha, gamma=gamma,
-                     trace="true_online", seed=3, features=features)
+    agent = TDLambda(
+        RandomWalkEnv(N_STATES),
+        lam=lam,
+        alpha=alpha,
+        gamma=gamma,
+        trace="true_online",
+        seed=3,
+        features=features,
+    )
     agent.learn(episodes=3)
     expected = _online_lambda_return(_episodes(3, 3), features, lam, alpha, gamma)
     np.testing.assert_allclose(agent.weights.numpy(), expected, rtol=1e-11, atol=1e-13)
@@ -122,8 +136,9 @@ def test_at_lambda_0_every_trace_kind_is_td_0():
             target = reward + (0.0 if t == len(rewards) - 1 else 0.9 * td0[states[t + 1]])
             td0[states[t]] += 0.2 * (target - td0[states[t]])
     for kind in ("accumulate", "replacing", "dutch", "true_online"):
-        agent = TDLambda(RandomWalkEnv(N_STATES), lam=0.0, alpha=0.2, gamma=0.9, trace=kind,
-                         seed=11).learn(episodes=5)
+        agent = TDLambda(
+            RandomWalkEnv(N_STATES), lam=0.0, alpha=0.2, gamma=0.9, trace=kind, seed=11
+        ).learn(episodes=5)
         np.testing.assert_allclose(agent.values, td0, rtol=1e-13, atol=1e-15)
 
 
@@ -158,9 +173,12 @@ def test_learn_predict_values_callbacks_and_logger():
     values = agent.values
     assert values.shape == (N_STATES + 2,) and values.dtype == np.float64
     assert values[0] == values[-1] == 0.0 and np.any(values != 0)
-    np.testing.assert_array_equal(agent.predict(np.arange(N_STATES + 2))[0], values)
-    prediction, state = agent.predict(2)
-    assert prediction.shape == () and prediction == values[2] and state is None
+    np.testing.assert_array_equal(agent.predict_values(np.arange(N_STATES + 2)), values)
+    assert agent.predict_values(2).shape == () and agent.predict_values(2) == values[2]
+    action, state = agent.predict(2)
+    assert action.shape == () and action.dtype == np.int64 and action == 0 and state is None
+    actions, _ = agent.predict(np.array([1, 3, 5]))
+    np.testing.assert_array_equal(actions, np.zeros(3, dtype=np.int64), strict=True)
 
     recorded = agent.logger.name_to_value
     assert recorded["rollout/ep_len"] == lengths[-1]
@@ -173,15 +191,16 @@ def test_learn_predict_values_callbacks_and_logger():
 
 
 def test_save_load_round_trip_and_exact_continuation(tmp_path):
-    straight = TDLambda(RandomWalkEnv(N_STATES), lam=0.6, alpha=0.1, trace="true_online",
-                        seed=9).learn(episodes=6)
+    straight = TDLambda(
+        RandomWalkEnv(N_STATES), lam=0.6, alpha=0.1, trace="true_online", seed=9
+    ).learn(episodes=6)
     first = TDLambda(RandomWalkEnv(N_STATES), lam=0.6, alpha=0.1, trace="true_online", seed=9)
     first.learn(episodes=3)
     first.save(tmp_path / "td")
 
     predict_only = TDLambda.load(tmp_path / "td")
     np.testing.assert_array_equal(predict_only.values, first.values)
-    assert predict_only.predict(4)[0] == first.predict(4)[0]
+    assert predict_only.predict_values(4) == first.predict_values(4)
     assert (predict_only.lam, predict_only.alpha, predict_only.trace) == (0.6, 0.1, "true_online")
 
     resumed = TDLambda.load(tmp_path / "td.pt", env=RandomWalkEnv(N_STATES))
@@ -199,11 +218,13 @@ def test_feature_tables_and_callables_survive_checkpoints(tmp_path):
     np.testing.assert_array_equal(by_table.weights, by_callable.weights)
     np.testing.assert_allclose(by_table.values, table @ by_table.weights.numpy(), rtol=1e-15)
     by_callable.save(tmp_path / "tabulated.pt")
-    np.testing.assert_array_equal(TDLambda.load(tmp_path / "tabulated.pt").values,
-                                  by_callable.values)
+    np.testing.assert_array_equal(
+        TDLambda.load(tmp_path / "tabulated.pt").values, by_callable.values
+    )
 
     box_env = gym.wrappers.TransformObservation(
-        RandomWalkEnv(N_STATES), lambda s: np.array([s / 6.0], dtype=np.float32),
+        RandomWalkEnv(N_STATES),
+        lambda s: np.array([s / 6.0], dtype=np.float32),
         gym.spaces.Box(0.0, 1.0, (1,), np.float32),
     )
     polynomial = lambda obs: np.array([1.0, obs[0], obs[0] ** 2])  # noqa: E731
@@ -213,14 +234,24 @@ def test_feature_tables_and_callables_survive_checkpoints(tmp_path):
         TDLambda.load(tmp_path / "box.pt")
     reloaded = TDLambda.load(tmp_path / "box.pt", features=polynomial)
     obs = np.array([0.5], dtype=np.float32)
-    assert reloaded.predict(obs)[0] == on_box.predict(obs)[0]
-    assert on_box.predict(obs)[0] == pytest.approx(polynomial(obs) @ on_box.weights.numpy())
+    assert reloaded.predict_values(obs) == on_box.predict_values(obs)
+    assert on_box.predict_values(obs) == pytest.approx(polynomial(obs) @ on_box.weights.numpy())
+    batch = np.array([[0.5], [0.25]], dtype=np.float32)
+    np.testing.assert_allclose(
+        TDLambda.load(tmp_path / "box.pt", features=polynomial).predict_values(batch),
+        [polynomial(o) @ on_box.weights.numpy() for o in batch],
+        rtol=1e-15,
+    )
+    np.testing.assert_array_equal(reloaded.predict(batch)[0], np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"observation must have shape \(1,\) or"):
+        on_box.predict_values(np.zeros((2, 3)))
 
 
 def test_sb3_checkpoint_callback_works(tmp_path):
     callback = CheckpointCallback(save_freq=20, save_path=str(tmp_path), name_prefix="td")
-    agent = TDLambda(RandomWalkEnv(N_STATES), 0.5, 0.1, seed=2).learn(total_timesteps=45,
-                                                                       callback=callback)
+    agent = TDLambda(RandomWalkEnv(N_STATES), 0.5, 0.1, seed=2).learn(
+        total_timesteps=45, callback=callback
+    )
     saved = sorted(tmp_path.iterdir())
     assert [p.name for p in saved[:2]] == ["td_20_steps.zip", "td_40_steps.zip"]
     assert TDLambda.load(saved[0]).values.shape == agent.values.shape
@@ -251,7 +282,8 @@ def test_bad_hyperparameters(kwargs, error, message):
 
 def test_bad_envs_and_observations():
     box_env = gym.wrappers.TransformObservation(
-        RandomWalkEnv(N_STATES), lambda s: np.array([s], dtype=np.float32),
+        RandomWalkEnv(N_STATES),
+        lambda s: np.array([s], dtype=np.float32),
         gym.spaces.Box(0.0, 6.0, (1,), np.float32),
     )
     with pytest.raises(ValueError, match="not Discrete: pass features="):
@@ -264,6 +296,8 @@ def test_bad_envs_and_observations():
     for observation in (7, -1, 2.5, np.array([1, 9])):
         with pytest.raises(ValueError, match=r"observation must be an int in \[0, 7\)"):
             agent.predict(observation)
+        with pytest.raises(ValueError, match=r"observation must be an int in \[0, 7\)"):
+            agent.predict_values(observation)
     with pytest.raises(ValueError, match="exactly one budget"):
         agent.learn()
 
@@ -285,8 +319,9 @@ def test_the_examples_batched_sweep_equals_one_agent_per_run(trace):
     env seeded seed + i (vector == sync), so it must equal TDLambda run by run."""
     example = _load_example()
     lambdas, alphas, runs, episodes = [0.0, 0.7], np.array([0.0, 0.2, 0.5]), 3, 2
-    got = example.sweep(trace, lambdas, alphas, runs=runs, episodes=episodes, n_states=N_STATES,
-                        seed=5)
+    got = example.sweep(
+        trace, lambdas, alphas, runs=runs, episodes=episodes, n_states=N_STATES, seed=5
+    )
     for i, lam in enumerate(lambdas):
         for j, alpha in enumerate(alphas):
             rms = []

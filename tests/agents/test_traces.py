@@ -9,6 +9,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 
+import agents.trace_decay as trace_decay
 import agents.traces as traces
 from agents.traces import (
     accumulating_trace,
@@ -106,8 +107,10 @@ def test_offline_accumulate_td_lambda_equals_offline_lambda_return_update():
             z = accumulating_trace(z, x_t, gamma * lam)
             terminal = t + 1 == horizon
             delta = td_error(
-                torch.tensor([rewards[t]], dtype=F64), features[states[t + 1]].view(1, -1) @ w[0],
-                x_t @ w[0], 0.0 if terminal else gamma,
+                torch.tensor([rewards[t]], dtype=F64),
+                features[states[t + 1]].view(1, -1) @ w[0],
+                x_t @ w[0],
+                0.0 if terminal else gamma,
             )
             backward += alpha * trace_increment(delta, z)
         np.testing.assert_allclose(backward[0], forward, rtol=1e-12, atol=1e-14)
@@ -170,21 +173,32 @@ def test_lambda_returns_match_stable_baselines3_rollout_buffer(gamma, lam):
     dones = np.array([True, False, False])
 
     buffer = RolloutBuffer(
-        horizon, spaces.Discrete(2), spaces.Discrete(2), device="cpu",
-        gae_lambda=lam, gamma=gamma, n_envs=n_envs,
+        horizon,
+        spaces.Discrete(2),
+        spaces.Discrete(2),
+        device="cpu",
+        gae_lambda=lam,
+        gamma=gamma,
+        n_envs=n_envs,
     )
     for t in range(horizon):
         buffer.add(
-            np.zeros(n_envs, dtype=np.int64), np.zeros(n_envs, dtype=np.int64), rewards[t],
-            starts[t], torch.as_tensor(values[t]), torch.zeros(n_envs),
+            np.zeros(n_envs, dtype=np.int64),
+            np.zeros(n_envs, dtype=np.int64),
+            rewards[t],
+            starts[t],
+            torch.as_tensor(values[t]),
+            torch.zeros(n_envs),
         )
     buffer.compute_returns_and_advantage(torch.as_tensor(last_values), dones)
 
     next_values = np.concatenate([values[1:], last_values[None]]).astype(np.float64)
     next_non_terminal = np.concatenate([1.0 - starts[1:], 1.0 - dones[None]])
     ours = lambda_returns(
-        torch.as_tensor(rewards, dtype=F64), torch.as_tensor(gamma * next_non_terminal),
-        torch.as_tensor(next_values), lam,
+        torch.as_tensor(rewards, dtype=F64),
+        torch.as_tensor(gamma * next_non_terminal),
+        torch.as_tensor(next_values),
+        lam,
     )
     np.testing.assert_allclose(ours.numpy(), buffer.returns, rtol=1e-6, atol=1e-6)
 
@@ -211,8 +225,9 @@ def test_operator_lambda_returns_at_lambda_1_equal_the_bptt_future_gradient(gamm
     ).detach()  # J_{t+1}[b] = diag(1 − h_{t+1}²) W_hh
     discount = torch.full((horizon,), gamma, dtype=F64)
     discount[-1] = 0.0
-    got = lambda_returns(l_next.detach(), discount, _randn(horizon, batch, hidden, seed=19), 1.0,
-                         jacobians)
+    got = lambda_returns(
+        l_next.detach(), discount, _randn(horizon, batch, hidden, seed=19), 1.0, jacobians
+    )
     for t in range(horizon):
         future = sum(gamma ** (tau - t) * losses[tau] for tau in range(t, horizon))
         (expected,) = torch.autograd.grad(future, h[t], retain_graph=True)
@@ -252,8 +267,9 @@ def test_operator_form_matches_an_explicit_per_batch_loop(kind):
 
     e, grad = _randn(batch, d, *param_shape, seed=24), _randn(batch, d, *param_shape, seed=25)
     expected_e = discount.view(-1, 1, 1, 1) * _left_loop(matrices, e) + grad
-    np.testing.assert_allclose(accumulating_trace(e, grad, discount, left_op), expected_e,
-                               rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(
+        accumulating_trace(e, grad, discount, left_op), expected_e, rtol=1e-13, atol=1e-14
+    )
 
     decayed = e.clone()
     assert decay_trace_(decayed, discount, left_op) is decayed
@@ -266,8 +282,9 @@ def test_operator_form_matches_an_explicit_per_batch_loop(kind):
 
 
 @pytest.mark.parametrize("scratch_elements", [None, 1, 2, 3, 100])
-def test_decay_trace_in_place_with_tensor_transition_for_any_block_size(scratch_elements,
-                                                                       monkeypatch):
+def test_decay_trace_in_place_with_tensor_transition_for_any_block_size(
+    scratch_elements, monkeypatch
+):
     """Blocks of 1, 2 (uneven: 5 = 2 + 2 + 1), 3 or all batch elements give the same result."""
     batch, d, param_shape = 5, 3, (2, 5)
     matrices, e = _randn(batch, d, d, seed=26), _randn(batch, d, *param_shape, seed=27)
@@ -275,9 +292,12 @@ def test_decay_trace_in_place_with_tensor_transition_for_any_block_size(scratch_
     expected = discount.view(-1, 1, 1, 1) * _left_loop(matrices, e)
     pointer = e.data_ptr()
     per_element = d * 2 * 5
-    monkeypatch.setattr(traces, "DECAY_SCRATCH_NUMEL", 2 * per_element)  # default: 2 per block
-    scratch = None if scratch_elements is None else torch.empty(scratch_elements * per_element + 1,
-                                                                dtype=F64)
+    monkeypatch.setattr(trace_decay, "DECAY_SCRATCH_NUMEL", 2 * per_element)  # default: 2 per block
+    scratch = (
+        None
+        if scratch_elements is None
+        else torch.empty(scratch_elements * per_element + 1, dtype=F64)
+    )
     out = decay_trace_(e, discount, matrices, scratch=scratch)
     assert out is e and e.data_ptr() == pointer
     np.testing.assert_allclose(e, expected, rtol=1e-13, atol=1e-14)
@@ -307,15 +327,17 @@ def test_operator_form_with_identity_and_d_1_reduces_to_the_scalar_form():
         decayed = e[:, None].clone()
         decay_trace_(decayed, discount, transition)
         np.testing.assert_allclose(decayed[:, 0], discount.view(-1, 1, 1) * e, rtol=1e-15)
-        np.testing.assert_allclose(trace_increment(delta, op_e), trace_increment(scalar_delta,
-                                   scalar_e), rtol=1e-15)
+        np.testing.assert_allclose(
+            trace_increment(delta, op_e), trace_increment(scalar_delta, scalar_e), rtol=1e-15
+        )
     horizon = 5
     rs, vs = _randn(horizon, batch, seed=34), _randn(horizon, batch, seed=35)
     ds = torch.rand(horizon, batch, generator=_rng(36), dtype=F64)
     eye = torch.ones(horizon, batch, 1, 1, dtype=F64)
     np.testing.assert_allclose(
         lambda_returns(rs[..., None], ds, vs[..., None], 0.7, eye)[..., 0],
-        lambda_returns(rs, ds, vs, 0.7), rtol=1e-14,
+        lambda_returns(rs, ds, vs, 0.7),
+        rtol=1e-14,
     )
 
 
@@ -337,8 +359,9 @@ def test_operator_backward_view_equals_forward_view(lam, gamma):
     g_lambda = torch.zeros(batch, d, dtype=F64)  # G^λ_{T−1} = 0
     for t in reversed(range(horizon - 1)):
         mixed = (1 - lam) * g[t + 1] + lam * g_lambda
-        g_lambda = torch.stack([(loss_grad[t + 1, b] + gamma * mixed[b]) @ jac[t + 1, b]
-                                for b in range(batch)])
+        g_lambda = torch.stack(
+            [(loss_grad[t + 1, b] + gamma * mixed[b]) @ jac[t + 1, b] for b in range(batch)]
+        )
         for b in range(batch):
             forward[b] += sum((g_lambda[b, k] - g[t, b, k]) * dg[t, b, k] for k in range(d))
 
@@ -382,15 +405,16 @@ def _explicit_increment(delta, e):
 @pytest.mark.parametrize("kind", ["tensor", "operator", "callable"])
 @pytest.mark.parametrize("scratch_elements", [3, 7, 40, 130, None])
 @pytest.mark.parametrize("per_batch_discount", [False, True])
-def test_tiled_decay_and_fused_contraction_match_explicit_loops(kind, scratch_elements,
-                                                                per_batch_discount):
+def test_tiled_decay_and_fused_contraction_match_explicit_loops(
+    kind, scratch_elements, per_batch_discount
+):
     """Tiles of column blocks (scratch smaller than one batch element: 3 = one column, 7 = two
     uneven ones), runs of whole elements (40, 130) or the default: all give M e in place, and the
     contraction accumulated tile by tile equals the explicit sum."""
     batch, d, param_shape = 4, 3, (2, 5)  # one batch element: 3 x 10 = 30 elements
     matrices, e = _randn(batch, d, d, seed=50), _randn(batch, d, *param_shape, seed=51)
     delta = _randn(batch, d, seed=52)
-    discount = (torch.tensor([0.7, 0.0, 1.0, 0.3], dtype=F64) if per_batch_discount else 0.8)
+    discount = torch.tensor([0.7, 0.0, 1.0, 0.3], dtype=F64) if per_batch_discount else 0.8
     factor = discount.view(-1, 1, 1, 1) if per_batch_discount else discount
     expected = factor * _left_loop(matrices, e)
     start = _randn(*param_shape, seed=53)
@@ -402,20 +426,20 @@ def test_tiled_decay_and_fused_contraction_match_explicit_loops(kind, scratch_el
     }[kind]
     scratch = None if scratch_elements is None else torch.empty(scratch_elements, dtype=F64)
     pointer = e.data_ptr()
-    out = decay_trace_(e, discount, transition, scratch=scratch, delta_t=delta,
-                       increment=increment)
+    out = decay_trace_(e, discount, transition, scratch=scratch, delta_t=delta, increment=increment)
     assert out is e and e.data_ptr() == pointer
     np.testing.assert_allclose(e, expected, rtol=1e-13, atol=1e-14)
-    np.testing.assert_allclose(increment, start + _explicit_increment(delta, expected),
-                               rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        increment, start + _explicit_increment(delta, expected), rtol=1e-12, atol=1e-13
+    )
     if kind == "operator":  # every tile fits the scratch, and the tiles cover e exactly once
-        limit = scratch_elements or traces.DECAY_SCRATCH_NUMEL
+        limit = scratch_elements or trace_decay.DECAY_SCRATCH_NUMEL
         assert all(np.prod(shape) <= limit for _, shape in transition.blocks)
         assert sum(np.prod(shape) for _, shape in transition.blocks) == e.numel()
 
 
 def test_callable_transition_sees_column_blocks_bounded_by_the_tile(monkeypatch):
-    monkeypatch.setattr(traces, "DECAY_SCRATCH_NUMEL", 24)
+    monkeypatch.setattr(trace_decay, "DECAY_SCRATCH_NUMEL", 24)
     batch, d = 2, 3
     matrices, e = _randn(batch, d, d, seed=54), _randn(batch, d, 10, seed=55)
     expected = 0.5 * _left_loop(matrices, e)
@@ -436,8 +460,7 @@ def test_contraction_without_transition_is_the_summed_trace_increment():
     decayed = 0.6 * e
     increment = torch.zeros(4, 2, dtype=F64)
     decay_trace_(e, 0.6, delta_t=delta, increment=increment)
-    np.testing.assert_allclose(increment, sum(delta[b] * decayed[b] for b in range(3)),
-                               rtol=1e-13)
+    np.testing.assert_allclose(increment, sum(delta[b] * decayed[b] for b in range(3)), rtol=1e-13)
     e3, delta3 = _randn(3, 2, 5, seed=58), _randn(3, 2, seed=59)
     expected = _explicit_increment(delta3, 0.6 * e3)
     increment3 = torch.zeros(5, dtype=F64)
@@ -453,7 +476,7 @@ def test_decay_with_an_operator_allocates_nothing_trace_sized():
     matrices, e = _randn(batch, d, d, seed=60), _randn(batch, d, 3000, seed=61)
     scratch = torch.empty(2000, dtype=F64)
     delta, increment = _randn(batch, d, seed=62), torch.zeros(3000, dtype=F64)
-    operator = traces._MatrixOperator(matrices)
+    operator = trace_decay._MatrixOperator(matrices)
     decay_trace_(e, 0.9, operator, scratch=scratch, delta_t=delta, increment=increment)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         decay_trace_(e, 0.9, operator, scratch=scratch, delta_t=delta, increment=increment)
@@ -506,8 +529,13 @@ def test_bad_tiling_and_contraction_arguments_are_named():
     with pytest.raises(ValueError, match=r"increment must have the parameter shape \(5,\)"):
         decay_trace_(e, 1.0, matrices, delta_t=delta, increment=torch.zeros(4, dtype=F64))
     with pytest.raises(ValueError, match=r"delta_t must have shape \(B, d_out\)"):
-        decay_trace_(e, 1.0, matrices, delta_t=torch.zeros(3, dtype=F64),
-                     increment=torch.zeros(2, 5, dtype=F64))
+        decay_trace_(
+            e,
+            1.0,
+            matrices,
+            delta_t=torch.zeros(3, dtype=F64),
+            increment=torch.zeros(2, 5, dtype=F64),
+        )
     with pytest.raises(ValueError, match=r"an operator of shape \(3, 4, 4\)"):
         decay_trace_(e, 1.0, LoopOperator(torch.ones(3, 4, 4, dtype=F64)))
     with pytest.raises(ValueError, match=r"trace must have shape \(B, d_out, \*param_shape\)"):
@@ -521,12 +549,16 @@ def test_true_online_update_matches_the_formula():
     alpha = torch.tensor([0.1, 0.2, 0.3], dtype=F64)
     got = true_online_td_update(w, z, x, delta, v, v_old, alpha)
     for b in range(batch):
-        expected = (w[b] + alpha[b] * (delta[b] + v[b] - v_old[b]) * z[b]
-                    - alpha[b] * (v[b] - v_old[b]) * x[b])
+        expected = (
+            w[b]
+            + alpha[b] * (delta[b] + v[b] - v_old[b]) * z[b]
+            - alpha[b] * (v[b] - v_old[b]) * x[b]
+        )
         np.testing.assert_allclose(got[b], expected, rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(true_online_td_update(w, z, x, delta, v, v_old, 0.2),
-                               true_online_td_update(w, z, x, delta, v, v_old,
-                                                     torch.full((3,), 0.2, dtype=F64)))
+    np.testing.assert_allclose(
+        true_online_td_update(w, z, x, delta, v, v_old, 0.2),
+        true_online_td_update(w, z, x, delta, v, v_old, torch.full((3,), 0.2, dtype=F64)),
+    )
 
 
 # --------------------------------------------------------------------------- bad input
@@ -559,8 +591,9 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="grad_t must match e_tm1"):
         accumulating_trace(e, torch.zeros(3, 2, 4, dtype=F64), 1.0)
     with pytest.raises(ValueError, match="contiguous"):
-        decay_trace_(e.transpose(1, 2).contiguous().transpose(1, 2), 1.0,
-                     torch.ones(3, 2, 2, dtype=F64))
+        decay_trace_(
+            e.transpose(1, 2).contiguous().transpose(1, 2), 1.0, torch.ones(3, 2, 2, dtype=F64)
+        )
     with pytest.raises(ValueError, match="scratch must be a contiguous torch.float64 tensor"):
         decay_trace_(e, 1.0, torch.ones(3, 2, 2, dtype=F64), scratch=torch.empty(1, dtype=F64))
     with pytest.raises(ValueError, match="binary"):
@@ -568,8 +601,17 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="e_t must start with delta_t's shape"):
         trace_increment(u, torch.zeros(3, 3, 4, dtype=F64))
     with pytest.raises(ValueError, match="lambda_ must be a float or a tensor whose shape"):
-        lambda_returns(torch.zeros(4, 2, dtype=F64), 1.0, torch.zeros(4, 2, dtype=F64),
-                       torch.zeros(2, dtype=F64))
+        lambda_returns(
+            torch.zeros(4, 2, dtype=F64),
+            1.0,
+            torch.zeros(4, 2, dtype=F64),
+            torch.zeros(2, dtype=F64),
+        )
     with pytest.raises(ValueError, match=r"transition_t must have shape \(4, 2, 3, 3\)"):
-        lambda_returns(torch.zeros(4, 2, 3, dtype=F64), 1.0, torch.zeros(4, 2, 3, dtype=F64),
-                       1.0, torch.zeros(4, 2, 3, 2, dtype=F64))
+        lambda_returns(
+            torch.zeros(4, 2, 3, dtype=F64),
+            1.0,
+            torch.zeros(4, 2, 3, dtype=F64),
+            1.0,
+            torch.zeros(4, 2, 3, 2, dtype=F64),
+        )

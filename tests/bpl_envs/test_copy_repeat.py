@@ -82,7 +82,7 @@ def test_stream_layout_matches_an_explicit_construction(n, r, bits, seed):
 def test_any_finite_logit_is_scored_as_is():
     env = CopyRepeatEnv(bits=2)
     big = np.array([300.0, -250.0, 1e6])  # far outside the nominal [-1, 1] bounds: not clipped
-    _, infos, rewards, _ = rollout(env, 0, lambda t: big)
+    _, infos, rewards, _ = rollout(env, 0, lambda _t: big)
     assert [info["scored"] for info in infos] == [False, False, False, True, True]
     for t in (3, 4):
         expected = F.binary_cross_entropy_with_logits(
@@ -107,8 +107,11 @@ def test_reset_options_change_the_lengths_of_this_and_later_sequences():
 
 def test_bad_reset_options_are_rejected_and_leave_the_lengths_unchanged():
     env = CopyRepeatEnv(pattern_length=2, max_repeats=4)
-    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['length'\].*"
-                       r"\['pattern_length', 'repeats'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown reset option\(s\) \['length'\].*"
+        r"\['pattern_length', 'repeats'\]",
+    ):
         env.reset(options={"length": 3})
     with pytest.raises(ValueError, match=r"repeats must be an int in \[1, 4\], got 5"):
         env.reset(options={"pattern_length": 3, "repeats": 5})
@@ -135,7 +138,11 @@ def test_bad_reset_options_are_rejected_and_leave_the_lengths_unchanged():
             ValueError,
             r"give pattern_length and repeats to CopyRepeatCurriculum",
         ),
-        ({"render_mode": "human"}, ValueError, r"render_mode must be None or one of \['ansi'\]"),
+        (
+            {"render_mode": "human"},
+            ValueError,
+            r"render_mode must be None or one of \['ansi', 'rgb_array'\]",
+        ),
     ],
 )
 def test_invalid_arguments_are_rejected_with_the_argument_named(kwargs, error, message):
@@ -149,7 +156,7 @@ def test_repeat_channel_bound_is_max_repeats_over_ten_and_contains_every_count()
     env = CopyRepeatEnv(repeats=7, max_repeats=7, bits=3)
     np.testing.assert_array_equal(env.observation_space.high, np.float32([1, 1, 1, 1, 0.7]))
     np.testing.assert_array_equal(env.observation_space.low, np.zeros(5, np.float32))
-    inputs, _, _, _ = rollout(env, 1, lambda t: np.zeros(4, np.float32))
+    inputs, _, _, _ = rollout(env, 1, lambda _t: np.zeros(4, np.float32))
     assert inputs[2, -1] == np.float32(0.7) and all(x in env.observation_space for x in inputs)
 
 
@@ -176,12 +183,18 @@ def test_curriculum_advances_only_strictly_below_the_threshold():
     assert [u.loss_bits for u in curriculum.history] == [0.2, 0.7, 0.1999]
     restored = pickle.loads(pickle.dumps(curriculum))
     assert (restored.pattern_length, restored.repeats, restored.history) == (
-        4, 3, curriculum.history,
+        4,
+        3,
+        curriculum.history,
     )
     from_state = CopyRepeatCurriculum()
     from_state.load_state_dict(curriculum.state_dict())
-    assert (from_state.pattern_length, from_state.repeats, from_state.threshold_bits,
-            from_state.history) == (4, 3, 0.2, curriculum.history)
+    assert (
+        from_state.pattern_length,
+        from_state.repeats,
+        from_state.threshold_bits,
+        from_state.history,
+    ) == (4, 3, 0.2, curriculum.history)
 
 
 @pytest.mark.parametrize(
@@ -189,8 +202,8 @@ def test_curriculum_advances_only_strictly_below_the_threshold():
     [
         ({"pattern_length": 0}, ValueError, "pattern_length must be an int >= 1"),
         ({"repeats": 1.5}, TypeError, "repeats must be an int >= 1"),
-        ({"threshold_bits": 0.0}, ValueError, "threshold_bits must be positive and finite"),
-        ({"threshold_bits": "low"}, TypeError, "threshold_bits must be a positive float"),
+        ({"threshold_bits": 0.0}, ValueError, "threshold_bits must be a finite number > 0, got 0"),
+        ({"threshold_bits": "low"}, TypeError, "threshold_bits must be a finite number > 0"),
     ],
 )
 def test_curriculum_rejects_invalid_arguments(kwargs, error, message):
@@ -199,7 +212,7 @@ def test_curriculum_rejects_invalid_arguments(kwargs, error, message):
 
 
 def test_curriculum_rejects_invalid_losses():
-    with pytest.raises(ValueError, match="loss_bits must be a finite float >= 0, got nan"):
+    with pytest.raises(ValueError, match="loss_bits must be a finite number >= 0, got nan"):
         CopyRepeatCurriculum().update(float("nan"))
     with pytest.raises(ValueError, match="got -0.5"):
         CopyRepeatCurriculum().update(-0.5)
@@ -257,7 +270,7 @@ def test_env_driven_curriculum_advances_for_perfect_predictions_and_not_for_zero
     assert reached == PAPER_LENGTHS[1:5]
     assert len(curriculum.history) == 4
 
-    infos = run_batch(env, lambda seen: np.zeros((5, 9), np.float32))
+    infos = run_batch(env, lambda _seen: np.zeros((5, 9), np.float32))
     assert not infos[-1]["curriculum_advanced"].any()
     np.testing.assert_allclose(infos[-1]["curriculum_loss_bits"], 1.0, rtol=1e-12)  # ln 2 nats
     assert curriculum.sequence_length == PAPER_LENGTHS[4]
@@ -270,7 +283,7 @@ def test_curriculum_loss_is_the_mean_bce_in_bits_over_the_scored_entries_of_the_
     rng = np.random.default_rng(0)
     actions, targets, scored = [], [], []
 
-    def predict(seen):
+    def predict(_seen):
         actions.append(rng.normal(size=(4, 9)) * 2)
         return actions[-1]
 

@@ -97,8 +97,11 @@ def test_invalid_arguments_are_rejected_with_the_argument_named(kwargs, error, m
 
 
 def test_no_reset_options_are_accepted():
-    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['sequence_length'\]; "
-                       "this env takes none"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown reset option\(s\) \['sequence_length'\]; "
+        "this env takes none",
+    ):
         LineDrawEnv().reset(options={"sequence_length": 3})
 
 

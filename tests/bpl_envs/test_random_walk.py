@@ -19,7 +19,7 @@ ENV_ID = "bpl/RandomWalk-v0"
 
 
 @pytest.mark.parametrize("n_states", [1, 5, 19])
-@pytest.mark.parametrize("render_mode", [None, "ansi"])
+@pytest.mark.parametrize("render_mode", [None, "ansi", "rgb_array"])
 def test_gymnasium_and_sb3_check_env_pass_with_warnings_as_errors(n_states, render_mode):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -70,6 +70,27 @@ def test_ansi_render_marks_the_walker():
     assert vec_env.render() == ("-..@..+", "-..@..+")
 
 
+def test_rgb_array_render_draws_the_ansi_cells_as_16_pixel_squares():
+    colours = {"-": (178, 24, 43), "+": (33, 102, 172), ".": (235, 235, 235), "@": (8, 8, 8)}
+    text_env = RandomWalkEnv(n_states=5, render_mode="ansi")
+    image_env = RandomWalkEnv(n_states=5, render_mode="rgb_array")
+    text_env.reset(seed=4)
+    image_env.reset(seed=4)
+    for _ in range(3):
+        line, image = text_env.render(), image_env.render()
+        assert image.shape == (16, 16 * 7, 3) and image.dtype == np.uint8
+        for k, cell in enumerate(line):  # each square's inside has its cell's colour
+            np.testing.assert_array_equal(
+                image[:, 16 * k + 1 : 16 * (k + 1)], np.broadcast_to(colours[cell], (16, 15, 3))
+            )
+        np.testing.assert_array_equal(image[:, ::16], 255)
+        text_env.step(0)
+        image_env.step(0)
+    vec_env = RandomWalkVectorEnv(num_envs=2, n_states=5, render_mode="rgb_array")
+    vec_env.reset(seed=0)
+    assert [i.shape for i in vec_env.render()] == [(16, 112, 3)] * 2
+
+
 # --------------------------------------------------------------------------- true values
 
 
@@ -115,11 +136,17 @@ def _assert_same_info(vector_info, sync_info, where):
 def test_vector_env_stream_equals_sync_vector_env(mode):
     num_envs, n_states = 4, 5
     vector = gym.make_vec(
-        ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point",
-        n_states=n_states, autoreset_mode=mode,
+        ENV_ID,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        n_states=n_states,
+        autoreset_mode=mode,
     )
     sync = gym.make_vec(
-        ENV_ID, num_envs=num_envs, vectorization_mode="sync", n_states=n_states,
+        ENV_ID,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        n_states=n_states,
         vector_kwargs={"autoreset_mode": mode},
     )
     assert vector.metadata["autoreset_mode"] == sync.metadata["autoreset_mode"] == mode
@@ -134,8 +161,9 @@ def test_vector_env_stream_equals_sync_vector_env(mode):
         _assert_same_info(info_v, info_s, "reset")
         for step in range(150):
             out_v, out_s = vector.step(actions), sync.step(actions)
-            for name, got, expected in zip(("obs", "reward", "terminated", "truncated"),
-                                           out_v[:4], out_s[:4], strict=True):
+            for name, got, expected in zip(
+                ("obs", "reward", "terminated", "truncated"), out_v[:4], out_s[:4], strict=True
+            ):
                 assert got.dtype == expected.dtype, (step, name)
                 np.testing.assert_array_equal(got, expected, err_msg=f"step {step} {name}")
             _assert_same_info(out_v[4], out_s[4], f"step {step}")

@@ -53,8 +53,9 @@ def test_loss_matches_the_shared_loss_function():
     env.reset(seed=0)
     actions = np.array([[30.0, -30.0], [0.5, 2.0], [-4.0, 0.0]], np.float32)
     _, reward, *_ = env.step(actions)
-    np.testing.assert_array_equal(reward, -get_loss("bce").value(actions.astype(np.float64),
-                                                                 targets[:3, 0]))
+    np.testing.assert_array_equal(
+        reward, -get_loss("bce").value(actions.astype(np.float64), targets[:3, 0])
+    )
 
 
 def test_sequential_order_wraps_around_and_random_order_is_a_seeded_permutation_per_pass():

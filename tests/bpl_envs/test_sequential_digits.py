@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 import bpl_envs  # noqa: F401  (registers the ids)
-from bpl_envs.sequence import stratified_split
 from bpl_envs.sequential_digits import SequentialDigitsEnv, load_digits_pixels
+from bpl_envs.splits import stratified_split
 
 DIGITS = load_digits()
 
@@ -94,8 +94,8 @@ def test_data_are_loaded_once_per_process():
     ("kwargs", "error", "message"),
     [
         ({"split": "validation"}, ValueError, r"split must be 'train' or 'test', got 'validation'"),
-        ({"test_fraction": 1.0}, ValueError, r"test_fraction must be a float in \(0, 1\), got 1.0"),
-        ({"test_fraction": "0.2"}, TypeError, r"test_fraction must be a float in \(0, 1\)"),
+        ({"test_fraction": 1.0}, ValueError, r"test_fraction must be a number in \(0, 1\), got 1"),
+        ({"test_fraction": "0.2"}, TypeError, r"test_fraction must be a number in \(0, 1\)"),
         ({"test_fraction": 1e-4}, ValueError, r"test_fraction=0.0001 leaves an empty split"),
         ({"split_seed": -3}, ValueError, r"split_seed must be an int >= 0, got -3"),
     ],
