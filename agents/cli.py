@@ -40,6 +40,7 @@ from agents.experiments.run_config import RunConfig, learner_class, learner_name
 from agents.experiments.sweep import run_sweep
 from agents.experiments.training import resume, train
 from agents.experiments.tune import run_tune
+from agents.registry import ENTRY_POINT_GROUP, plugin_errors
 
 __all__ = ["main"]
 
@@ -60,6 +61,9 @@ def _list(args, parser: argparse.ArgumentParser) -> int:
 
     section("Environments (gym ids; `import bpl_envs` registers them):", bpl_envs.ENV_IDS)
     section("Learners (bpl train ENV_ID --learner NAME):", learner_names())
+    broken = plugin_errors()
+    if broken:
+        section(f"Learner entry points that failed to load ({ENTRY_POINT_GROUP}):", broken)
     section(
         "Experiments (bpl reproduce NAME; compare is also `bpl compare`):",
         {name: e.description for name, e in EXPERIMENTS.items()},

@@ -4,7 +4,8 @@ Three configurations (see ``common.CONFIGS``): (a) tanh RNN H=30, B=10, T=20; (b
 B=50, T=28; (c) LSTM H=100, B=100, T=20, each streaming random sequences of the task's shape from
 a replay env. Learners: BP(lambda) on its online trace path (the default) and on its
 offline-equivalent fast path (``synth_update="forward_view"``), BPTT, truncated BPTT (n=5), DNI
-(n=5), RTRL, and a plain PyTorch BPTT loop (``torch.nn.RNN``/``LSTM`` unrolled over the same env
+(n=5), RTRL, the online approximations of RTRL (UORO, SnAp-1, e-prop), and a plain PyTorch
+BPTT loop (``torch.nn.RNN``/``LSTM`` unrolled over the same env
 stream, one backward and Adam step per batch of sequences).
 
 Every (configuration, learner) runs in a fresh Python process, so its peak RSS
@@ -52,6 +53,9 @@ LEARNER_NAMES = (
     "tbptt_5",
     "dni_5",
     "rtrl",
+    "uoro",
+    "snap1",
+    "eprop",
     "plain_bptt",
 )
 PARTIAL = {("c", "bp_lambda_trace"), ("c", "rtrl")}  # a few tokens, not whole sequences
@@ -61,7 +65,10 @@ def build_learner(name: str, config: Config, env):
     """The learner ``name`` with its library defaults (lambda = 1, gamma = 0.9 for BP(lambda))."""
     from agents.bp_lambda import BPLambda
     from agents.bptt import BPTT, DNI, TruncatedBPTT
+    from agents.eprop import EProp
     from agents.rtrl import RTRL
+    from agents.snap import SnAp1
+    from agents.uoro import UORO
 
     common = dict(core=config.core, hidden_size=config.hidden_size, seed=0)
     if name == "bp_lambda_trace":
@@ -78,6 +85,9 @@ def build_learner(name: str, config: Config, env):
         return DNI(env, n=5, **common)
     if name == "rtrl":
         return RTRL(env, **common)
+    online = {"uoro": UORO, "snap1": SnAp1, "eprop": EProp}
+    if name in online:
+        return online[name](env, **common)
     raise ValueError(f"unknown learner {name!r}")
 
 
@@ -248,8 +258,9 @@ def print_config_table(best: dict[str, dict]) -> None:
 
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Per configuration: BP(lambda)'s trace path against BPTT (learner and plain loop), and the
-    fast path against the trace path."""
+    """Per configuration: BP(lambda)'s trace path against BPTT (learner and plain loop), the fast
+    path against the trace path, the online approximations of RTRL against RTRL, and the trace
+    path against them."""
     out: dict[str, dict[str, float]] = {}
     for config in sorted({row["config"] for row in rows}):
         rate = {row["learner"]: row["tokens_per_s"] for row in rows if row["config"] == config}
@@ -258,6 +269,11 @@ def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
             "trace_over_plain_bptt": ("bp_lambda_trace", "plain_bptt"),
             "forward_view_over_trace": ("bp_lambda_forward_view", "bp_lambda_trace"),
             "bptt_over_plain_bptt": ("bptt", "plain_bptt"),
+            **{f"{name}_over_rtrl": (name, "rtrl") for name in ("uoro", "snap1", "eprop")},
+            **{
+                f"trace_over_{name}": ("bp_lambda_trace", name)
+                for name in ("uoro", "snap1", "eprop")
+            },
         }
         out[config] = {
             key: rate[a] / rate[b] for key, (a, b) in pairs.items() if a in rate and b in rate

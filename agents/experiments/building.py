@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -104,7 +103,7 @@ def build_learner(config: RunConfig, verbose: int = 0):
     cls = learner_class(config.learner)
     kwargs = hp.resolve(cls, config.hyperparameters, owner=f"learner {config.learner!r}")
     env = _config_env(config, cls)
-    if "n_envs" in inspect.signature(cls).parameters:
+    if "n_envs" in hp.constructor_parameters(cls):
         kwargs["n_envs"] = config.num_envs
     return cls(env, seed=config.seed, verbose=verbose, **kwargs)
 

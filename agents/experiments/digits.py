@@ -1,8 +1,9 @@
 """Sequential digits and sequential MNIST: test accuracy of BP(λ) against the baselines.
 
 Each learner of the preset (BP(λ) for λ ∈ {0, 0.5, 1}, full and truncated BPTT, DNI, no
-synthetic gradient) is trained on the training split of the env, then scored on its whole test
-split with :func:`agents.evaluation.evaluate_sequences` (through
+synthetic gradient, and the online approximations of RTRL: UORO, SnAp-1, e-prop) is trained on
+the training split of the env, then scored on its whole test split with
+:func:`agents.evaluation.evaluate_sequences` (through
 :func:`agents.experiments.building.test_metrics`).
 
 - ``bpl reproduce digits``: ``bpl/SequentialDigits-v0`` (scikit-learn's 8×8 digits read row by

@@ -20,6 +20,7 @@ import yaml
 __all__ = [
     "MANAGED",
     "Hyperparameter",
+    "constructor_parameters",
     "convert",
     "hyperparameters_of",
     "resolve",
@@ -57,19 +58,43 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def hyperparameters_of(cls: type) -> dict[str, Hyperparameter]:
-    """The hyper-parameters of a learner class: its constructor's arguments minus :data:`MANAGED`.
+def constructor_parameters(cls: type) -> dict[str, tuple[inspect.Parameter, Any]]:
+    """Every named argument ``cls(...)`` accepts: name -> (parameter, resolved annotation).
 
-    Annotations are resolved (``from __future__ import annotations`` makes them strings).
+    A constructor ending in ``**kwargs`` is taken to pass them on to its parent's constructor
+    (``super().__init__(env, **kwargs)``), so the arguments of the next ``__init__`` up the MRO
+    are added, and so on; a subclass's own declaration of a name wins. Annotations are resolved
+    (``from __future__ import annotations`` makes them strings).
     """
-    constructor = cls.__init__  # type: ignore[misc]  # the class's own, not an instance's
-    signature = inspect.signature(constructor)
-    hints = typing.get_type_hints(constructor)
+    found: dict[str, tuple[inspect.Parameter, Any]] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            break
+        parameters = inspect.signature(init).parameters.values()
+        hints = typing.get_type_hints(init)
+        for parameter in parameters:
+            if parameter.kind in (
+                parameter.POSITIONAL_OR_KEYWORD,
+                parameter.KEYWORD_ONLY,
+                parameter.POSITIONAL_ONLY,
+            ):
+                found.setdefault(parameter.name, (parameter, hints.get(parameter.name, Any)))
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return found
+
+
+def hyperparameters_of(cls: type) -> dict[str, Hyperparameter]:
+    """The hyper-parameters of a learner class: its constructor's keyword arguments (followed
+    through ``**kwargs`` to the parents', see :func:`constructor_parameters`) minus
+    :data:`MANAGED`."""
     return {
-        name: Hyperparameter(name, hints.get(name, Any), parameter.default)
-        for name, parameter in signature.parameters.items()
-        if name not in MANAGED
-        and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        name: Hyperparameter(name, annotation, parameter.default)
+        for name, (parameter, annotation) in constructor_parameters(cls).items()
+        if name not in MANAGED and parameter.kind is not parameter.POSITIONAL_ONLY
     }
 
 

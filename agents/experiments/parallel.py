@@ -3,8 +3,10 @@
 A cell is the keyword arguments of a module-level function (picklable, so that a fresh process
 can import and call it). Locally, cells run in a ``concurrent.futures.ProcessPoolExecutor``
 started with ``spawn`` (a clean interpreter: no inherited torch/OpenMP thread state) whose
-workers use one torch thread each, so N workers use N cores without oversubscription. Results
-come back in the order of the cells whatever the order they finish in.
+workers use one torch thread each, so N workers use N cores without oversubscription, and
+register the learners the parent registered with :func:`agents.register_learner` (those of
+installed entry points each process finds itself). Results come back in the order of the cells
+whatever the order they finish in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing.synchronize import Event
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -34,7 +37,7 @@ RAY_CONNECT_TIMEOUT_S = 5.0
 """How long :func:`connect_ray` waits for a TCP connection to a cluster's address (``ray.init``
 itself was still waiting after 10 minutes for an address where nothing listens)."""
 
-_STOP = None
+_STOP: Event | None = None
 """In a worker process: the event its pool sets when the caller stops (Ctrl-C, an error)."""
 
 
@@ -46,12 +49,20 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker(stop=None) -> None:
+def _init_worker(
+    registrations: Sequence[tuple[str, type, str]] = (), stop: Event | None = None
+) -> None:
+    """One torch thread; the learners the parent registered with ``register_learner`` (entry
+    points are read by each process itself); the pool's stop event (:func:`stop_requested`)."""
     import torch
+
+    from agents.registry import register_learner
 
     global _STOP
     torch.set_num_threads(1)
     _STOP = stop
+    for name, cls, description in registrations:  # replace=True: over an entry point's, as there
+        register_learner(name, cls, description, replace=True)
 
 
 def stop_requested() -> bool:
@@ -108,13 +119,15 @@ def run_cells(
                 if on_result is not None:
                     on_result(index, in_order[-1])
             return in_order
+        from agents.registry import registered_in_process
+
         context = multiprocessing.get_context("spawn")
         stop = context.Event()
         with ProcessPoolExecutor(
             min(workers, len(cells)),
             mp_context=context,
             initializer=_init_worker,
-            initargs=(stop,),
+            initargs=(registered_in_process(), stop),
         ) as pool:
             futures = {pool.submit(function, **cell): i for i, cell in enumerate(cells)}
             results: list[Any] = [None] * len(cells)
@@ -192,9 +205,12 @@ def _run_on_ray(
     function, cells, *, progress: bool, desc: str, address: str | None, on_result
 ) -> list[Any]:
     """Each cell as a Ray task (one CPU each), on the cluster of :func:`connect_ray`."""
+    from agents.registry import registered_in_process
+
     ray = connect_ray(address)
     remote = ray.remote(num_cpus=1)(_ray_cell)
-    pending = [remote.remote(function, cell) for cell in cells]
+    registrations = registered_in_process()
+    pending = [remote.remote(function, cell, registrations) for cell in cells]
     order = {ref: i for i, ref in enumerate(pending)}
     results: list[Any] = [None] * len(cells)
     with tqdm(total=len(cells), desc=desc, disable=not progress) as bar:
@@ -208,6 +224,6 @@ def _run_on_ray(
     return results
 
 
-def _ray_cell(function, cell):
-    _init_worker()
+def _ray_cell(function, cell, registrations):
+    _init_worker(registrations)
     return function(**cell)

@@ -14,15 +14,19 @@ from typing import Any
 from agents.base import BaseLearner
 from agents.experiments import hyperparameters as hp
 from agents.experiments.config import check_keys, load_config
-from agents.registry import LEARNERS, get_learner
+from agents.registry import BUILT_IN, get_learner, learner_entries
 from agents.sequence_learner import SequenceLearner
 
 __all__ = ["RunConfig", "is_sequence_learner", "learner_class", "learner_names"]
 
 
 def learner_names() -> dict[str, str]:
-    """Registered learner name -> one-line description."""
-    return {name: entry.description for name, entry in LEARNERS.items()}
+    """Registered learner name -> one-line description (naming the distribution or
+    ``register_learner`` for a learner that is not built in)."""
+    return {
+        name: entry.description + ("" if entry.origin == BUILT_IN else f" [{entry.origin}]")
+        for name, entry in learner_entries().items()
+    }
 
 
 def learner_class(name: str) -> type[BaseLearner]:

@@ -138,7 +138,7 @@ def test_the_paper_comparisons_have_the_papers_learners_and_seeds(name):
         label: (entry["learner"], entry.get("hyperparameters", {}))
         for label, entry in config["experiment"]["learners"].items()
     }
-    assert learners == {
+    paper = {
         "BP(0)": ("bp_lambda", {"lam": 0.0}),
         "BP(0.5)": ("bp_lambda", {"lam": 0.5}),
         "BP(1)": ("bp_lambda", {"lam": 1.0}),
@@ -147,13 +147,14 @@ def test_the_paper_comparisons_have_the_papers_learners_and_seeds(name):
         "DNI(n=5)": ("dni", {"n": 5}),
         "NoSG": ("nosg", {}),
     }
+    assert {label: learners[label] for label in paper} == paper  # (and the RTRL approximations)
 
 
-def test_comparisons_have_the_papers_learners():
+def test_comparisons_have_the_papers_learners_and_the_online_rtrl_approximations():
     for name in ("digits", "seqmnist", "copy_repeat"):
         learners = load_config(name)["experiment"]["learners"]
         names = sorted({entry["learner"] for entry in learners.values()})
-        assert names == ["bp_lambda", "bptt", "dni", "nosg", "tbptt"]
+        assert names == ["bp_lambda", "bptt", "dni", "eprop", "nosg", "snap1", "tbptt", "uoro"]
         lambdas = sorted(
             entry.get("hyperparameters", {}).get("lam", 1.0)
             for entry in learners.values()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from agents.registry import LEARNERS, get_learner
+from agents.registry import LEARNERS, check_learner_class, get_learner
 from agents.sequence_learner import SequenceLearner
 from agents.td_lambda import TDLambda
 from tests.agents.autograd_reference import Twin
@@ -38,12 +38,38 @@ RECURRENT = sorted(
 
 
 def test_registry_names_every_learner_with_a_description():
-    assert set(LEARNERS) == {"bp_lambda", "bptt", "tbptt", "dni", "nosg", "rtrl", "td_lambda"}
-    assert RECURRENT == ["bp_lambda", "bptt", "dni", "nosg", "rtrl", "tbptt"]
+    assert set(LEARNERS) == {
+        "bp_lambda",
+        "bptt",
+        "tbptt",
+        "dni",
+        "nosg",
+        "rtrl",
+        "uoro",
+        "snap1",
+        "eprop",
+        "td_lambda",
+    }
+    assert RECURRENT == [
+        "bp_lambda",
+        "bptt",
+        "dni",
+        "eprop",
+        "nosg",
+        "rtrl",
+        "snap1",
+        "tbptt",
+        "uoro",
+    ]
     assert LEARNERS["td_lambda"].cls is TDLambda
     assert all(entry.description for entry in LEARNERS.values())
     with pytest.raises(ValueError, match=r"unknown learner 'lstm'; choose one of \['bp_lambda'"):
         get_learner("lstm")
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_built_in_learners_follow_the_contract_plug_ins_are_held_to(name):
+    check_learner_class(LEARNERS[name].cls)
 
 
 @pytest.mark.parametrize("name", RECURRENT)
