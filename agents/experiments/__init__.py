@@ -31,11 +31,18 @@ provides ``preset_for`` and ``configure``; one whose budget is not the top-level
 ``updates`` provides ``with_updates(config, updates)``.
 """
 
-from agents.experiments.reproduction import (
-    EXPERIMENTS,
-    Experiment,
-    reproduce,
-    resume_reproduction,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["EXPERIMENTS", "Experiment", "reproduce", "resume_reproduction"]
+
+
+def __getattr__(name: str) -> Any:
+    """The names of :mod:`agents.experiments.reproduction`, imported on first use: the learner
+    registry imports :mod:`agents.experiments.hyperparameters`, and reproductions import the
+    registry, so importing them with the package would be circular."""
+    if name in __all__:
+        return getattr(importlib.import_module("agents.experiments.reproduction"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
