@@ -16,7 +16,8 @@ import torch
 
 from agents.base import make_env
 from agents.cores import RecurrentCore
-from agents.sequence_learner import SequenceLearner, _as_vector_env, sequence_ended
+from agents.learner_envs import as_vector_env, sequence_ended
+from agents.sequence_learner import SequenceLearner
 from bpl_envs.checks import check_int
 
 __all__ = ["alignment", "collect_sequences", "future_gradients"]
@@ -92,7 +93,7 @@ def collect_sequences(learner: SequenceLearner, env, n_sequences: int, seed: int
         learner's dtype, N >= n_sequences (whole batches of the vector env).
     """
     check_int("n_sequences", n_sequences, minimum=1)
-    env = _as_vector_env(make_env(env))
+    env = as_vector_env(make_env(env))
     batches: list[tuple[np.ndarray, ...]] = []
     collected = 0
     while collected < n_sequences:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from agents import traces
-from agents.cores import StepCache
+from agents.cores import RecurrentCore
 from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
 from bpl_envs.checks import check_bool, check_fraction, check_non_negative
@@ -47,9 +47,12 @@ class BPLambda(SequenceLearner):
     Args:
         env: a ``bpl/...`` env id, a single env, a vector env (its sub-envs are the batch), or a
             :class:`~bpl_envs.TaskSpec` for a learner that only predicts.
-        core: ``"rnn"`` or ``"lstm"`` (the LSTM's state, synthesised and traced, is [h, c]).
+        core: ``"rnn"``, ``"lstm"`` (the LSTM's state, synthesised and traced, is [h, c]),
+            ``"gru"``, or a core instance such as ``agents.cores.FunctionalCore(cell)``.
         hidden_size: H.
         activation: ``"tanh"`` or ``"identity"`` (RNN only).
+        num_layers, recurrent_init, spectral_radius: stacked layers and the initialisation of
+            W_hh, as :class:`~agents.sequence_learner.SequenceLearner`.
         lam: lambda in [0, 1]: 0 bootstraps one step ahead (DNI with n = 1), 1 learns the
             discounted BPTT future gradient without bootstrapping.
         gamma: discount in [0, 1] of future losses in the synthesised gradient.
@@ -82,9 +85,12 @@ class BPLambda(SequenceLearner):
         self,
         env: LearnerEnv,
         *,
-        core: str = "rnn",
+        core: str | RecurrentCore = "rnn",
         hidden_size: int = 30,
         activation: str = "tanh",
+        num_layers: int = 1,
+        recurrent_init: str = "uniform",
+        spectral_radius: float | None = None,
         lam: float = 1.0,
         gamma: float = 1.0,
         sg_weight: float = 1.0,
@@ -130,6 +136,9 @@ class BPLambda(SequenceLearner):
             core=core,
             hidden_size=hidden_size,
             activation=activation,
+            num_layers=num_layers,
+            recurrent_init=recurrent_init,
+            spectral_radius=spectral_radius,
             lr_core=lr_core,
             lr_readout=lr_readout,
             update=update,
@@ -171,7 +180,7 @@ class BPLambda(SequenceLearner):
             self._trace_buffer.zero_()
         self._traces_are_zero = True  # e_{-1} = 0: the first token skips the decay
         # (s_{t-1}, cache_{t-1}, g_{t-1}) once a token has been read
-        self._previous: tuple[torch.Tensor, StepCache, torch.Tensor] | None = None
+        self._previous: tuple[torch.Tensor, Any, torch.Tensor] | None = None
         self._sequence: list[tuple] = []  # forward view: (s_t, cache_t, l_t, g_t) per token
         super()._begin_sequences(batch_size)
 

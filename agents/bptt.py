@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from agents.cores import StepCache
+from agents.cores import RecurrentCore
 from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
 from bpl_envs.checks import check_fraction, check_int, check_non_negative
@@ -47,14 +47,6 @@ def check_truncation(n: object) -> int:
     return check_int("n (the truncation length, in tokens)", n, minimum=1)
 
 
-def _stack_caches(caches: list[StepCache]) -> StepCache:
-    """The caches of several steps as one cache of their concatenated batches (every field of a
-    cache is (B, ...)), so one ``local_vjp`` sums the local gradients of all the steps."""
-    if len(caches) == 1:
-        return caches[0]
-    return type(caches[0])(*(torch.cat(fields) for fields in zip(*caches, strict=True)))
-
-
 class _ChunkedBackprop(SequenceLearner):
     """The shared rule: backward sweeps through chunks of ``_chunk_length`` tokens (None: whole
     sequences). Subclasses set the chunk length and may override :meth:`_end_chunk`."""
@@ -63,7 +55,7 @@ class _ChunkedBackprop(SequenceLearner):
 
     def _begin_sequences(self, batch_size: int) -> None:
         super()._begin_sequences(batch_size)
-        self._chunk: list[tuple[StepCache, torch.Tensor]] = []  # (cache_t, l_t) per token
+        self._chunk: list[tuple[Any, torch.Tensor]] = []  # (cache_t, l_t) per token
 
     @torch.no_grad()
     def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
@@ -108,7 +100,7 @@ class _ChunkedBackprop(SequenceLearner):
         """grad W += sum_t m_t . (ds_t/dW)_local over the chunk, in one ``local_vjp``."""
         self._watch(signals[0])
         caches = [cache for cache, _ in self._chunk]
-        self._local_core_update(_stack_caches(caches), torch.cat(signals))
+        self._local_core_update(self.core.concat_caches(caches), torch.cat(signals))
 
 
 class BPTT(_ChunkedBackprop):
@@ -121,17 +113,21 @@ class BPTT(_ChunkedBackprop):
     Args:
         env: a ``bpl/...`` env id, a single env, a vector env (its sub-envs are the batch), or a
             :class:`~bpl_envs.TaskSpec` for a learner that only predicts.
-        core, hidden_size, activation, lr_core, lr_readout, n_envs, dtype, device, seed, verbose:
-            as :class:`~agents.sequence_learner.SequenceLearner`.
+        core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
+        lr_readout, n_envs, dtype, device, seed, verbose: as
+            :class:`~agents.sequence_learner.SequenceLearner`.
     """
 
     def __init__(
         self,
         env: LearnerEnv,
         *,
-        core: str = "rnn",
+        core: str | RecurrentCore = "rnn",
         hidden_size: int = 30,
         activation: str = "tanh",
+        num_layers: int = 1,
+        recurrent_init: str = "uniform",
+        spectral_radius: float | None = None,
         lr_core: float = 1e-3,
         lr_readout: float = 1e-3,
         n_envs: int = 1,
@@ -145,6 +141,9 @@ class BPTT(_ChunkedBackprop):
             core=core,
             hidden_size=hidden_size,
             activation=activation,
+            num_layers=num_layers,
+            recurrent_init=recurrent_init,
+            spectral_radius=spectral_radius,
             lr_core=lr_core,
             lr_readout=lr_readout,
             update="sequence",
@@ -176,8 +175,9 @@ class TruncatedBPTT(_ChunkedBackprop):
         update: ``"sequence"`` accumulates the chunks' gradients over the batch of sequences and
             applies them once after its last token; ``"step"`` applies each chunk's gradient at
             the end of the chunk (every n tokens: online with a delay of at most n - 1 tokens).
-        core, hidden_size, activation, lr_core, lr_readout, n_envs, dtype, device, seed, verbose:
-            as :class:`~agents.sequence_learner.SequenceLearner`.
+        core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
+        lr_readout, n_envs, dtype, device, seed, verbose: as
+            :class:`~agents.sequence_learner.SequenceLearner`.
     """
 
     def __init__(
@@ -185,9 +185,12 @@ class TruncatedBPTT(_ChunkedBackprop):
         env: LearnerEnv,
         *,
         n: int = 5,
-        core: str = "rnn",
+        core: str | RecurrentCore = "rnn",
         hidden_size: int = 30,
         activation: str = "tanh",
+        num_layers: int = 1,
+        recurrent_init: str = "uniform",
+        spectral_radius: float | None = None,
         lr_core: float = 1e-3,
         lr_readout: float = 1e-3,
         update: str = "sequence",
@@ -203,6 +206,9 @@ class TruncatedBPTT(_ChunkedBackprop):
             core=core,
             hidden_size=hidden_size,
             activation=activation,
+            num_layers=num_layers,
+            recurrent_init=recurrent_init,
+            spectral_radius=spectral_radius,
             lr_core=lr_core,
             lr_readout=lr_readout,
             update=update,
@@ -239,8 +245,9 @@ class DNI(TruncatedBPTT):
             (its output layer starts at zero, so g = 0 at the start either way).
         update: ``"sequence"`` (accumulate over the batch, apply after its last token) or
             ``"step"`` (apply at the end of every chunk).
-        core, hidden_size, activation, lr_core, lr_readout, n_envs, dtype, device, seed, verbose:
-            as :class:`~agents.sequence_learner.SequenceLearner`.
+        core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
+        lr_readout, n_envs, dtype, device, seed, verbose: as
+            :class:`~agents.sequence_learner.SequenceLearner`.
 
     Attributes:
         core, readout, synthesiser: the torch modules.
@@ -251,9 +258,12 @@ class DNI(TruncatedBPTT):
         env: LearnerEnv,
         *,
         n: int = 5,
-        core: str = "rnn",
+        core: str | RecurrentCore = "rnn",
         hidden_size: int = 30,
         activation: str = "tanh",
+        num_layers: int = 1,
+        recurrent_init: str = "uniform",
+        spectral_radius: float | None = None,
         gamma: float = 1.0,
         sg_weight: float = 1.0,
         lr_core: float = 1e-3,
@@ -279,6 +289,9 @@ class DNI(TruncatedBPTT):
             core=core,
             hidden_size=hidden_size,
             activation=activation,
+            num_layers=num_layers,
+            recurrent_init=recurrent_init,
+            spectral_radius=spectral_radius,
             lr_core=lr_core,
             lr_readout=lr_readout,
             update=update,

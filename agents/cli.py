@@ -258,6 +258,8 @@ def _reproduce(args, name: str | None, parser: argparse.ArgumentParser) -> int:
             "--out": args.out,
             "--force": args.force,
             "--mnist-root": args.mnist_root,
+            "--learners": args.learners,
+            "--adopt": args.adopt,
         }
         clashes = [flag for flag, value in given.items() if value not in (None, False)]
         if clashes:
@@ -298,6 +300,8 @@ def _reproduce(args, name: str | None, parser: argparse.ArgumentParser) -> int:
                 seeds=args.seeds,
                 config=args.config,
                 updates=args.updates,
+                learners=getattr(args, "learners", None),
+                adopt=getattr(args, "adopt", None),
                 force=args.force,
                 progress=not args.no_progress,
                 workers=args.workers,

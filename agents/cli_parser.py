@@ -31,7 +31,7 @@ examples:
 REPRODUCE_EPILOG = """\
 budgets:
   Without --quick the paper's budgets are used (agents/configs/NAME.yaml): hours to days on a
-  laptop CPU (copy-repeat: 120,000 updates per learner and seed). --quick (NAME_quick.yaml)
+  laptop CPU (copy-repeat: 150,000 updates per learner and seed). --quick (NAME_quick.yaml)
   finishes each experiment in a few minutes on 2 cores. --updates N sets every learner's
   budget.
 
@@ -42,6 +42,13 @@ resuming (toy, digits, seqmnist, copy-repeat):
   finished one; `--resume DIR --updates N` extends every cell to N updates; `--resume DIR
   --report-only` rewrites the results from the finished cells without training. The results
   are also rewritten while cells finish, marked as partial until all have.
+
+some learners, runs made elsewhere:
+  --learners BPTT 'TBPTT(n=5)' trains only those learners of the preset (--resume keeps to
+  them). --adopt RUNS copies in every `bpl train` run folder in RUNS whose configuration is a
+  cell's (budget and logging aside; the folder names do not matter) and continues it: one
+  finished at the budget is only evaluated, a shorter one resumes from its checkpoint. RUNS is
+  only read; what was not adopted is named in a warning.
 
 outputs (in --out):
   results.md         a table of mean ± std over seeds, with the command that made it
@@ -255,6 +262,19 @@ def build_parser(
         metavar="DIR",
         help="seqmnist only: the full MNIST from the IDX files in DIR instead of the bundled "
         "5,000-image subset",
+    )
+    reproduce.add_argument(
+        "--learners",
+        nargs="+",
+        metavar="LABEL",
+        help="comparisons: train only these learners of the preset (its labels, e.g. BPTT "
+        "'TBPTT(n=5)'; default: all)",
+    )
+    reproduce.add_argument(
+        "--adopt",
+        metavar="DIR",
+        help="copy in the run folders in DIR (bpl train runs, any names) that are cells of this "
+        "reproduction, and continue them instead of training them anew",
     )
     reproduce.add_argument(
         "--resume",

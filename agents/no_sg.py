@@ -27,8 +27,9 @@ class NoSG(SequenceLearner):
             :class:`~bpl_envs.TaskSpec` for a learner that only predicts.
         update: ``"sequence"`` (accumulate over the batch of sequences, apply after its last
             token) or ``"step"`` (apply after every token: fully online).
-        core, hidden_size, activation, lr_core, lr_readout, n_envs, dtype, device, seed, verbose:
-            as :class:`~agents.sequence_learner.SequenceLearner`.
+        core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
+        lr_readout, n_envs, dtype, device, seed, verbose: as
+            :class:`~agents.sequence_learner.SequenceLearner`.
     """
 
     @torch.no_grad()

@@ -32,8 +32,9 @@ class RTRL(SequenceLearner):
             token: the exact gradient (equal to BPTT's). ``"step"`` applies after every token
             (truly online); the sensitivities then mix derivatives taken at the parameters of
             earlier tokens, so the gradient is approximate, as in RTRL practice.
-        core, hidden_size, activation, lr_core, lr_readout, n_envs, dtype, device, seed, verbose:
-            as :class:`~agents.sequence_learner.SequenceLearner`.
+        core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
+        lr_readout, n_envs, dtype, device, seed, verbose: as
+            :class:`~agents.sequence_learner.SequenceLearner`.
     """
 
     def _begin_sequences(self, batch_size: int) -> None:

@@ -34,10 +34,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
 
 from agents.base import BaseLearner, make_env
-from agents.cores import make_core
+from agents.cores import RecurrentCore
+from agents.cores.factory import (
+    CORE_DEFAULTS,
+    check_saved_core,
+    core_name,
+    core_settings,
+    learner_core,
+)
+from agents.learner_envs import as_vector_env, sequence_ended, task_spec_of
 from bpl_envs.checks import check_int, check_non_negative
 from bpl_envs.losses import NATS_PER_BIT, get_loss
 from bpl_envs.task_spec import TaskSpec
@@ -50,46 +57,11 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 UPDATE_MODES = ("sequence", "step")
 
 
-def task_spec_of(env) -> TaskSpec:
-    """The :class:`~bpl_envs.TaskSpec` a (vector) env exposes as ``task``."""
-    for getter in (lambda: env.task, lambda: env.get_attr("task")[0]):
-        try:
-            task = getter()
-        except AttributeError:
-            continue
-        if isinstance(task, TaskSpec):
-            return task
-    raise ValueError(
-        f"{env} does not describe its task: a recurrent learner needs an env with a `task` "
-        "attribute (a bpl_envs.TaskSpec giving input/output sizes and the loss), such as the "
-        "bpl/ envs"
-    )
-
-
-def sequence_ended(terminated, truncated, info: dict) -> np.ndarray:
-    """Which sub-envs just answered the last token of a sequence: bool ``(B,)``.
-
-    True where the episode ended (``terminated`` or ``truncated``) or where a ``stream=True``
-    env, which never terminates, marks the boundary with ``info["sequence_end"]``.
-    """
-    ended = np.logical_or(terminated, truncated)
-    if "sequence_end" in info:
-        ended = np.logical_or(ended, info["sequence_end"])
-    return ended
-
-
 def grad_of(parameter: torch.Tensor) -> torch.Tensor:
     """The gradient buffer of a trainable parameter (allocated by ``_zero_grads``)."""
     if parameter.grad is None:
         raise RuntimeError("the gradient buffers are allocated by _zero_grads(); call it first")
     return parameter.grad
-
-
-def _as_vector_env(env) -> gym.vector.VectorEnv:
-    """A single env becomes a batch of one (autoreset off: the learner resets between batches)."""
-    if isinstance(env, gym.vector.VectorEnv):
-        return env
-    return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.DISABLED)
 
 
 LearnerEnv = str | gym.Env | gym.vector.VectorEnv | TaskSpec
@@ -103,9 +75,16 @@ class SequenceLearner(BaseLearner):
     Args:
         env: a ``bpl/...`` env id, a single env, a vector env (its sub-envs are the batch), or a
             :class:`~bpl_envs.TaskSpec` for a learner that only predicts.
-        core: ``"rnn"`` or ``"lstm"`` (state [h, c]).
-        hidden_size: H, the number of hidden units.
+        core: ``"rnn"``, ``"lstm"`` (state [h, c]) or ``"gru"``, or a core instance (e.g.
+            ``agents.cores.FunctionalCore(cell)`` around any torch cell): the learner trains a
+            deep copy of it, ``self.core``, and the five arguments below must then be left at
+            their defaults or agree with it (see :mod:`agents.cores.factory`).
+        hidden_size: H, the number of hidden units (of every layer).
         activation: ``"tanh"`` or ``"identity"`` (RNN only).
+        num_layers: L >= 1 stacked layers (state [s^1, ..., s^L]; the readout reads layer L).
+        recurrent_init: ``"uniform"`` (U(-1/sqrt(H), 1/sqrt(H)) as torch) or ``"orthogonal"``
+            (each gate's block of W_hh a random orthogonal matrix).
+        spectral_radius: None, or r > 0: each gate's block of W_hh rescaled to spectral radius r.
         lr_core, lr_readout: Adam learning rates (betas (0.9, 0.98), eps 1e-9).
         update: ``"sequence"`` accumulates over each batch of sequences and applies once at its end;
             ``"step"`` applies after every token.
@@ -120,9 +99,12 @@ class SequenceLearner(BaseLearner):
         self,
         env: LearnerEnv,
         *,
-        core: str = "rnn",
+        core: str | RecurrentCore = "rnn",
         hidden_size: int = 30,
         activation: str = "tanh",
+        num_layers: int = 1,
+        recurrent_init: str = "uniform",
+        spectral_radius: float | None = None,
         lr_core: float = 1e-3,
         lr_readout: float = 1e-3,
         update: str = "sequence",
@@ -137,7 +119,6 @@ class SequenceLearner(BaseLearner):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         hidden_size = check_int("hidden_size", hidden_size, minimum=1)
-        self.core_kind, self.hidden_size, self.activation = core, hidden_size, activation
         self.lr_core = check_non_negative("lr_core", lr_core)
         self.lr_readout = check_non_negative("lr_readout", lr_readout)
         self.update, self.n_envs, self.dtype_name = update, n_envs, dtype
@@ -146,7 +127,7 @@ class SequenceLearner(BaseLearner):
         if isinstance(env, TaskSpec):
             self.task = env
         else:
-            vector_env = _as_vector_env(make_env(env, n_envs))
+            vector_env = as_vector_env(make_env(env, n_envs))
             self.task = task_spec_of(vector_env)
         self.loss = get_loss(self.task.loss)
         super().__init__(vector_env, seed=seed, verbose=verbose)
@@ -154,8 +135,23 @@ class SequenceLearner(BaseLearner):
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            self.core = make_core(core, self.task.input_size, hidden_size, activation=activation)
-            self.readout = torch.nn.Linear(hidden_size, self.task.output_size)
+            self.core = learner_core(
+                core,
+                self.task.input_size,
+                hidden_size=hidden_size,
+                activation=activation,
+                num_layers=num_layers,
+                recurrent_init=recurrent_init,
+                spectral_radius=spectral_radius,
+            )
+            self.core_kind = core_name(self.core)  # a kind, or what a core instance is
+            settings = {**CORE_DEFAULTS, **core_settings(self.core)}  # an instance's own
+            self.hidden_size: int = settings["hidden_size"]
+            self.activation: str = settings["activation"]
+            self.num_layers: int = settings["num_layers"]
+            self.recurrent_init: str = settings["recurrent_init"]
+            self.spectral_radius: float | None = settings["spectral_radius"]
+            self.readout = torch.nn.Linear(self.hidden_size, self.task.output_size)
             self._build_extra_modules()
         for module in self._modules().values():
             module.to(device=self.device, dtype=self.dtype)
@@ -186,7 +182,7 @@ class SequenceLearner(BaseLearner):
         }
 
     def set_env(self, env) -> None:
-        env = _as_vector_env(make_env(env, self.n_envs))
+        env = as_vector_env(make_env(env, self.n_envs))
         task = task_spec_of(env)
         for field in ("input_size", "output_size", "loss"):
             if getattr(task, field) != getattr(self.task, field):
@@ -332,15 +328,13 @@ class SequenceLearner(BaseLearner):
     def _immediate_gradient(self, loss_grad: torch.Tensor) -> torch.Tensor:
         """Accumulate the readout's gradient and return l_t = dL_t/ds_t, (B, state_size).
 
-        Uses the hidden units of the last ``_forward`` (``self._hidden``); the LSTM's cell part
-        of l_t is zero.
+        Uses the hidden units of the last ``_forward`` (``self._hidden``); l_t is zero outside
+        the state's hidden columns (e.g. the LSTM's cell part, the lower layers of a stack).
         """
         if self.lr_readout > 0:
             grad_of(self.readout.weight).addmm_(loss_grad.T, self._hidden)
             grad_of(self.readout.bias).add_(loss_grad.sum(0))
-        hidden_gradient = loss_grad @ self.readout.weight
-        pad = self.core.state_size - hidden_gradient.shape[-1]
-        return torch.nn.functional.pad(hidden_gradient, (0, pad)) if pad else hidden_gradient
+        return self.core.state_gradient(loss_grad @ self.readout.weight)
 
     def _local_core_update(self, cache, signal: torch.Tensor) -> None:
         """Accumulate signal . (ds_t/dW)_local (one step, no propagation through time)."""
@@ -403,8 +397,7 @@ class SequenceLearner(BaseLearner):
     def _hyperparameters(self) -> dict[str, Any]:
         return {
             "core": self.core_kind,
-            "hidden_size": self.hidden_size,
-            "activation": self.activation,
+            **{name: getattr(self, name) for name in CORE_DEFAULTS},
             "lr_core": self.lr_core,
             "lr_readout": self.lr_readout,
             "update": self.update,
@@ -416,10 +409,12 @@ class SequenceLearner(BaseLearner):
         }
 
     def _rebuild_kwargs(self) -> dict[str, Any]:
-        return {"task": dataclasses.asdict(self.task)}
+        return {"task": dataclasses.asdict(self.task), "core": self.core_kind}
 
     @classmethod
-    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):  # noqa: ARG003 (hook)
+    def _from_checkpoint(cls, env, hyperparameters, rebuild, overrides):
+        saved_core = rebuild.get("core", hyperparameters["core"])  # older checkpoints: a kind
+        check_saved_core(saved_core, overrides.get("core"), cls.__name__)
         saved = TaskSpec(**rebuild["task"])
         learner = cls(saved if env is None else env, **hyperparameters)
         differ = [

@@ -81,7 +81,8 @@ class UnitInfluenceLearner(SequenceLearner):
         self._kept = self._kept_jacobian(self._layout)
         H, blocks = self.hidden_size, self._layout.blocks
         dtype, device = self.dtype, self.device
-        rows = torch.arange(self.core.num_gates * H, device=device)
+        gates = len(self._layout.reached[0])  # G, from the (blocks, G) layout
+        rows = torch.arange(gates * H, device=device)
         self._row_units = rows % H  # (G·H,) the unit of each parameter row
         reached = torch.tensor(self._layout.reached, dtype=dtype, device=device)  # (blocks, G)
         self._reached_rows = reached.repeat_interleave(H, dim=1)  # (blocks, G·H)

@@ -22,7 +22,13 @@ from gymnasium.vector import SyncVectorEnv
 
 import bpl_envs  # noqa: F401  (registers the ids)
 
-ENV_IDS = ("bpl/CopyRepeat-v0", "bpl/SequentialDigits-v0")
+ENV_IDS = (
+    "bpl/CopyRepeat-v0",
+    "bpl/SequentialDigits-v0",
+    "bpl/AddingProblem-v0",
+    "bpl/CharLM-v0",
+    "bpl/MackeyGlass-v0",
+)
 REQUIRED_SPEEDUP = 20.0
 
 

@@ -15,9 +15,14 @@ batches of sequences for at least ``--seconds`` (best of ``--repeats`` alternate
 where a learner is too slow for that (BP(lambda)'s trace path and RTRL on (c)): their rate is
 the steady state measured over tokens 3..``--partial-tokens`` of one sequence (the first two
 tokens of a sequence do no trace decay). Ratios are computed from the rates of the same run.
+
+``--cores analytic functional`` also runs each learner (but the plain loop) on the same torch
+cell wrapped in ``agents.cores.FunctionalCore`` (``torch.nn.RNNCell``, or ``torch.nn.LSTMCell``
+on the joint state [h, c]), whose derivatives come from ``torch.func``: the cost of generality.
 Usage::
 
     python benchmarks/learners.py [--configs a b c] [--seconds 3] [--repeats 2] [--threads N]
+                                  [--cores analytic functional]
                                   [--out benchmarks/results/learners.json]
 """
 
@@ -59,9 +64,41 @@ LEARNER_NAMES = (
     "plain_bptt",
 )
 PARTIAL = {("c", "bp_lambda_trace"), ("c", "rtrl")}  # a few tokens, not whole sequences
+CORE_IMPLEMENTATIONS = ("analytic", "functional")
 
 
-def build_learner(name: str, config: Config, env):
+class JointLSTMCell(torch.nn.Module):
+    """torch.nn.LSTMCell on one joint state tensor [h, c], as FunctionalCore needs."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTMCell(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        h, c = self.lstm(x, s.chunk(2, dim=1))
+        return torch.cat((h, c), dim=1)
+
+
+def build_core(config: Config, implementation: str):
+    """The configuration's core by name ("analytic"), or the same torch cell in a
+    FunctionalCore ("functional")."""
+    if implementation == "analytic":
+        return config.core
+    from agents.cores import FunctionalCore
+
+    torch.manual_seed(0)
+    if config.core == "lstm":
+        cell = JointLSTMCell(config.input_size, config.hidden_size)
+        return FunctionalCore(
+            cell,
+            input_size=config.input_size,
+            state_size=2 * config.hidden_size,
+            hidden_size=config.hidden_size,
+        )
+    return FunctionalCore(torch.nn.RNNCell(config.input_size, config.hidden_size))
+
+
+def build_learner(name: str, config: Config, env, implementation: str = "analytic"):
     """The learner ``name`` with its library defaults (lambda = 1, gamma = 0.9 for BP(lambda))."""
     from agents.bp_lambda import BPLambda
     from agents.bptt import BPTT, DNI, TruncatedBPTT
@@ -70,7 +107,7 @@ def build_learner(name: str, config: Config, env):
     from agents.snap import SnAp1
     from agents.uoro import UORO
 
-    common = dict(core=config.core, hidden_size=config.hidden_size, seed=0)
+    common = dict(core=build_core(config, implementation), hidden_size=config.hidden_size, seed=0)
     if name == "bp_lambda_trace":
         return BPLambda(env, lam=1.0, gamma=0.9, **common)
     if name == "bp_lambda_forward_view":
@@ -150,7 +187,12 @@ def child(spec: dict) -> dict:
     config = CONFIGS[spec["config"]]
     name, seconds, partial_tokens = spec["learner"], spec["seconds"], spec["partial_tokens"]
     env = replay_env(config)
-    learner = PlainBPTT(config, env) if name == "plain_bptt" else build_learner(name, config, env)
+    implementation = spec["core"]
+    learner = (
+        PlainBPTT(config, env)
+        if name == "plain_bptt"
+        else build_learner(name, config, env, implementation)
+    )
     baseline_rss = peak_rss_bytes()
     if spec["partial"]:
         timer = StepTimes(limit=partial_tokens)
@@ -174,6 +216,7 @@ def child(spec: dict) -> dict:
     return {
         "config": config.name,
         "learner": name,
+        "core": implementation,
         "tokens_per_s": rate,
         "tokens_timed": tokens,
         "whole_sequences": not spec["partial"],
@@ -198,6 +241,13 @@ def main() -> None:
         help="tokens run by the learners too slow for whole sequences on (c)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--cores",
+        nargs="+",
+        default=["analytic"],
+        choices=CORE_IMPLEMENTATIONS,
+        help="core implementations to run every learner on",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learners.json"))
     args = parser.parse_args()
@@ -214,18 +264,26 @@ def main() -> None:
         config = CONFIGS[name]
         print(f"\n({name}) {config.description}", flush=True)
         best: dict[str, dict] = {}
+        runs = [
+            (learner, core)
+            for learner in args.learners
+            for core in args.cores
+            if learner != "plain_bptt" or core == "analytic"
+        ]
         for _ in range(args.repeats):  # alternate learners, keep each one's best run
-            for learner in args.learners:
+            for learner, core in runs:
                 spec = {
                     "config": name,
                     "learner": learner,
+                    "core": core,
                     "seconds": args.seconds,
                     "partial": (name, learner) in PARTIAL,
                     "partial_tokens": args.partial_tokens,
                 }
                 result = run_child(SCRIPT, spec, args.threads)
-                if learner not in best or result["tokens_per_s"] > best[learner]["tokens_per_s"]:
-                    best[learner] = result
+                key = label(learner, core)
+                if key not in best or result["tokens_per_s"] > best[key]["tokens_per_s"]:
+                    best[key] = result
         rows.extend(best.values())
         print_config_table(best)
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -237,6 +295,11 @@ def main() -> None:
     }
     print_ratios(report["ratios"])
     write_report(args.out, report)
+
+
+def label(learner: str, core: str) -> str:
+    """A learner's name in tables and ratios: ``bptt``, or ``bptt+functional``."""
+    return learner if core == "analytic" else f"{learner}+{core}"
 
 
 def print_config_table(best: dict[str, dict]) -> None:
@@ -259,11 +322,16 @@ def print_config_table(best: dict[str, dict]) -> None:
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
     """Per configuration: BP(lambda)'s trace path against BPTT (learner and plain loop), the fast
-    path against the trace path, the online approximations of RTRL against RTRL, and the trace
-    path against them."""
+    path against the trace path, the online approximations of RTRL against RTRL, the trace path
+    against them, and each learner on the functional core against the same learner on the
+    analytic core."""
     out: dict[str, dict[str, float]] = {}
     for config in sorted({row["config"] for row in rows}):
-        rate = {row["learner"]: row["tokens_per_s"] for row in rows if row["config"] == config}
+        rate = {
+            label(row["learner"], row["core"]): row["tokens_per_s"]
+            for row in rows
+            if row["config"] == config
+        }
         pairs = {
             "trace_over_bptt": ("bp_lambda_trace", "bptt"),
             "trace_over_plain_bptt": ("bp_lambda_trace", "plain_bptt"),
@@ -275,6 +343,12 @@ def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
                 for name in ("uoro", "snap1", "eprop")
             },
         }
+        pairs.update(
+            {
+                f"functional_over_analytic[{learner}]": (f"{learner}+functional", learner)
+                for learner in LEARNER_NAMES
+            }
+        )
         out[config] = {
             key: rate[a] / rate[b] for key, (a, b) in pairs.items() if a in rate and b in rate
         }

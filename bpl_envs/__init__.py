@@ -13,9 +13,19 @@ Importing this package registers every task under the ``bpl`` namespace, each wi
 from gymnasium.envs.registration import register, registry
 
 from bpl_envs.losses import LOSSES, Loss, get_loss
+from bpl_envs.supervised import SupervisedTaskWrapper
 from bpl_envs.task_spec import TaskSpec
+from bpl_envs.vocabulary import CharVocabulary
 
-__all__ = ["ENV_IDS", "LOSSES", "Loss", "TaskSpec", "get_loss"]
+__all__ = [
+    "ENV_IDS",
+    "LOSSES",
+    "CharVocabulary",
+    "Loss",
+    "SupervisedTaskWrapper",
+    "TaskSpec",
+    "get_loss",
+]
 
 # id -> (module, single env class, vector env class, one-line description)
 _ENVS = {
@@ -42,6 +52,24 @@ _ENVS = {
         "SequentialMNISTEnv",
         "SequentialMNISTVectorEnv",
         "MNIST row by row (or pixel by pixel) from local IDX files, cross-entropy at the end.",
+    ),
+    "bpl/AddingProblem-v0": (
+        "adding_problem",
+        "AddingProblemEnv",
+        "AddingProblemVectorEnv",
+        "Hochreiter & Schmidhuber's adding problem: sum the two marked values (MSE at the end).",
+    ),
+    "bpl/CharLM-v0": (
+        "char_lm",
+        "CharLMEnv",
+        "CharLMVectorEnv",
+        "Next-character prediction on a text (Python's docs by default), cross-entropy per step.",
+    ),
+    "bpl/MackeyGlass-v0": (
+        "mackey_glass",
+        "MackeyGlassEnv",
+        "MackeyGlassVectorEnv",
+        "One-step-ahead prediction of the chaotic Mackey-Glass series (tau = 17), MSE per step.",
     ),
     "bpl/RandomWalk-v0": (
         "random_walk",

@@ -147,6 +147,7 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
         self.observation_space = source.observation_space
         self.action_space = prediction_space(source.output_size)
         self._stepper: SequenceStepper | None = None
+        self._draw: Any = None  # the current sequence's draw (stream=True continues it)
 
     @property
     def task(self) -> TaskSpec:
@@ -163,8 +164,12 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
         super().reset(seed=seed)
         return self._start_sequence().observation()[0], {}
 
-    def _start_sequence(self) -> SequenceStepper:
-        batch = self._source.build([self._source.draw(self.np_random)])
+    def _start_sequence(self, continue_stream: bool = False) -> SequenceStepper:
+        if continue_stream:
+            self._draw = self._source.next_draw(self._draw, self.np_random)
+        else:
+            self._draw = self._source.draw(self.np_random)
+        batch = self._source.build([self._draw])
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
         return self._stepper
 
@@ -176,7 +181,8 @@ class SequenceEnv(gym.Env[np.ndarray, np.ndarray], Generic[SourceT]):
         observations, rewards, terminated, info = self._stepper.step(prediction[None])
         info = {key: _python_scalar(value) for key, value in info.items()}
         if terminated and self.stream:
-            observations, terminated = self._start_sequence().observation(), False
+            observations = self._start_sequence(continue_stream=True).observation()
+            terminated = False
         return observations[0], float(rewards[0]), terminated, False, info
 
     def render(self) -> str | np.ndarray | None:
@@ -235,6 +241,7 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
         self._generators: list[np.random.Generator | None] = [None] * self.num_envs
         self._seeds: list[int | None] = [None] * self.num_envs
         self._stepper: SequenceStepper | None = None
+        self._draws: list[Any] = []  # each sub-env's current draw (stream=True continues them)
         self._autoreset_pending = False
 
     @property
@@ -281,9 +288,15 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
             return list(seed)
         raise TypeError(f"seed must be None, an int or a list of num_envs ints/None, got {seed!r}")
 
-    def _start_batch(self) -> SequenceStepper:
-        draw = self._source.draw
-        draws = [draw(rng) for rng in self.np_random]
+    def _start_batch(self, continue_stream: bool = False) -> SequenceStepper:
+        generators = self.np_random
+        if continue_stream:
+            next_draw = self._source.next_draw
+            draws = [next_draw(*pair) for pair in zip(self._draws, generators, strict=True)]
+        else:
+            draw = self._source.draw
+            draws = [draw(rng) for rng in generators]
+        self._draws = draws
         batch = self._source.build(draws)
         self._stepper = SequenceStepper(self._source, batch, self.render_mode is not None)
         self._autoreset_pending = False
@@ -328,7 +341,8 @@ class SequenceVectorEnv(VectorEnv, Generic[SourceT]):
         observations, rewards, terminated, info = self._stepper.step(predictions)
         infos = self._batched_info(info)
         if terminated and self.stream:
-            observations, terminated = self._start_batch().observation(), False
+            observations = self._start_batch(continue_stream=True).observation()
+            terminated = False
         elif terminated and self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoreset_pending = True
         elif terminated and self.autoreset_mode == AutoresetMode.SAME_STEP:

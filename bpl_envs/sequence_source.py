@@ -92,6 +92,15 @@ class SequenceSource(ABC):
     def build(self, draws: Sequence[Any]) -> SequenceBatch:
         """Build the batch of ``len(draws)`` sequences, vectorised, from their draws."""
 
+    def next_draw(self, previous: Any, rng: np.random.Generator) -> Any:  # noqa: ARG002
+        """The draw of the sequence that follows ``previous`` on a stream (``stream=True``).
+
+        By default sequences are independent: a fresh :meth:`draw` (a hook: a task that reads
+        one long series, a text or a time series, overrides it to continue where ``previous``
+        ended).
+        """
+        return self.draw(rng)
+
     @abstractmethod
     def render(
         self, batch: SequenceBatch, index: int, t: int, predictions: np.ndarray | None
@@ -140,6 +149,11 @@ class SequenceSource(ABC):
 
         ``predictions`` is the float64 ``(B, output_size)`` block received at step t.
         """
+        return {}
+
+    def loss_info(self, loss: np.ndarray) -> StepInfo:  # noqa: ARG002
+        """Info entries derived from the step's loss (float64 ``(B,)`` in nats, 0 on unscored
+        steps), e.g. the loss in other units; none by default (a hook)."""
         return {}
 
     def end_of_batch_info(self, mean_loss: float) -> dict[str, bool | int | float]:  # noqa: ARG002
@@ -225,6 +239,7 @@ class SequenceStepper:
             "loss": loss,
             "sequence_end": np.full(batch.batch_size, t == batch.sequence_length - 1),
             **self.source.step_info(t, predictions, batch),
+            **self.source.loss_info(loss),
         }
         self.t += 1
         if not self.done:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from bpl_envs.losses import LOSSES
 
+SCORINGS = ("last", "all", "window", "custom")
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -20,7 +22,8 @@ class TaskSpec:
         loss: name of the per-step loss in :data:`bpl_envs.losses.LOSSES` (``"mse"``, ``"bce"``
             or ``"ce"``); ``reward = -loss`` on scored steps.
         scoring: which steps carry a loss: ``"last"`` (only the final step), ``"all"`` (every
-            step) or ``"window"`` (a contiguous window ending at the final step). Each step's
+            step), ``"window"`` (a contiguous window ending at the final step) or ``"custom"``
+            (a rule of the task, e.g. an env wrapped by ``SupervisedTaskWrapper``). Each step's
             ``info["scored"]`` says it exactly.
         sequence_length: number of tokens T in the current sequences (it can change between
             sequences, e.g. under a curriculum).
@@ -35,8 +38,8 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
-        if self.scoring not in ("last", "all", "window"):
-            raise ValueError(f"scoring must be 'last', 'all' or 'window', got {self.scoring!r}")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         for name in ("input_size", "output_size", "sequence_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

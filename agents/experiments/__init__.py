@@ -2,11 +2,15 @@
 
 One module per experiment (:mod:`~agents.experiments.toy`, :mod:`~agents.experiments.digits`
 for digits and seqmnist, :mod:`~agents.experiments.copy_repeat`,
-:mod:`~agents.experiments.random_walk`) and the side-by-side figure
+:mod:`~agents.experiments.random_walk`; beyond the paper :mod:`~agents.experiments.adding`,
+:mod:`~agents.experiments.charlm` and :mod:`~agents.experiments.mackey_glass`, which share
+:mod:`~agents.experiments.held_out`) and the side-by-side figure
 (:mod:`~agents.experiments.compare`), plus the shared parts:
 
-- reproductions: the experiment registry, resuming and the results files
-  (:mod:`~agents.experiments.reproduction`), resumable cells (:mod:`~agents.experiments.cells`),
+- reproductions: the experiment registry (:mod:`~agents.experiments.catalogue`), resuming and
+  the results files (:mod:`~agents.experiments.reproduction`), resumable cells
+  (:mod:`~agents.experiments.cells`), run folders made elsewhere adopted as cells
+  (:mod:`~agents.experiments.adoption`),
   comparisons of learners (:mod:`~agents.experiments.comparison`), README tables from results
   (:mod:`~agents.experiments.report`);
 - training runs: their configuration (:mod:`~agents.experiments.run_config`), building the env

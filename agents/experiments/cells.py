@@ -44,6 +44,7 @@ __all__ = [
     "CellState",
     "cell_name",
     "cell_progress",
+    "comparable_config",
     "inspect_cell",
     "read_cell_json",
     "run_cell",
@@ -101,8 +102,9 @@ def _budget(config: RunConfig) -> int:
     return cast(int, config.updates if config.updates is not None else config.steps)
 
 
-def _comparable(config: RunConfig) -> dict[str, Any]:
-    """The configuration without its budget and logging: what a cell's folder must match."""
+def comparable_config(config: RunConfig) -> dict[str, Any]:
+    """The configuration without its budget and logging (``steps``, ``updates``,
+    ``save_every``, ``log_interval``), as plain JSON data: what a cell's folder must match."""
     data = {k: v for k, v in config.to_dict().items() if k not in _BUDGET_FIELDS}
     return json.loads(json.dumps(data))
 
@@ -149,11 +151,11 @@ def inspect_cell(folder: pathlib.Path, cell: Cell) -> CellState:
     if not (folder / RUN_JSON).is_file():
         return CellState(0, False, False, None)
     config, run = load_run(folder, require_checkpoint=False)
-    if _comparable(config) != _comparable(cell.config):
+    if comparable_config(config) != comparable_config(cell.config):
         raise ValueError(
             f"{folder / RUN_JSON} holds a run of another configuration than cell "
-            f"{cell.name!r} of this reproduction: {_comparable(config)} instead of "
-            f"{_comparable(cell.config)}"
+            f"{cell.name!r} of this reproduction: {comparable_config(config)} instead of "
+            f"{comparable_config(cell.config)}"
         )
     if not (folder / CHECKPOINT).is_file():  # started, never checkpointed: nothing to resume
         return CellState(0, False, False, None)

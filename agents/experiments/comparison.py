@@ -10,17 +10,20 @@ every learner.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from agents.experiments import hyperparameters as hp
+from agents.experiments.building import env_arguments
 from agents.experiments.cells import Cell, cell_name, cell_progress, read_cell_json
 from agents.experiments.config import check_keys
+from agents.experiments.parallel import run_cells
 from agents.experiments.run_config import RunConfig, learner_class
 from agents.experiments.training import RUN_JSON
 
@@ -32,6 +35,8 @@ __all__ = [
     "curve_over_seeds",
     "learner_row",
     "results_by_label",
+    "run_comparison",
+    "with_learners",
     "synth_path",
 ]
 
@@ -43,9 +48,10 @@ def comparison_runs(config: Mapping[str, Any]) -> dict[str, RunConfig]:
     """The runs an experiment compares: label -> :class:`RunConfig`, each validated.
 
     ``config`` is an experiment preset: its top level is the base run, and
-    ``experiment.learners`` maps a label to ``{learner: NAME, hyperparameters: {...}}``. Each
-    learner gets the base run's hyper-parameters that its constructor takes (BPTT has no λ),
-    then its own, which must all be valid for it.
+    ``experiment.learners`` maps a label to ``{learner: NAME, hyperparameters: {...}}`` and,
+    optionally, ``env_kwargs: {...}`` merged into the base run's (e.g. ``{stream: true}``).
+    Each learner gets the base run's hyper-parameters that its constructor takes (BPTT has no
+    λ), then its own, which must all be valid for it.
     """
     base = RunConfig.from_mapping({k: v for k, v in config.items() if k != "experiment"})
     runs = {}
@@ -53,14 +59,69 @@ def comparison_runs(config: Mapping[str, Any]) -> dict[str, RunConfig]:
         where = f"experiment.learners.{label}"
         if not isinstance(entry, Mapping):
             raise ValueError(f"{where} must be a mapping with a `learner:` key, got {entry!r}")
-        check_keys(where, entry, ("learner", "hyperparameters"), required=("learner",))
+        check_keys(
+            where, entry, ("learner", "hyperparameters", "env_kwargs"), required=("learner",)
+        )
         accepted = hp.hyperparameters_of(learner_class(entry["learner"]))
         shared = {k: v for k, v in base.hyperparameters.items() if k in accepted}
         own = dict(entry.get("hyperparameters") or {})
-        runs[str(label)] = dataclasses.replace(
-            base, learner=entry["learner"], hyperparameters={**shared, **own}
-        ).resolved()
+        run = base.derive(learner=entry["learner"], env_kwargs=entry.get("env_kwargs"))
+        env_arguments(run.env, run.env_kwargs)
+        runs[str(label)] = dataclasses.replace(run, hyperparameters={**shared, **own}).resolved()
     return runs
+
+
+def with_learners(config: Mapping[str, Any], labels: Sequence[str]) -> dict[str, Any]:
+    """A comparison preset restricted to the learners ``labels`` (in the preset's order).
+
+    Raises:
+        TypeError: ``labels`` is not a list of strings.
+        ValueError: the preset compares no learners, ``labels`` is empty, repeats a label or
+            names one the preset does not have (the message lists the preset's labels).
+    """
+    learners = (config.get("experiment") or {}).get("learners")
+    if not isinstance(learners, Mapping):
+        raise ValueError("learners: this experiment's preset compares no learners")
+    if isinstance(labels, str) or not all(isinstance(label, str) for label in labels):
+        raise TypeError(f"learners must be a list of labels (strings), got {labels!r}")
+    known = [str(label) for label in learners]
+    unknown = [label for label in labels if label not in known]
+    if not labels or unknown or len(set(labels)) != len(labels):
+        raise ValueError(
+            f"learners must be distinct labels of the preset's experiment.learners, got "
+            f"{list(labels)}; the preset has {known}"
+        )
+    restricted: dict[str, Any] = copy.deepcopy(dict(config))
+    restricted["experiment"]["learners"] = {
+        label: entry for label, entry in learners.items() if str(label) in labels
+    }
+    return restricted
+
+
+def run_comparison(
+    config: Mapping[str, Any],
+    seeds: Sequence[int],
+    cell: Callable[..., Any],
+    *,
+    workers: int,
+    progress: bool,
+    desc: str,
+) -> tuple[dict[str, RunConfig], dict[str, list[Any]]]:
+    """Run ``cell`` (a picklable function of ``{"config": run dict}``) for every learner of a
+    comparison preset and every seed, in parallel, in memory (no cells on disk: for the
+    experiments that take minutes and are not resumable).
+
+    Returns:
+        (the runs, label -> :class:`RunConfig`; the results, label -> one result per seed).
+    """
+    runs = comparison_runs(config)
+    keys = [(label, seed) for label in runs for seed in seeds]
+    cells = [{"config": runs[label].derive(seed=seed).to_dict()} for label, seed in keys]
+    results: dict[str, list[Any]] = {label: [] for label in runs}
+    outputs = run_cells(cell, cells, workers=workers, progress=progress, desc=desc)
+    for (label, _), output in zip(keys, outputs, strict=True):
+        results[label].append(output)
+    return runs, results
 
 
 def comparison_cells(config: Mapping[str, Any], seeds: Sequence[int]) -> list[Cell]:

@@ -14,22 +14,26 @@ Experiments whose module provides ``make_cells``, ``evaluate`` and ``summarise``
 seqmnist, copy-repeat) are resumable: :func:`resume_reproduction` trains the cells that are not
 finished from their checkpoints, exactly, and never reruns a finished one; the results are
 rewritten from every finished cell's files each time a cell finishes (marked as partial until
-all have). The others (random-walk, compare) take minutes and provide ``run`` instead.
+all have). The others (random-walk, compare, and the tasks beyond the paper: adding, charlm,
+mackey-glass) take minutes and provide ``run`` instead.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import importlib
 import json
 import pathlib
+import shlex
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from agents.experiments.adoption import adopt_cells, plan_adoption
+from agents.experiments.catalogue import EXPERIMENTS, Experiment, experiment_module
 from agents.experiments.cells import Cell, run_cells_in
+from agents.experiments.comparison import with_learners
 from agents.experiments.config import load_config
 from agents.experiments.output import prepare_output_dir, write_json, write_text
 from bpl_envs.checks import check_int
@@ -54,75 +58,6 @@ CHECKPOINT_SECONDS = 60.0
 """Reproduction cells write a checkpoint at the first batch boundary a minute after the last."""
 PARTIAL_REPORT_SECONDS = 60.0
 """While cells run, the results are rewritten when a cell finishes at most this often."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-    """A reproducible experiment: where its code and preset live and what it measures.
-
-    Attributes:
-        options: the names of the experiment's own options (``mnist_root``), passed to its
-            module's ``preset_for`` and ``configure``.
-    """
-
-    module: str
-    preset: str
-    title: str
-    description: str
-    options: tuple[str, ...] = ()
-
-
-EXPERIMENTS: dict[str, Experiment] = {
-    "toy": Experiment(
-        "agents.experiments.toy",
-        "toy",
-        "Toy task: synthetic-gradient alignment against λ",
-        "alignment of g(s_t) with the true future gradient vs λ on LineDraw, frozen and "
-        "learning RNN, T = 10, 30, 60",
-    ),
-    "digits": Experiment(
-        "agents.experiments.digits",
-        "digits",
-        "Sequential digits: test accuracy per learner",
-        "test accuracy of BP(λ) and the baselines on bpl/SequentialDigits-v0",
-    ),
-    "seqmnist": Experiment(
-        "agents.experiments.digits",
-        "seqmnist",
-        "Sequential MNIST: test accuracy per learner",
-        "the paper's seqMNIST comparison on the bundled 5,000-image MNIST subset (the full "
-        "MNIST with --mnist-root)",
-        options=("mnist_root",),
-    ),
-    "copy-repeat": Experiment(
-        "agents.experiments.copy_repeat",
-        "copy_repeat",
-        "Copy-repeat: curriculum length reached per learner",
-        "sequence length reached on the copy-repeat curriculum within a budget, per learner",
-    ),
-    "random-walk": Experiment(
-        "agents.experiments.random_walk",
-        "random_walk",
-        "TD(λ) on the 19-state random walk: RMS error against α",
-        "TD(λ) RMS error vs α for each λ on Sutton & Barto's random walk (accumulate and true "
-        "online traces)",
-    ),
-    "compare": Experiment(
-        "agents.experiments.compare",
-        "compare",
-        "TD(λ) and BP(λ) side by side",
-        "TD(λ) RMS error vs α on the random walk next to BP(λ) alignment vs the synthesiser's "
-        "learning rate on the toy task, same λ grid (also `bpl compare`)",
-    ),
-}
-"""Experiment name (as typed after ``bpl reproduce``) -> :class:`Experiment`."""
-
-
-def _experiment(name: str) -> tuple[Experiment, ModuleType]:
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}")
-    experiment = EXPERIMENTS[name]
-    return experiment, importlib.import_module(experiment.module)
 
 
 def _resumable(module: ModuleType) -> bool:
@@ -157,6 +92,9 @@ def _command(manifest: Mapping[str, Any], workers: int) -> str:
     parts += [f"--updates {given['updates']}"] * (given["updates"] is not None)
     parts += [f"--config {given['config']}"] * (given["config"] is not None)
     parts += [f"--{key.replace('_', '-')} {value}" for key, value in given["options"].items()]
+    if given.get("learners") is not None:
+        parts.append(" ".join(["--learners", *map(shlex.quote, given["learners"])]))
+    parts += [f"--adopt {shlex.quote(given['adopt'])}"] * (given.get("adopt") is not None)
     return " ".join([*parts, f"--workers {workers}"])
 
 
@@ -168,6 +106,8 @@ def reproduce(
     seeds: int | None = None,
     config: str | None = None,
     updates: int | None = None,
+    learners: Sequence[str] | None = None,
+    adopt: str | pathlib.Path | None = None,
     force: bool = False,
     progress: bool = True,
     workers: int = 1,
@@ -183,6 +123,11 @@ def reproduce(
         seeds: number of seeds (0 .. seeds-1); default: the preset's.
         config: a YAML file replacing the packaged preset.
         updates: the budget of every training run, in batches (default: the preset's).
+        learners: comparisons: only these labels of the preset's ``experiment.learners``
+            (default: all); ``--resume`` keeps to them.
+        adopt: resumable experiments: a folder of run folders trained elsewhere; those that are
+            cells of this reproduction are copied in and continued, not retrained
+            (:mod:`agents.experiments.adoption`).
         force: replace the content of an existing ``out``.
         progress: progress bars.
         workers: parallel processes for the experiment's independent runs.
@@ -193,7 +138,7 @@ def reproduce(
     Returns:
         What ``results.json`` holds.
     """
-    experiment, module = _experiment(name)
+    experiment, module = experiment_module(name)
     options = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(options) - set(experiment.options))
     if unknown:
@@ -212,10 +157,17 @@ def reproduce(
         settings = module.configure(settings, **options)
     if updates is not None:
         settings = _with_updates(name, module, settings, updates)
+    if learners is not None:
+        settings = with_learners(settings, list(learners))
     module.check(settings)  # every run validated before the folder is touched
     seed_list = list(range(seed_count))
+    adoption = None
     if _resumable(module):
-        module.make_cells(settings, seed_list)
+        cells = module.make_cells(settings, seed_list)
+        if adopt is not None:
+            adoption = plan_adoption(adopt, cells)
+    elif adopt is not None:
+        raise ValueError(f"adopt: experiment {name!r} has no cells to adopt (not resumable)")
     out = prepare_output_dir(out, force)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -223,12 +175,28 @@ def reproduce(
         "preset": str(preset),
         "quick": quick,
         "seeds": seed_list,
-        "given": {"seeds": seeds, "updates": updates, "config": config, "options": options},
+        "given": {
+            "seeds": seeds,
+            "updates": updates,
+            "config": config,
+            "options": options,
+            "learners": None if learners is None else list(learners),
+            "adopt": None if adopt is None else str(adopt),
+        },
         "resumable": _resumable(module),
         "config": settings,
         "workers": workers,
         "wall_s": 0.0,  # of every invocation that trained, added up
     }
+    if adoption is not None:
+        manifest["adopted"] = adoption.adopted
+        adopt_cells(adoption, out)
+        for folders, why in (
+            (adoption.no_checkpoint, "they hold no checkpoint; those cells train anew"),
+            (adoption.unmatched, "they are no cell of this reproduction"),
+        ):
+            if folders:
+                warnings.warn(f"--adopt: not adopted, {why}: {folders}", stacklevel=2)
     write_json(out / MANIFEST, manifest)
     if _resumable(module):
         return _complete(
@@ -304,7 +272,7 @@ def resume_reproduction(
         raise ValueError(
             f"{folder / MANIFEST} is a reproduction of {manifest['experiment']!r}, not of {name!r}"
         )
-    _, module = _experiment(manifest["experiment"])
+    _, module = experiment_module(manifest["experiment"])
     if not manifest["resumable"] or not _resumable(module):
         raise ValueError(
             f"{folder / MANIFEST}: {manifest['experiment']!r} takes minutes and is "
@@ -450,6 +418,13 @@ def _write_results(
         f"# {experiment.title}\n\n`{command}`: preset `{manifest['preset']}`, seeds "
         f"{seeds}, {elapsed:.0f} s with {workers} worker(s).\n\n"
     )
+    adopted = manifest.get("adopted") or {}
+    if adopted:
+        header += (
+            f"Adopted cells (trained outside this reproduction, then continued in it; "
+            f"`--adopt`): {', '.join(f'{name} from {source}' for name, source in adopted.items())}"
+            ".\n\n"
+        )
     rows = data.get("results", [])
     if rows and all("label" in r and "seconds" in r for r in rows):
         header += (
@@ -469,6 +444,7 @@ def _write_results(
         "workers": workers,
         "elapsed_s": round(elapsed, 1),
         "config": manifest["config"],
+        **({"adopted": adopted} if adopted else {}),
         **data,
         "figures": figure_names,
         "table": table,

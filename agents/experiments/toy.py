@@ -1,8 +1,11 @@
 """The paper's toy experiment: how well does BP(λ)'s synthesiser learn the future gradient?
 
-LineDraw (a fixed cue at t = 0, a 2-D target scored at the last step), a linear RNN (H = 30). Only
-the synthesiser learns in the "frozen" condition (RNN and readout stay at their random
-initialisation); in the "learning" condition the RNN and readout learn too. After training, the
+LineDraw (a fixed cue at t = 0, a 2-D target scored at the last step), a linear RNN (H = 30).
+Only the synthesiser learns in the "frozen" conditions (RNN and readout stay at their random
+initialisation); in the "learning" conditions the RNN and readout learn too. Each condition is a
+set of hyper-parameters (the preset's ``experiment.cores``), e.g. the recurrent initialisation:
+torch's uniform one, or an orthogonal W_hh ("frozen orthogonal"), whose state does not decay
+after the cue. After training, the
 cosine alignment between g(s_t) and the true future gradient G_t (by autograd through the same
 sequences, :func:`agents.analysis.alignment`) is measured at every step t = 0 .. T-2, for each λ and
 sequence length T (docs/algorithm.md#toy-task-line-draw). Each seed draws a different random RNN.
@@ -11,7 +14,7 @@ Every (condition, T, λ, seed) is a resumable cell (:mod:`agents.experiments.cel
 into its own run folder and measured from its checkpoint. ``bpl reproduce toy`` writes:
 
 - ``results.md``: mean alignment over the steps of a sequence, mean ± std over seeds, one row
-  per λ and one column per (condition, T);
+  per (condition, T) and one column per λ;
 - ``results.json``: ``experiment``, ``quick``, ``seeds``, ``elapsed_s``, ``config`` and
   ``results``: one row per (condition, T, λ) with ``core`` (the condition), ``sequence_length``,
   ``lam``, ``alignment`` (``{"mean", "std", "values"}`` over seeds of the mean over steps) and
@@ -156,10 +159,9 @@ def summarise(
         row = by_key.get((condition, length, lam))
         return "–" if row is None else format_mean_std(row["alignment"])
 
-    header = ["λ"] + [f"{c} T={t}" for c in conditions for t in lengths]
+    header = ["condition", "T"] + [f"λ = {lam:g}" for lam in lambdas]
     table_rows = [
-        [f"{lam:g}"] + [cell_text(c, t, lam) for c in conditions for t in lengths]
-        for lam in lambdas
+        [c, str(t)] + [cell_text(c, t, lam) for lam in lambdas] for c in conditions for t in lengths
     ]
     path = synth_path(
         RunConfig.from_mapping({k: v for k, v in config.items() if k != "experiment"})

@@ -1,7 +1,7 @@
 """Independent gradients for the baseline learners' tests: autograd through torch.nn.RNN /
-torch.nn.LSTM (weights copied from our cores) and through the cores' plain differentiable
-``forward``, with the losses written with torch.nn.functional. Nothing here uses the cores'
-analytic derivatives or the learners' code.
+LSTM / GRU, stacked or not (weights copied from our cores), and through the cores' plain
+differentiable ``forward``, with the losses written with torch.nn.functional. Nothing here uses
+the cores' derivative code or the learners' code.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.cores import LSTMCore, RNNCore
+from agents.cores import FunctionalCore, GRUCore, LSTMCore, RNNCore, StackedCore
 from bpl_envs.replay import SequenceReplayVectorEnv
 
 ADAM = {"betas": (0.9, 0.98), "eps": 1e-9}
@@ -25,6 +25,60 @@ EQUIVALENCE_CASES = [
     for gamma in (0.9, 1.0)
 ]
 """(core, synth_hidden, lam, gamma) grid of the BP(lambda) forward/backward equivalence tests."""
+
+NEW_CORES = [
+    "gru",
+    "rnn-2",
+    "lstm-2",
+    "gru-2",
+    "functional-rnn",
+    "functional-gru",
+    "functional-leaky",
+]
+"""Cores beyond the one-layer RNN and LSTM, by the names :func:`core_kwargs` knows."""
+
+NEW_CORE_CASES = [
+    (core, synth_hidden, lam, gamma)
+    for core in NEW_CORES
+    for synth_hidden, lam, gamma in [(None, 0.5, 0.9), (5, 1.0, 1.0)]
+]
+"""A smaller equivalence grid for the new cores: both synthesisers, a bootstrapped and an
+unbootstrapped lambda."""
+
+
+class LeakyRNNCell(torch.nn.Module):
+    """A user-defined cell for the functional core: s' = (1 - a) s + a tanh(W x + U s + b)."""
+
+    def __init__(self, input_size, hidden_size, leak=0.5):
+        super().__init__()
+        self.input_size, self.hidden_size, self.leak = input_size, hidden_size, leak
+        self.input = torch.nn.Linear(input_size, hidden_size)
+        self.recurrent = torch.nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, x, s):
+        return (1 - self.leak) * s + self.leak * torch.tanh(self.input(x) + self.recurrent(s))
+
+
+FUNCTIONAL_CELLS = {
+    "functional-rnn": torch.nn.RNNCell,
+    "functional-gru": torch.nn.GRUCell,
+    "functional-leaky": LeakyRNNCell,
+}
+
+
+def core_kwargs(name, input_size, hidden_size):
+    """A learner's core arguments for a core name: "rnn", "lstm", "gru", "KIND-L" (L stacked
+    layers) or "functional-rnn/gru/leaky" (torch.nn.RNNCell, torch.nn.GRUCell or
+    :class:`LeakyRNNCell` in a FunctionalCore, its weights drawn with torch's seed 0)."""
+    if name in FUNCTIONAL_CELLS:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            cell = FUNCTIONAL_CELLS[name](input_size, hidden_size)
+        return {"core": FunctionalCore(cell)}
+    if "-" in name:
+        kind, layers = name.split("-")
+        return {"core": kind, "num_layers": int(layers)}
+    return {"core": name}
 
 
 def make_data(loss, batch, steps, n_in, n_out, seed=0, n_batches=1):
@@ -86,38 +140,54 @@ class ForwardTwin:
 
 def twin_of(core):
     """The torch.nn twin of a core where torch.nn has one, else a :class:`ForwardTwin`."""
-    if isinstance(core, LSTMCore) or core.activation == "tanh":
-        return Twin(core)
-    return ForwardTwin(core)
+    layer = core.layers[0] if isinstance(core, StackedCore) else core
+    if isinstance(core, FunctionalCore) or getattr(layer, "activation", "tanh") != "tanh":
+        return ForwardTwin(core)
+    return Twin(core)
 
 
 class Twin:
-    """torch.nn.RNN / torch.nn.LSTM holding an RNNCore / LSTMCore's weights (b_ih = b, b_hh = 0)."""
+    """torch.nn.RNN / LSTM / GRU (num_layers = the core's layers) holding a built-in core's
+    weights (a single bias as b_ih = b, b_hh = 0; the GRU's two biases one to one)."""
+
+    LAYERS = {RNNCore: torch.nn.RNN, LSTMCore: torch.nn.LSTM, GRUCore: torch.nn.GRU}
 
     def __init__(self, core):
-        if isinstance(core, LSTMCore):
-            self.net = torch.nn.LSTM(core.input_size, core.hidden_size, batch_first=True)
-        elif isinstance(core, RNNCore) and core.activation == "tanh":
-            self.net = torch.nn.RNN(core.input_size, core.hidden_size, batch_first=True)
-        else:
-            raise ValueError("torch.nn has no twin for this core")
+        layers = list(core.layers) if isinstance(core, StackedCore) else [core]
+        self.net = self.LAYERS[type(layers[0])](
+            core.input_size, core.hidden_size, num_layers=len(layers), batch_first=True
+        )
         self.net.double()
-        self.hidden_size = core.hidden_size
+        self.hidden_size, self.lstm = core.hidden_size, isinstance(layers[0], LSTMCore)
+        self.parameters = []
         with torch.no_grad():
-            self.net.weight_ih_l0.copy_(core.weight_ih)
-            self.net.weight_hh_l0.copy_(core.weight_hh)
-            self.net.bias_ih_l0.copy_(core.bias)
-            self.net.bias_hh_l0.zero_()
-        self.parameters = [self.net.weight_ih_l0, self.net.weight_hh_l0, self.net.bias_ih_l0]
+            for index, layer in enumerate(layers):
+                names = [
+                    f"{name}_l{index}" for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                ]
+                tensors = [getattr(self.net, name) for name in names]
+                tensors[0].copy_(layer.weight_ih)
+                tensors[1].copy_(layer.weight_hh)
+                if isinstance(layer, GRUCore):
+                    tensors[2].copy_(layer.bias_ih)
+                    tensors[3].copy_(layer.bias_hh)
+                else:
+                    tensors[2].copy_(layer.bias)
+                    tensors[3].zero_()
+                    tensors = tensors[:3]
+                self.parameters += tensors
 
     def run(self, x, s0):
-        """x (B, L, n_in), s0 (B, d) → hidden units (B, L, H), last state (B, d)."""
-        if isinstance(self.net, torch.nn.LSTM):
-            H = self.hidden_size
-            out, (h, c) = self.net(x, (s0[None, :, :H].contiguous(), s0[None, :, H:].contiguous()))
-            return out, torch.cat((h[0], c[0]), dim=1)
-        out, h = self.net(x, s0[None].contiguous())
-        return out, h[0]
+        """x (B, L, n_in), s0 (B, d) → top hidden units (B, L, H), last state (B, d)."""
+        layers, width = self.net.num_layers, s0.shape[1] // self.net.num_layers
+        blocks = s0.view(s0.shape[0], layers, width).transpose(0, 1)  # (layers, B, d_l)
+        H = self.hidden_size
+        if self.lstm:
+            out, (h, c) = self.net(x, (blocks[..., :H].contiguous(), blocks[..., H:].contiguous()))
+            final = torch.cat((h, c), dim=2)
+        else:
+            out, final = self.net(x, blocks.contiguous())
+        return out, final.transpose(0, 1).reshape(s0.shape)
 
 
 def chunked_reference(
@@ -129,8 +199,8 @@ def chunked_reference(
     discounted n-step target d/ds_k [sum_i gamma^i L_{k+1+i} + gamma^len g(s_end).s_end].
 
     Returns:
-        (core grads [W_ih, W_hh, b], readout grads [W, b], synthesiser grads or None) of the
-        batch-mean losses summed over the sequences' steps.
+        (core grads in the core's parameter order, readout grads [W, b], synthesiser grads or
+        None) of the batch-mean losses summed over the sequences' steps.
     """
     twin, head = twin_of(core), copy.deepcopy(readout)
     x, y = torch.as_tensor(inputs), torch.as_tensor(targets)
@@ -168,7 +238,8 @@ def chunked_reference(
             regression = 0.5 * (synthesiser(s_k) - target).square().sum(-1).mean()
             step = torch.autograd.grad(regression, synth_params)
             synth_grads = [a + b for a, b in zip(synth_grads, step, strict=True)]
-    return grads[:3], grads[3:], synth_grads
+    core_count = len(twin.parameters)
+    return grads[:core_count], grads[core_count:], synth_grads
 
 
 def online_chunked_reference(core, readout, kind, inputs, targets, scored, n, batch, lr):

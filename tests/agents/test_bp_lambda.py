@@ -21,6 +21,9 @@ from agents.bp_lambda import BPLambda
 from bpl_envs.replay import SequenceReplayVectorEnv
 from tests.agents.autograd_reference import (
     EQUIVALENCE_CASES,
+    NEW_CORE_CASES,
+    NEW_CORES,
+    core_kwargs,
     forward_view_update,
     randomise,
     unroll,
@@ -46,11 +49,13 @@ def make_learner(core, loss="mse", seed=0, **kwargs):
     inputs, targets, scored = make_data(loss, seed)
     env = SequenceReplayVectorEnv(inputs, targets, loss, scored)
     kwargs = {"lr_core": 0.0, "lr_readout": 0.0, "clip_synth_update": False, **kwargs}
-    learner = BPLambda(env, core=core, hidden_size=H, dtype="float64", seed=seed, **kwargs)
+    learner = BPLambda(
+        env, **core_kwargs(core, N_IN, H), hidden_size=H, dtype="float64", seed=seed, **kwargs
+    )
     return learner, (torch.tensor(inputs), torch.tensor(targets), torch.tensor(scored))
 
 
-@pytest.mark.parametrize("core, synth_hidden, lam, gamma", EQUIVALENCE_CASES)
+@pytest.mark.parametrize("core, synth_hidden, lam, gamma", EQUIVALENCE_CASES + NEW_CORE_CASES)
 def test_summed_synthesiser_update_equals_forward_view(core, synth_hidden, lam, gamma):
     learner, (inputs, targets, scored) = make_learner(
         core, lam=lam, gamma=gamma, synth_hidden=synth_hidden, lr_synth=1e-3
@@ -93,7 +98,7 @@ def test_output_only_traces_update_only_the_output_layer(core):
         torch.testing.assert_close(before, after, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("core", ["rnn", "lstm"])
+@pytest.mark.parametrize("core", ["rnn", "lstm", *NEW_CORES])
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 def test_lambda_one_targets_the_autograd_future_gradient(core, loss):
     learner, (inputs, targets, scored) = make_learner(
@@ -141,7 +146,7 @@ class Oracle(torch.nn.Module):
         return self.future[self.calls - 1]
 
 
-@pytest.mark.parametrize("core", ["rnn", "lstm"])
+@pytest.mark.parametrize("core", ["rnn", "lstm", *NEW_CORES])
 def test_core_update_with_the_true_future_gradient_is_bptt(core):
     learner, (inputs, targets, scored) = make_learner(
         core, lam=1.0, gamma=1.0, sg_weight=1.0, lr_core=1e-3, lr_readout=1e-3, lr_synth=0.0
@@ -342,7 +347,32 @@ def test_sb3_evaluate_policy_scores_the_learner():
         ({"lr_core": -1e-3}, ValueError, "lr_core must be a finite number >= 0"),
         ({"lr_synth": float("inf")}, ValueError, "lr_synth must be a finite number >= 0"),
         ({"sg_weight": -1}, ValueError, "sg_weight must be a finite number >= 0"),
-        ({"core": "gru"}, ValueError, "gru"),
+        (
+            {"core": "elman"},
+            ValueError,
+            r"core must be one of \('rnn', 'lstm', 'gru'\) or a RecurrentCore instance.*'elman'",
+        ),
+        (
+            {"core": torch.nn.GRUCell(3, 4)},
+            TypeError,
+            "core must be one of .* or a RecurrentCore instance .*, got GRUCell",
+        ),
+        ({"num_layers": 0}, ValueError, "num_layers must be an int >= 1, got 0"),
+        (
+            {"recurrent_init": "xavier"},
+            ValueError,
+            r"recurrent_init must be one of \('uniform', 'orthogonal'\), got 'xavier'",
+        ),
+        (
+            {"spectral_radius": -1.0},
+            ValueError,
+            "spectral_radius must be a finite number > 0, got -1.0",
+        ),
+        (
+            {"core": "gru", "activation": "identity"},
+            ValueError,
+            "activation='identity' is not available for kind='gru'",
+        ),
         ({"update": "batch"}, ValueError, r"update must be one of \('sequence', 'step'\)"),
         ({"dtype": "float16"}, ValueError, "dtype must be one of"),
         ({"hidden_size": 0}, ValueError, "hidden_size must be an int >= 1"),

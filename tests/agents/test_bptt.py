@@ -13,8 +13,10 @@ from agents.bp_lambda import BPLambda
 from agents.bptt import BPTT, DNI, TruncatedBPTT
 from agents.no_sg import NoSG
 from tests.agents.autograd_reference import (
+    NEW_CORES,
     assert_all_close,
     chunked_reference,
+    core_kwargs,
     learner_grads,
     make_data,
     online_chunked_reference,
@@ -32,13 +34,18 @@ def mse_env():
 def build(cls, core, loss="mse", seed=0, n_batches=1, **kwargs):
     inputs, targets, scored = make_data(loss, B, T, N_IN, N_OUT, seed=seed, n_batches=n_batches)
     env = replay_env(loss, inputs, targets, scored, B)
-    learner = cls(env, core=core, hidden_size=H, dtype="float64", seed=seed, **kwargs)
+    learner = cls(
+        env, **core_kwargs(core, N_IN, H), hidden_size=H, dtype="float64", seed=seed, **kwargs
+    )
     randomise(learner.readout, seed=seed + 100)
     return learner, (inputs, targets, scored)
 
 
-@pytest.mark.parametrize("core", ["rnn", "lstm"])
-@pytest.mark.parametrize("loss", ["mse", "ce", "bce"])
+@pytest.mark.parametrize(
+    "core, loss",
+    [(core, loss) for core in ("rnn", "lstm") for loss in ("mse", "ce", "bce")]
+    + [(core, "ce") for core in NEW_CORES],
+)
 def test_bptt_gradient_is_autograd_through_torch_rnn(core, loss):
     learner, data = build(BPTT, core, loss)
     core_grads, readout_grads, _ = chunked_reference(learner.core, learner.readout, loss, *data)
@@ -49,8 +56,11 @@ def test_bptt_gradient_is_autograd_through_torch_rnn(core, loss):
     assert all(g.abs().max() > 1e-4 for g in core_grads)  # not vacuous
 
 
-@pytest.mark.parametrize("core", ["rnn", "lstm"])
-@pytest.mark.parametrize("n", [1, 2, 3, 6])
+@pytest.mark.parametrize(
+    "core, n",
+    [(core, n) for core in ("rnn", "lstm") for n in (1, 2, 3, 6)]
+    + [(core, 3) for core in NEW_CORES],
+)
 def test_truncated_bptt_gradient_is_autograd_over_detached_chunks(core, n):
     learner, data = build(TruncatedBPTT, core, "ce", n=n)
     core_grads, readout_grads, _ = chunked_reference(
@@ -132,7 +142,7 @@ DNI_CASES = [
     for n in (1, 3)
     for gamma in (0.8, 1.0)
     for synth_hidden in (None, 5)
-]
+] + [(core, 3, 0.8, None) for core in NEW_CORES]
 
 
 @pytest.mark.parametrize("core, n, gamma, synth_hidden", DNI_CASES)

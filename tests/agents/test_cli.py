@@ -3,6 +3,7 @@
 import functools
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -88,6 +89,9 @@ def test_benchmark_runs_the_script_with_its_arguments_and_returns_its_status(tmp
     assert [row["env_id"] for row in report["results"]] == [
         "bpl/CopyRepeat-v0",
         "bpl/SequentialDigits-v0",
+        "bpl/AddingProblem-v0",
+        "bpl/CharLM-v0",
+        "bpl/MackeyGlass-v0",
     ]
     for row in report["results"]:
         assert row["num_envs"] == 2
@@ -108,6 +112,12 @@ def test_list_with_a_learner_shows_its_hyperparameters_and_defaults(capsys):
     out = capsys.readouterr().out
     assert "--lam" in out and "--hidden-size" in out and "--lr-synth" in out
     assert "float, default 1.0" in out  # lam's annotation and default
+    for name, description in [
+        ("num-layers", "int, default 1"),
+        ("recurrent-init", "str, default 'uniform'"),
+        ("spectral-radius", "float | None, default None"),
+    ]:
+        assert re.search(rf"--{name} +{re.escape(description)}\n", out), name
     assert "choose one of" in error_of(capsys, ["list", "--learner", "bp_lamda"])
 
 

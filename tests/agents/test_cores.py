@@ -1,5 +1,5 @@
-"""Recurrent cores: forward against torch's own RNN/LSTM layers, every analytic derivative against
-torch autograd, in float64."""
+"""Built-in one-layer cores: forward against torch's own RNN/LSTM/GRU layers, every analytic
+derivative against torch autograd, in float64."""
 
 import math
 
@@ -7,14 +7,17 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.func import functional_call
 from torch.profiler import ProfilerActivity, profile
 
-from agents.cores import LSTMCore, RNNCore, make_core
+from agents.cores import GRUCore, LSTMCore, RNNCore, make_core
+from tests.agents.core_reference import (
+    TOL,
+    autograd_parameter_jacobians,
+    autograd_state_jacobian,
+)
 
-CONFIGS = [("rnn", "tanh"), ("rnn", "identity"), ("lstm", "tanh")]
-CONFIG_IDS = ["rnn-tanh", "rnn-identity", "lstm"]
-TOL = dict(rtol=1e-12, atol=1e-12)
+CONFIGS = [("rnn", "tanh"), ("rnn", "identity"), ("lstm", "tanh"), ("gru", "tanh")]
+CONFIG_IDS = ["rnn-tanh", "rnn-identity", "lstm", "gru"]
 
 sizes = st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6))  # (B, n_in, H)
 
@@ -32,33 +35,18 @@ def build(kind, activation, batch, input_size, hidden_size, seed=0):
     return core, x, s
 
 
-def autograd_state_jacobian(core, x, s):
-    """(B, d, d) per-sample ∂forward/∂s by torch autograd, checking samples do not interact."""
-    full = torch.autograd.functional.jacobian(lambda state: core(x, state), s)  # (B, d, B, d)
-    per_sample = torch.diagonal(full, dim1=0, dim2=2).permute(2, 0, 1)
-    batch = s.shape[0]
-    off_diagonal = full.permute(0, 2, 1, 3)[~torch.eye(batch, dtype=torch.bool)]
-    assert torch.count_nonzero(off_diagonal) == 0
-    return per_sample
-
-
-def autograd_parameter_jacobians(core, x, s):
-    """Per parameter, (B, d, *θ.shape): ∂forward(x, s)/∂θ by torch autograd, s held fixed."""
-    names = [name for name, _ in core.named_parameters()]
-
-    def transition(*parameters):
-        return functional_call(core, dict(zip(names, parameters, strict=True)), (x, s.detach()))
-
-    return torch.autograd.functional.jacobian(transition, tuple(core.parameters()))
-
-
 def copy_into_torch_layer(core, layer, suffix=""):
-    """Copy a core's weights into torch.nn.{RNN,LSTM}{,Cell}, splitting the bias in two."""
+    """Copy a core's weights into torch.nn.{RNN,LSTM,GRU}{,Cell}, splitting a single bias in two
+    (the GRU's two biases copy over one to one)."""
     with torch.no_grad():
         getattr(layer, f"weight_ih{suffix}").copy_(core.weight_ih)
         getattr(layer, f"weight_hh{suffix}").copy_(core.weight_hh)
-        getattr(layer, f"bias_ih{suffix}").copy_(0.25 * core.bias)
-        getattr(layer, f"bias_hh{suffix}").copy_(0.75 * core.bias)
+        if isinstance(core, GRUCore):
+            getattr(layer, f"bias_ih{suffix}").copy_(core.bias_ih)
+            getattr(layer, f"bias_hh{suffix}").copy_(core.bias_hh)
+        else:
+            getattr(layer, f"bias_ih{suffix}").copy_(0.25 * core.bias)
+            getattr(layer, f"bias_hh{suffix}").copy_(0.75 * core.bias)
 
 
 # --------------------------------------------------------------------------- forward
@@ -96,6 +84,36 @@ def test_lstm_forward_matches_torch_lstm_cell_and_unrolled_lstm():
         state = core(xs[t], state)
         torch.testing.assert_close(core.hidden(state), outputs[t], **TOL)
     torch.testing.assert_close(state, torch.cat((h_final[0], c_final[0]), 1), **TOL)
+
+
+def test_gru_forward_matches_torch_gru_cell_and_unrolled_gru():
+    core, x, s = build("gru", "tanh", 3, 4, 5)
+    cell = torch.nn.GRUCell(4, 5).double()
+    copy_into_torch_layer(core, cell)
+    torch.testing.assert_close(core(x, s), cell(x, s), **TOL)
+
+    xs = torch.randn(7, 3, 4, dtype=torch.double)
+    layer = torch.nn.GRU(4, 5).double()
+    copy_into_torch_layer(core, layer, "_l0")
+    outputs, final = layer(xs, s[None])
+    state = s
+    for t in range(7):
+        state = core(xs[t], state)
+        torch.testing.assert_close(state, outputs[t], **TOL)
+    torch.testing.assert_close(state, final[0], **TOL)
+
+
+def test_gru_follows_the_gate_equations():
+    """h' = (1 - z) n + z h with r, z, n written out from the weight blocks (gate order r, z, n)."""
+    core, x, h = build("gru", "tanh", 3, 2, 4)
+    w_ir, w_iz, w_in = core.weight_ih.split(4)
+    w_hr, w_hz, w_hn = core.weight_hh.split(4)
+    b_ir, b_iz, b_in = core.bias_ih.split(4)
+    b_hr, b_hz, b_hn = core.bias_hh.split(4)
+    r = torch.sigmoid(x @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
+    z = torch.sigmoid(x @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
+    n = torch.tanh(x @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
+    torch.testing.assert_close(core(x, h), (1 - z) * n + z * h, **TOL)
 
 
 def test_identity_rnn_is_the_affine_map():
@@ -151,7 +169,7 @@ def test_local_jacobian_and_local_vjp_match_autograd(kind, activation, size, see
 
     local_jacobian = core.local_jacobian(cache)
     local_vjp = core.local_vjp(cache, m)
-    assert len(local_jacobian) == len(local_vjp) == 3
+    assert len(local_jacobian) == len(local_vjp) == len(list(core.parameters()))
     for mine, theirs in zip(local_jacobian, reference, strict=True):
         torch.testing.assert_close(mine, theirs, **TOL)
     for mine, theirs in zip(local_vjp, reference_vjp, strict=True):
@@ -278,14 +296,14 @@ def test_parameters_states_and_initialisation(kind, activation):
     hidden_size, input_size = 64, 3
     torch.manual_seed(0)
     core = make_core(kind, input_size, hidden_size, activation)
-    gates = 4 if kind == "lstm" else 1
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
     state_size = 2 * hidden_size if kind == "lstm" else hidden_size
     assert (core.input_size, core.hidden_size, core.state_size) == (3, 64, state_size)
+    biases = ["bias_ih", "bias_hh"] if kind == "gru" else ["bias"]
     assert [(name, tuple(p.shape)) for name, p in core.named_parameters()] == [
         ("weight_ih", (gates * hidden_size, input_size)),
         ("weight_hh", (gates * hidden_size, hidden_size)),
-        ("bias", (gates * hidden_size,)),
-    ]
+    ] + [(name, (gates * hidden_size,)) for name in biases]
     bound = 1 / math.sqrt(hidden_size)
     for parameter in core.parameters():  # U(-1/√H, 1/√H): inside the bound, spread across it
         assert parameter.abs().max() <= bound
@@ -314,9 +332,10 @@ def test_float32_core_keeps_float32():
 @pytest.mark.parametrize(
     "arguments, error, words",
     [
-        (("gru", 3, 4), ValueError, ["kind", "'gru'", "'rnn'", "'lstm'"]),
+        (("elman", 3, 4), ValueError, ["kind", "'elman'", "'rnn'", "'lstm'", "'gru'"]),
         (("rnn", 3, 4, "relu"), ValueError, ["activation", "'relu'", "'tanh'", "'identity'"]),
         (("lstm", 3, 4, "identity"), ValueError, ["activation", "'identity'", "'lstm'", "'rnn'"]),
+        (("gru", 3, 4, "identity"), ValueError, ["activation", "'identity'", "'gru'", "'rnn'"]),
         (("rnn", 0, 4), ValueError, ["input_size", "0"]),
         (("lstm", 3, -2), ValueError, ["hidden_size", "-2"]),
         (("rnn", 3, 4.0), TypeError, ["hidden_size", "4.0", "float"]),

@@ -70,6 +70,15 @@ def test_the_toy_preset_is_the_papers_toy_experiment():
     assert experiment["sequence_lengths"] == [10, 30, 60] and experiment["seeds"] == 3
     assert experiment["cores"]["frozen"] == {"lr_core": 0.0, "lr_readout": 0.0}
     assert experiment["cores"]["learning"]["lr_core"] > 0
+    assert experiment["cores"]["frozen orthogonal"] == {
+        "lr_core": 0.0,
+        "lr_readout": 0.0,
+        "recurrent_init": "orthogonal",
+    }
+    assert experiment["cores"]["learning orthogonal"] == {
+        **experiment["cores"]["learning"],
+        "recurrent_init": "orthogonal",
+    }
     env = gym.make("bpl/LineDraw-v0", **config["env_kwargs"])
     assert env.unwrapped.task.input_size == 10 and env.unwrapped.task.output_size == 2
 
@@ -108,7 +117,8 @@ def test_the_seqmnist_presets_are_the_papers():
 def test_the_copy_repeat_preset_is_the_papers():
     config = load_config("copy_repeat")
     assert config["env"] == "bpl/CopyRepeat-v0" and config["num_envs"] == 100
-    assert config["updates"] == 15000 * 800 // 100  # the reference code's 15,000 epochs
+    # the reference code: 15,000 epochs of ceil(1,000 training sequences / batch 100) batches
+    assert config["updates"] == 15000 * math.ceil(1000 / 100)
     assert config["env_kwargs"]["curriculum"] == {
         "pattern_length": 1,
         "repeats": 1,
@@ -302,33 +312,35 @@ def test_reproduce_toy(tmp_path):
         tmp_path, "reproduce", "toy", "--config", _tiny("toy", tmp_path, change), "--seeds", "2"
     )
     rows = result["results"]
-    assert len(rows) == 2 * 2 * 2 and result["seeds"] == [0, 1]
+    assert len(rows) == 4 * 2 * 2 and result["seeds"] == [0, 1]  # conditions x T x λ
     for row in rows:
         assert set(row) == {"core", "sequence_length", "lam", "alignment", "alignment_per_step"}
         assert len(row["alignment_per_step"]["mean"]) == row["sequence_length"] - 1
         assert all(-1 <= v <= 1 for v in row["alignment"]["values"])
-    # One cell against the same run made by hand with the library.
-    row = next(
-        r for r in rows if (r["core"], r["sequence_length"], r["lam"]) == ("learning", 4, 1.0)
-    )
-    hyper = {
-        **result["config"]["hyperparameters"],
-        **result["config"]["experiment"]["cores"]["learning"],
-    }
-    learner = BPLambda(
-        gym.make_vec("bpl/LineDraw-v0", num_envs=10, sequence_length=4),
-        **{**hyper, "lam": 1.0},
-        n_envs=10,
-        seed=1,
-    )
-    learner.learn(episodes=2)
-    by_hand = alignment(
-        learner,
-        gym.make_vec("bpl/LineDraw-v0", num_envs=10, sequence_length=4),
-        n_sequences=3,
-        seed=10_001,
-    )
-    assert row["alignment"]["values"][1] == pytest.approx(by_hand.mean(), abs=1e-6)
+    # Cells against the same runs made by hand with the library.
+    for condition in ("learning", "frozen orthogonal"):
+        row = next(
+            r for r in rows if (r["core"], r["sequence_length"], r["lam"]) == (condition, 4, 1.0)
+        )
+        hyper = {
+            **result["config"]["hyperparameters"],
+            **result["config"]["experiment"]["cores"][condition],
+        }
+        learner = BPLambda(
+            gym.make_vec("bpl/LineDraw-v0", num_envs=10, sequence_length=4),
+            **{**hyper, "lam": 1.0},
+            n_envs=10,
+            seed=1,
+        )
+        learner.learn(episodes=2)
+        by_hand = alignment(
+            learner,
+            gym.make_vec("bpl/LineDraw-v0", num_envs=10, sequence_length=4),
+            n_sequences=3,
+            seed=10_001,
+        )
+        assert row["alignment"]["values"][1] == pytest.approx(by_hand.mean(), abs=1e-6)
+    assert hyper["recurrent_init"] == "orthogonal"
 
 
 def test_reproduce_random_walk(tmp_path):

@@ -14,6 +14,8 @@ from agents.bp_lambda import BPLambda
 from bpl_envs.replay import SequenceReplayVectorEnv
 from tests.agents.autograd_reference import (
     EQUIVALENCE_CASES,
+    NEW_CORE_CASES,
+    core_kwargs,
     forward_view_update,
     randomise,
     unroll,
@@ -37,7 +39,7 @@ def twin_learners(core, synth_hidden, lam, gamma, **kwargs):
     for synth_update in ("trace", "forward_view"):
         learner = BPLambda(
             replay_env(),
-            core=core,
+            **core_kwargs(core, N_IN, H),
             hidden_size=H,
             dtype="float64",
             seed=0,
@@ -70,7 +72,7 @@ def autograd_forward_view(learner, lam, gamma):
     return forward_view_update(synth, params, states, immediate, jacobians, lam, gamma)
 
 
-@pytest.mark.parametrize("core, synth_hidden, lam, gamma", EQUIVALENCE_CASES)
+@pytest.mark.parametrize("core, synth_hidden, lam, gamma", EQUIVALENCE_CASES + NEW_CORE_CASES)
 def test_forward_view_equals_the_trace_path_and_autograd(core, synth_hidden, lam, gamma):
     trace, fast = twin_learners(core, synth_hidden, lam, gamma, lr_core=0.0, lr_readout=0.0)
     expected = autograd_forward_view(fast, lam, gamma)
@@ -87,7 +89,7 @@ def test_forward_view_equals_the_trace_path_and_autograd(core, synth_hidden, lam
     assert any(w.abs().max() > 1e-3 for w in expected)  # not vacuous
 
 
-@pytest.mark.parametrize("core", ["rnn", "lstm"])
+@pytest.mark.parametrize("core", ["rnn", "lstm", "gru-2", "functional-gru"])
 def test_forward_view_learns_the_same_parameters_over_several_sequences(core):
     """Everything learns (core, readout, synthesiser, Adam): after three batches of sequences
     the two paths hold the same parameters."""

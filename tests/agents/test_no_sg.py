@@ -5,8 +5,10 @@ import pytest
 
 from agents.no_sg import NoSG
 from tests.agents.autograd_reference import (
+    NEW_CORES,
     assert_all_close,
     chunked_reference,
+    core_kwargs,
     learner_grads,
     make_data,
     online_chunked_reference,
@@ -20,13 +22,18 @@ B, T, N_IN, N_OUT, H = 3, 6, 3, 4, 5
 def build(core, loss="mse", n_batches=1, **kwargs):
     inputs, targets, scored = make_data(loss, B, T, N_IN, N_OUT, seed=1, n_batches=n_batches)
     env = replay_env(loss, inputs, targets, scored, B)
-    learner = NoSG(env, core=core, hidden_size=H, dtype="float64", seed=1, **kwargs)
+    learner = NoSG(
+        env, **core_kwargs(core, N_IN, H), hidden_size=H, dtype="float64", seed=1, **kwargs
+    )
     randomise(learner.readout, seed=11)
     return learner, (inputs, targets, scored)
 
 
-@pytest.mark.parametrize("core", ["rnn", "lstm"])
-@pytest.mark.parametrize("loss", ["mse", "ce", "bce"])
+@pytest.mark.parametrize(
+    "core, loss",
+    [(core, loss) for core in ("rnn", "lstm") for loss in ("mse", "ce", "bce")]
+    + [(core, "mse") for core in NEW_CORES],
+)
 def test_gradient_is_autograd_with_the_state_detached_every_token(core, loss):
     learner, data = build(core, loss)
     core_grads, readout_grads, _ = chunked_reference(

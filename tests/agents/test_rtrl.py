@@ -11,8 +11,10 @@ from agents.bptt import BPTT
 from agents.rtrl import RTRL
 from tests.agents.autograd_reference import (
     ADAM,
+    NEW_CORES,
     assert_all_close,
     chunked_reference,
+    core_kwargs,
     learner_grads,
     make_data,
     randomise,
@@ -26,15 +28,22 @@ B, T, N_IN, N_OUT, H = 2, 5, 2, 3, 3
 def build(cls, core, loss="mse", n_batches=1, **kwargs):
     inputs, targets, scored = make_data(loss, B, T, N_IN, N_OUT, seed=2, n_batches=n_batches)
     env = replay_env(loss, inputs, targets, scored, B)
-    learner = cls(env, core=core, hidden_size=H, dtype="float64", seed=2, **kwargs)
+    learner = cls(
+        env, **core_kwargs(core, N_IN, H), hidden_size=H, dtype="float64", seed=2, **kwargs
+    )
     randomise(learner.readout, seed=21)
     return learner, (inputs, targets, scored)
 
 
 @pytest.mark.parametrize(
-    "core, activation", [("rnn", "tanh"), ("rnn", "identity"), ("lstm", "tanh")]
+    "core, activation, loss",
+    [
+        (core, activation, loss)
+        for core, activation in [("rnn", "tanh"), ("rnn", "identity"), ("lstm", "tanh")]
+        for loss in ("mse", "ce")
+    ]
+    + [(core, "tanh", "ce") for core in NEW_CORES],
 )
-@pytest.mark.parametrize("loss", ["mse", "ce"])
 def test_offline_gradient_is_bptt_by_autograd(core, activation, loss):
     learner, data = build(RTRL, core, loss, activation=activation)
     core_grads, readout_grads, _ = chunked_reference(learner.core, learner.readout, loss, *data)
@@ -45,7 +54,7 @@ def test_offline_gradient_is_bptt_by_autograd(core, activation, loss):
     assert all(g.abs().max() > 1e-4 for g in core_grads)
 
 
-@pytest.mark.parametrize("core", ["rnn", "lstm"])
+@pytest.mark.parametrize("core", ["rnn", "lstm", *NEW_CORES])
 def test_offline_learning_equals_the_bptt_learner(core):
     kwargs = {"n_batches": 2, "lr_core": 1e-2, "lr_readout": 1e-2}
     rtrl, _ = build(RTRL, core, "ce", **kwargs)

@@ -5,7 +5,7 @@ to RTRL (and BPTT by autograd) where the Jacobian is diagonal."""
 import pytest
 import torch
 
-from agents.cores import RecurrentCore
+from agents.cores import FunctionalCore, GRUCore, make_core
 from agents.rtrl import RTRL
 from agents.snap import SnAp1
 from agents.unit_influence import unit_layout
@@ -121,20 +121,17 @@ def test_frozen_core_keeps_no_influence():
     assert_all_close(list(learner.core.parameters()), before, rtol=0, atol=0)
 
 
-class GatelessCore(RecurrentCore):
-    """A core that is neither the RNN nor the LSTM (its derivative hooks are never reached)."""
-
-    num_gates = 1
-    cache_type = tuple
-    state_size = 2
-    _transition = _make_cache = _jacobian = _vjp = _jacobian_operator = None
-    _preactivation_vjp = _preactivation_jacobian = None
-
-
-def test_cores_without_unit_structure_are_refused_by_name():
+@pytest.mark.parametrize(
+    "core, name",
+    [
+        (lambda: GRUCore(2, 2), "GRUCore"),
+        (lambda: FunctionalCore(torch.nn.RNNCell(2, 2)), "FunctionalCore"),
+        (lambda: make_core("rnn", 2, 2, num_layers=2), "StackedCore"),
+    ],
+)
+def test_cores_without_unit_structure_are_refused_by_name(core, name):
     with pytest.raises(
         ValueError,
-        match=r"SnAp1 needs .*core must be one of \('rnn', 'lstm'\), "
-        r"got a GatelessCore",
+        match=rf"SnAp1 needs .*core must be one of \('rnn', 'lstm'\), got a {name}",
     ):
-        unit_layout(GatelessCore(2, 2), "SnAp1")
+        unit_layout(core(), "SnAp1")

@@ -251,8 +251,8 @@ def test_output_folder_rules(tmp_path):
         ),
         ({"search": {"core": {"categorical": []}}}, "search.core: categorical needs a non-empty"),
         (
-            {"search": {"core": {"categorical": ["rnn", "gru"]}}},
-            "search.core: 'gru' is refused by the learner",
+            {"search": {"core": {"categorical": ["rnn", "elman"]}}},
+            "search.core: 'elman' is refused by the learner",
         ),
         ({"search": {"lam": {"uniform": [0, 1.5]}}}, "search.lam: 1.5 is refused by the learner"),
         (

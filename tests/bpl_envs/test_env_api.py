@@ -33,6 +33,15 @@ CONFIGS = [
         "bpl/SequentialMNIST-v0",
         {"split": "test", "pixel_by_pixel": True, "permute": True, "permutation_seed": 3},
     ),
+    ("bpl/AddingProblem-v0", {}),
+    ("bpl/AddingProblem-v0", {"sequence_length": 7}),
+    ("bpl/CharLM-v0", {}),
+    ("bpl/CharLM-v0", {"sequence_length": 8, "split": "test", "min_count": 50}),
+    ("bpl/MackeyGlass-v0", {}),
+    (
+        "bpl/MackeyGlass-v0",
+        {"sequence_length": 5, "tau": 30, "noise_std": 0.05, "split": "test"},
+    ),
 ]
 RANDOM_TASKS = [config for config in CONFIGS if "LineDraw" not in config[0]]
 MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP, AutoresetMode.DISABLED]
@@ -191,7 +200,11 @@ def test_task_spec_is_the_same_for_single_vector_and_through_wrappers(config):
     assert spec.output_size == single.action_space.shape[0]
 
 
-STREAM_CONFIGS = [CONFIGS[1], CONFIGS[3], CONFIGS[6], CONFIGS[7]]
+INDEPENDENT_STREAM_CONFIGS = [CONFIGS[1], CONFIGS[3], CONFIGS[6], CONFIGS[7], CONFIGS[10]]
+"""Tasks whose stream chains independent sequences (each one what a reset would start)."""
+SERIES_STREAM_CONFIGS = [CONFIGS[12], CONFIGS[14]]
+"""Tasks that read one series (text, time series): the stream continues it (own tests)."""
+STREAM_CONFIGS = INDEPENDENT_STREAM_CONFIGS + SERIES_STREAM_CONFIGS
 
 
 def drive_stream(env, seed, num_steps, action_seed):
@@ -226,7 +239,7 @@ def test_stream_vector_env_streams_exactly_what_sync_vector_env_of_stream_single
     assert not terminated.any()
 
 
-@pytest.mark.parametrize("config", STREAM_CONFIGS, ids=config_id)
+@pytest.mark.parametrize("config", INDEPENDENT_STREAM_CONFIGS, ids=config_id)
 def test_stream_env_chains_the_sequences_an_unseeded_reset_would_start(config):
     """stream=True is the same sequence of sequences as reset() after each termination; only
     the boundary step differs: its observation is the next sequence's first token, not zeros."""

@@ -21,6 +21,9 @@ SEQUENCE_ENVS = [
     ("bpl/LineDraw-v0", {"sequence_length": 5, "end_only": False}),
     ("bpl/SequentialDigits-v0", {}),
     ("bpl/SequentialMNIST-v0", {"pixel_by_pixel": True}),
+    ("bpl/AddingProblem-v0", {"sequence_length": 6}),
+    ("bpl/CharLM-v0", {"sequence_length": 8}),
+    ("bpl/MackeyGlass-v0", {"sequence_length": 7, "noise_std": 0.1}),
 ]
 
 
