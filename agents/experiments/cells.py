@@ -297,6 +297,9 @@ def run_cells_in(
             results[cell.key] = cached
     if not train_pending or not pending:
         return results
+    # cells that finished training but have no result yet (e.g. adopted ones) are only
+    # evaluated: do that first, so that an interruption while others train keeps their results
+    pending.sort(key=lambda cell: not states[cell.name].finished)
     if not (root / CELLS).is_dir():  # recorded, so that --force replaces the cells too
         prepare_output_dir(root / CELLS, force=False)
         record_output(root / CELLS, folder=True)

@@ -10,8 +10,10 @@ import pathlib
 import pytest
 import torch
 import yaml
+from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.cli import main
+from agents.experiments import cells as cells_module
 from agents.experiments.comparison import comparison_runs, with_learners
 from agents.experiments.config import load_config
 from agents.experiments.training import train
@@ -220,3 +222,27 @@ def test_adopt_refuses_two_runs_of_one_cell_and_a_missing_folder(reference, tmp_
         main(["reproduce", "random-walk", "--quick", "--adopt", str(elsewhere)])
     assert "no cells to adopt" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+class _InterruptAtOnce(BaseCallback):
+    """Ctrl-C at the first token any cell trains."""
+
+    def _on_step(self) -> bool:
+        raise KeyboardInterrupt
+
+
+def test_adopted_finished_cells_are_evaluated_before_any_cell_trains(
+    reference, tmp_path, monkeypatch
+):
+    _, config = reference
+    elsewhere = tmp_path / "elsewhere"
+    runs = comparison_runs(yaml.safe_load(pathlib.Path(config).read_text()))
+    run = runs["BPTT"].derive(seed=1, updates=UPDATES, steps=None)
+    train(run, elsewhere / "BPTT_seed1", progress=False, stdout=False, plot=False)
+    monkeypatch.setattr(cells_module, "_ParentWatch", _InterruptAtOnce)
+    out = tmp_path / "out"
+    # seed 0 comes first and must train; Ctrl-C there keeps seed 1's result
+    assert main(_argv(config, out, "--learners", "BPTT", "--adopt", str(elsewhere))) == 130
+    results = json.loads((out / "results.json").read_text())
+    assert results["partial"] and results["cells_missing"] == ["BPTT_seed0"]
+    assert len(results["results"][0]["length_reached"]["values"]) == 1
