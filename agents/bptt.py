@@ -30,11 +30,17 @@ target_k = q_{k+1} J_{k+1}.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from agents.cores import RecurrentCore
+from agents.reference_conventions import (
+    BASELINE_ITEMS,
+    LearnerConventions,
+    resolve_conventions,
+)
 from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
 from agents.synthesisers import make_synthesiser
 from bpl_envs.checks import check_fraction, check_int, check_non_negative
@@ -53,12 +59,21 @@ class _ChunkedBackprop(SequenceLearner):
 
     _chunk_length: int | None = None
 
+    def __init__(
+        self, env: LearnerEnv, *, conventions: str | Sequence[str] = "exact", **settings: Any
+    ) -> None:
+        super().__init__(env, **settings)
+        items = resolve_conventions(
+            conventions, self.core, self.update, BASELINE_ITEMS, type(self).__name__
+        )
+        self.conventions = conventions if isinstance(conventions, str) else list(items)
+        self._rule = LearnerConventions(items, self.core)
+
     def _begin_sequences(self, batch_size: int) -> None:
         super()._begin_sequences(batch_size)
         self._chunk: list[tuple[Any, torch.Tensor]] = []  # (cache_t, l_t) per token
 
-    @torch.no_grad()
-    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:
         if self.update == "step" and not self._chunk:
             self._zero_grads()
         self._chunk.append((self._cache, self._immediate_gradient(loss_grad)))
@@ -68,7 +83,16 @@ class _ChunkedBackprop(SequenceLearner):
             self._chunk = []
             if self.update == "step":
                 self._check_finite()
+                self._rule.scale_gradients(self.readout, None)
                 self._optimizer_step()
+
+    def _end_sequences(self) -> None:
+        if self.update == "sequence":
+            self._rule.scale_gradients(self.readout, self._scored_tokens)
+        super()._end_sequences()
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        return {**super()._hyperparameters(), "conventions": self.conventions}
 
     def _end_chunk(self, final: bool) -> None:  # noqa: ARG002 (DNI uses final)
         """Accumulate the chunk's gradient (plain truncated BPTT: nothing arrives from after it)."""
@@ -113,6 +137,10 @@ class BPTT(_ChunkedBackprop):
     Args:
         env: a ``bpl/...`` env id, a single env, a vector env (its sub-envs are the batch), or a
             :class:`~bpl_envs.TaskSpec` for a learner that only predicts.
+        conventions: ``"exact"`` (default), ``"reference"`` (what the reference code's baselines
+            share with its BP(λ): the bias gradient doubled, the readout's gradient divided by
+            the number of scored steps) or a list of those item names; see
+            docs/algorithm.md#differences-from-the-reference-implementation.
         core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
         lr_readout, n_envs, dtype, device, seed, verbose: as
             :class:`~agents.sequence_learner.SequenceLearner`.
@@ -130,6 +158,7 @@ class BPTT(_ChunkedBackprop):
         spectral_radius: float | None = None,
         lr_core: float = 1e-3,
         lr_readout: float = 1e-3,
+        conventions: str | Sequence[str] = "exact",
         n_envs: int = 1,
         dtype: str = "float32",
         device: str | torch.device = "cpu",
@@ -147,6 +176,7 @@ class BPTT(_ChunkedBackprop):
             lr_core=lr_core,
             lr_readout=lr_readout,
             update="sequence",
+            conventions=conventions,
             n_envs=n_envs,
             dtype=dtype,
             device=device,
@@ -175,6 +205,10 @@ class TruncatedBPTT(_ChunkedBackprop):
         update: ``"sequence"`` accumulates the chunks' gradients over the batch of sequences and
             applies them once after its last token; ``"step"`` applies each chunk's gradient at
             the end of the chunk (every n tokens: online with a delay of at most n - 1 tokens).
+        conventions: ``"exact"`` (default), ``"reference"`` (what the reference code's baselines
+            share with its BP(λ): the bias gradient doubled, the readout's gradient divided by
+            the number of scored steps) or a list of those item names; see
+            docs/algorithm.md#differences-from-the-reference-implementation.
         core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
         lr_readout, n_envs, dtype, device, seed, verbose: as
             :class:`~agents.sequence_learner.SequenceLearner`.
@@ -194,6 +228,7 @@ class TruncatedBPTT(_ChunkedBackprop):
         lr_core: float = 1e-3,
         lr_readout: float = 1e-3,
         update: str = "sequence",
+        conventions: str | Sequence[str] = "exact",
         n_envs: int = 1,
         dtype: str = "float32",
         device: str | torch.device = "cpu",
@@ -212,6 +247,7 @@ class TruncatedBPTT(_ChunkedBackprop):
             lr_core=lr_core,
             lr_readout=lr_readout,
             update=update,
+            conventions=conventions,
             n_envs=n_envs,
             dtype=dtype,
             device=device,
@@ -245,6 +281,10 @@ class DNI(TruncatedBPTT):
             (its output layer starts at zero, so g = 0 at the start either way).
         update: ``"sequence"`` (accumulate over the batch, apply after its last token) or
             ``"step"`` (apply at the end of every chunk).
+        conventions: ``"exact"`` (default), ``"reference"`` (what the reference code's baselines
+            share with its BP(λ): the bias gradient doubled, the readout's gradient divided by
+            the number of scored steps) or a list of those item names; see
+            docs/algorithm.md#differences-from-the-reference-implementation.
         core, hidden_size, activation, num_layers, recurrent_init, spectral_radius, lr_core,
         lr_readout, n_envs, dtype, device, seed, verbose: as
             :class:`~agents.sequence_learner.SequenceLearner`.
@@ -271,6 +311,7 @@ class DNI(TruncatedBPTT):
         lr_synth: float = 1e-4,
         synth_hidden: int | None = None,
         update: str = "sequence",
+        conventions: str | Sequence[str] = "exact",
         n_envs: int = 1,
         dtype: str = "float32",
         device: str | torch.device = "cpu",
@@ -295,6 +336,7 @@ class DNI(TruncatedBPTT):
             lr_core=lr_core,
             lr_readout=lr_readout,
             update=update,
+            conventions=conventions,
             n_envs=n_envs,
             dtype=dtype,
             device=device,

@@ -133,8 +133,7 @@ def _parse_env_args(items: Sequence[str], parser) -> dict[str, Any]:
 
 
 def _train(args, hyperparameters: dict[str, str], parser: argparse.ArgumentParser) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # (1 unless --threads says otherwise)
     if args.resume is not None:
         fixed = {
             "ENV_ID": args.env,

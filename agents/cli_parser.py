@@ -80,6 +80,14 @@ BENCHMARKS = {
         "sb3_vec_env.py",
         "SB3 VecEnv over the native vector envs against DummyVecEnv (tokens/s)",
     ),
+    "scaling": (
+        "scaling.py",
+        "tokens/s and memory of each learner against the hidden size (log-log figure)",
+    ),
+    "replay-window": (
+        "replay_window.py",
+        "BP(λ)'s windowed replay: increment error against the trace path, and learning",
+    ),
 }
 """``bpl benchmark NAME``: the script of the checkout's ``benchmarks/`` folder it runs."""
 
@@ -207,8 +215,11 @@ def build_parser(
         train,
         "--threads",
         type=_positive_int,
+        default=1,
         metavar="N",
-        help="torch CPU threads (default: torch's choice; 1 is often fastest for small models)",
+        help="torch CPU threads (default 1: the models here are small, so more threads gain "
+        "little, and they run several times slower when other processes share the cores; raise "
+        "it for large models, e.g. BP(λ)'s trace path at H >= 100)",
     )
     option(train, "--force", action="store_true", help="replace the content of --out")
     option(train, "--no-progress", action="store_true", help="hide the progress bar")

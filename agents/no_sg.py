@@ -32,8 +32,7 @@ class NoSG(SequenceLearner):
             :class:`~agents.sequence_learner.SequenceLearner`.
     """
 
-    @torch.no_grad()
-    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:  # noqa: ARG002 (hook)
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:  # noqa: ARG002 (hook)
         if self.update == "step":
             self._zero_grads()
         self._watch(loss_grad)

@@ -16,13 +16,14 @@ never terminates), where ``info["sequence_end"]`` marks the boundary; the next b
 ``env.reset()`` either way, so each batch starts from the zero state.
 
 Subclasses implement ``_learn_step``; the other hooks have defaults that most learners keep
-(``_begin_sequences`` starts from the zero state and, in ``update="sequence"`` mode, zeroes the
-gradients; ``_forward`` advances the core by ``core.step``, keeping ``self._state``,
-``self._cache`` and ``self._hidden``; ``_end_sequences`` applies the accumulated update in
-``update="sequence"`` mode). Everything else lives here once. The loss gradient handed to
-``_learn_step`` is that of the batch-mean loss (docs/algorithm.md#optimiser-and-scaling-details):
-``loss.gradient(ŷ, y) / B`` on scored steps and zero elsewhere, computed with the same
-:mod:`bpl_envs.losses` function whose value the env paid as reward.
+(``_begin_sequences`` starts from the zero state and zeroes the gradients; ``_forward``
+advances the core by ``core.step``, keeping ``self._state``, ``self._cache`` and
+``self._hidden``; ``_end_sequences`` applies the accumulated update in ``update="sequence"``
+mode). Everything else lives here once. The loss gradient handed to ``_learn_step`` is that of
+the batch-mean loss (docs/algorithm.md#optimiser-and-scaling-details): ``loss.gradient(ŷ, y) / B``
+on scored steps and zero elsewhere (None on a token no sequence scores), computed with the same
+:mod:`bpl_envs.losses` function whose value the env paid as reward. The hooks run under
+``torch.no_grad()`` (the learners differentiate by hand); callbacks run outside it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from agents.cores.factory import (
     core_settings,
     learner_core,
 )
+from agents.finite_watch import FiniteWatch
 from agents.learner_envs import as_vector_env, sequence_ended, task_spec_of
 from bpl_envs.checks import check_int, check_non_negative
 from bpl_envs.losses import NATS_PER_BIT, get_loss
@@ -55,6 +57,9 @@ ADAM_BETAS = (0.9, 0.98)
 ADAM_EPS = 1e-9
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 UPDATE_MODES = ("sequence", "step")
+WATCH_LIMIT = 4096
+"""Learning quantities the finite watch keeps before :meth:`SequenceLearner._watch` checks them
+mid-batch (bounded memory on long sequences)."""
 
 
 def grad_of(parameter: torch.Tensor) -> torch.Tensor:
@@ -198,42 +203,47 @@ class SequenceLearner(BaseLearner):
         obs, _ = env.reset(seed=self._next_seed())
         batch_size = env.num_envs
         self.task = task_spec_of(env)
-        self._first_non_finite = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._finite_watch = FiniteWatch()
         self._begin_sequences(batch_size)
+        self._scored_tokens = 0  # tokens on which some sequence is scored
         keep_going, step, losses, scored_steps, correct = True, 0, 0.0, 0, 0
         while True:
-            x = torch.as_tensor(obs, dtype=self.dtype, device=self.device)
-            prediction = self._forward(x)
-            action = prediction.detach().to("cpu", torch.float32).numpy()
-            if not np.isfinite(action).all():
-                self._raise_non_finite(step, "prediction")
-            obs, _, terminated, truncated, info = env.step(action)
-            if "final_info" in info:  # AutoresetMode.SAME_STEP: the terminal step's info
-                info = info["final_info"]
-            ended = sequence_ended(terminated, truncated, info)
-            final = bool(ended.all())
-            if ended.any() and not final:
-                raise RuntimeError(
-                    f"sub-envs ended at different steps ({ended.tolist()}); recurrent learners "
-                    "need the sequences of a batch in lock-step, as the bpl/ envs provide"
-                )
-            scored = np.asarray(info["scored"], dtype=bool)
-            target = torch.as_tensor(info["target"], dtype=self.dtype, device=self.device)
-            scored_t = torch.as_tensor(scored, dtype=self.dtype, device=self.device)
-            loss_grad = self.loss.gradient(prediction.detach(), target)
-            loss_grad = loss_grad * (scored_t / batch_size).unsqueeze(-1)
-            self._token_index = step
-            self._learn_step(loss_grad, final)
-            if scored.any():
-                losses += float(np.asarray(info["loss"])[scored].sum())
-                scored_steps += int(scored.sum())
-                if self.task.loss == "ce":
-                    hits = action.argmax(-1) == np.asarray(info["target"]).argmax(-1)
-                    correct += int(hits[scored].sum())
-            step += 1
-            if final:  # the batch's update lands before callbacks see its last step
-                self._check_finite()
-                self._end_sequences()
+            with torch.no_grad():  # the learner's work; callbacks run outside
+                x = torch.as_tensor(obs, dtype=self.dtype, device=self.device)
+                prediction = self._forward(x)
+                action = prediction.to("cpu", torch.float32).numpy()
+                if not np.isfinite(action).all():
+                    self._raise_non_finite(step, "prediction")
+                obs, _, terminated, truncated, info = env.step(action)
+                if "final_info" in info:  # AutoresetMode.SAME_STEP: the terminal step's info
+                    info = info["final_info"]
+                ended = sequence_ended(terminated, truncated, info)
+                final = bool(ended.all())
+                if ended.any() and not final:
+                    raise RuntimeError(
+                        f"sub-envs ended at different steps ({ended.tolist()}); recurrent "
+                        "learners need the sequences of a batch in lock-step, as the bpl/ envs "
+                        "provide"
+                    )
+                scored = np.asarray(info["scored"], dtype=bool)
+                self._token_index = step
+                self._scored_tokens += bool(scored.any())
+                if scored.any():
+                    target = torch.as_tensor(info["target"], dtype=self.dtype, device=self.device)
+                    scored_t = torch.as_tensor(scored, dtype=self.dtype, device=self.device)
+                    loss_grad = self.loss.gradient(prediction, target)
+                    self._learn_step(loss_grad * (scored_t / batch_size).unsqueeze(-1), final)
+                    losses += float(np.asarray(info["loss"])[scored].sum())
+                    scored_steps += int(scored.sum())
+                    if self.task.loss == "ce":
+                        hits = action.argmax(-1) == np.asarray(info["target"]).argmax(-1)
+                        correct += int(hits[scored].sum())
+                else:  # no loss at this token: l_t = 0, nothing to differentiate
+                    self._learn_step(None, final)
+                step += 1
+                if final:  # the batch's update lands before callbacks see its last step
+                    self._check_finite()
+                    self._end_sequences()
             keep_going = self._on_env_step(batch_size, episode_done=final)
             if final or not keep_going:
                 break
@@ -250,15 +260,19 @@ class SequenceLearner(BaseLearner):
                 self.logger.record("train/accuracy", correct / scored_steps)
         self.logger.record("train/sequence_length", steps)
 
-    def _watch(self, *tensors: torch.Tensor) -> None:
-        """Remember the first token whose learning quantities are not finite.
+    def _watch(self, *tensors: torch.Tensor | None) -> None:
+        """Keep this token's learning quantities (None entries skipped) for the finite check,
+        which :meth:`_check_finite` makes once per batch (every token with ``update="step"``,
+        and every ``WATCH_LIMIT`` quantities of a long sequence): the hot path never waits for
+        the device."""
+        self._finite_watch.watch(self._token_index, *tensors)
+        if len(self._finite_watch) >= WATCH_LIMIT:
+            self._check_finite()
 
-        Kept on the device as one 0-d tensor (no growth with the sequence length) and read once
-        per batch by :meth:`_check_finite`, so the hot path never waits for the device.
-        """
-        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
-        first = self._first_non_finite
-        self._first_non_finite = torch.where(finite | (first >= 0), first, self._token_index)
+    def _watch_tokens(self, first: int, witnesses: torch.Tensor) -> None:
+        """Like :meth:`_watch` for quantities of several tokens computed at once: ``witnesses``
+        (n,) are finite where the quantities of the tokens first, ..., first + n - 1 were."""
+        self._finite_watch.watch_tokens(first, witnesses)
 
     def _raise_non_finite(self, step: int, what: str) -> None:
         raise FloatingPointError(
@@ -268,20 +282,21 @@ class SequenceLearner(BaseLearner):
         )
 
     def _check_finite(self) -> None:
-        """Stop with an error naming the first token whose learning quantities were NaN/inf."""
-        first = int(self._first_non_finite)
-        if first >= 0:
+        """Stop with an error naming the first token whose learning quantities were NaN/inf
+        (those watched since the last check)."""
+        first = self._finite_watch.first_non_finite()
+        if first is not None:
             self._raise_non_finite(first, "loss gradient or update")
 
     # ----------------------------------------------------------------- learner hooks
     def _begin_sequences(self, batch_size: int) -> None:
-        """Start a new batch of sequences: the zero state (B, state_size) and, in
-        ``update="sequence"`` mode, zeroed gradients (subclasses add their traces)."""
+        """Start a new batch of sequences: the zero state (B, state_size) and zeroed gradients
+        (subclasses add their traces)."""
         self._state = self.core.initial_state(batch_size)
-        if self.update == "sequence":
-            self._zero_grads()
+        self._zero_grads()  # (with update="step", again before every token's update)
+        if self.lr_core > 0:  # zeroed in place from now on: the same tensors all batch
+            self._core_grads = [grad_of(parameter) for parameter in self.core.parameters()]
 
-    @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Advance the state with tokens x (B, input_size); return predictions (B, output_size).
 
@@ -293,11 +308,12 @@ class SequenceLearner(BaseLearner):
         return self.readout(self._hidden)
 
     @abstractmethod
-    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:
-        """Learn from the step just taken.
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:
+        """Learn from the step just taken (called under ``torch.no_grad()``).
 
         Args:
-            loss_grad: d(batch-mean loss)/d prediction, (B, output_size), zero on unscored steps.
+            loss_grad: d(batch-mean loss)/d prediction, (B, output_size), zero in the rows of
+                unscored sequences; None when no sequence is scored at this token (l_t = 0).
             final: True on the last token of the sequences.
         """
 
@@ -325,12 +341,15 @@ class SequenceLearner(BaseLearner):
             self._optimizers[name].step()
 
     # ------------------------------------------- forward-mode helpers (no autograd in the loop)
-    def _immediate_gradient(self, loss_grad: torch.Tensor) -> torch.Tensor:
+    def _immediate_gradient(self, loss_grad: torch.Tensor | None) -> torch.Tensor:
         """Accumulate the readout's gradient and return l_t = dL_t/ds_t, (B, state_size).
 
         Uses the hidden units of the last ``_forward`` (``self._hidden``); l_t is zero outside
-        the state's hidden columns (e.g. the LSTM's cell part, the lower layers of a stack).
+        the state's hidden columns (e.g. the LSTM's cell part, the lower layers of a stack), and
+        all of it when ``loss_grad`` is None (no loss at this token).
         """
+        if loss_grad is None:
+            return torch.zeros_like(self._state)
         if self.lr_readout > 0:
             grad_of(self.readout.weight).addmm_(loss_grad.T, self._hidden)
             grad_of(self.readout.bias).add_(loss_grad.sum(0))
@@ -339,9 +358,7 @@ class SequenceLearner(BaseLearner):
     def _local_core_update(self, cache, signal: torch.Tensor) -> None:
         """Accumulate signal . (ds_t/dW)_local (one step, no propagation through time)."""
         if self.lr_core > 0:
-            grads = self.core.local_vjp(cache, signal)
-            for parameter, grad in zip(self.core.parameters(), grads, strict=True):
-                grad_of(parameter).add_(grad)
+            torch._foreach_add_(self._core_grads, self.core.local_vjp(cache, signal))
 
     # ------------------------------------------------------------------------ predict
     def initial_state(self, batch_size: int) -> np.ndarray:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from agents.grad_mode import no_grad
 from bpl_envs.checks import check_int
 
 __all__ = [
@@ -87,12 +88,19 @@ class Synthesiser(nn.Module, ABC):
     def trace_parameters(self) -> list[Tensor]:
         """The parameters that carry eligibility traces and learn, in trace order."""
 
+    @property
+    def linear_in_trace_parameters(self) -> bool:
+        """Whether g is linear in its trace parameters θ, so that ∂g(s)/∂θ does not depend on θ
+        (BP(λ)'s replay then needs no copy of θ per stored state when θ moves every token).
+        False unless a subclass knows better."""
+        return False
+
     def trace_shapes(self, batch_size: int) -> list[tuple[int, ...]]:
         """The trace shapes (batch_size, d_out, *θ.shape), in ``trace_parameters()`` order."""
         check_int("batch_size", batch_size, minimum=1)
         return [(batch_size, self.output_size, *p.shape) for p in self.trace_parameters()]
 
-    @torch.no_grad()
+    @no_grad
     def parameter_jacobians(self, s: Tensor) -> tuple[Tensor, ...]:
         """Dense ∂g(s)/∂θ per trace parameter: each (B, d_out, *θ.shape)."""
         self._check_state(s)
@@ -100,7 +108,7 @@ class Synthesiser(nn.Module, ABC):
         self._add_parameter_jacobians_(jacobians, s, 1.0)
         return jacobians
 
-    @torch.no_grad()
+    @no_grad
     def add_parameter_jacobians_(
         self, traces: Sequence[Tensor], s: Tensor, scale: float = 1.0
     ) -> None:
@@ -132,7 +140,7 @@ class Synthesiser(nn.Module, ABC):
                 )
         self._add_parameter_jacobians_(traces, s, scale)
 
-    @torch.no_grad()
+    @no_grad
     def parameter_vjp(
         self, s: Tensor, cotangent: Tensor, out: Sequence[Tensor] | None = None
     ) -> tuple[Tensor, ...]:
@@ -140,21 +148,26 @@ class Synthesiser(nn.Module, ABC):
 
         The contraction of a trace increment δ · ∂g/∂θ, and the forward-view update
         Σ_t (G^λ_t − g(s_t)) · ∂g(s_t)/∂θ when states and cotangents of many steps are stacked
-        along the batch axis. O(N·d_out·d_in) for N rows (one backward pass by hand).
+        along the batch axis. O(N·d_out·d_in) for N rows (one backward pass by hand). With a
+        leading group axis, one such sum per group in one call (BP(λ)'s replay: the increments
+        of several tokens).
 
         Args:
-            s: (N, d_in) states.
-            cotangent: (N, d_out) row vectors, the states' dtype.
+            s: (N, d_in) states, or (G, N, d_in) for G groups of N.
+            cotangent: (N, d_out) row vectors (or (G, N, d_out)), the states' dtype.
             out: optional tensors shaped like the trace parameters (e.g. views of one buffer)
-                to write the results into.
+                to write the results into (without a group axis only).
 
         Returns:
-            one tensor per ``trace_parameters()`` entry, in that order (``out``'s when given).
+            one tensor per ``trace_parameters()`` entry, in that order (``out``'s when given):
+            shaped like it, or (G, *θ.shape) with a group axis.
         """
-        self._check_state(s)
+        grouped = isinstance(s, Tensor) and s.dim() == 3
+        self._check_state(s[0] if grouped else s)
+        rows = tuple(s.shape[:-1])
         if (
             not isinstance(cotangent, Tensor)
-            or cotangent.shape != (s.shape[0], self.output_size)
+            or cotangent.shape != (*rows, self.output_size)
             or cotangent.dtype != s.dtype
         ):
             got = (
@@ -163,9 +176,11 @@ class Synthesiser(nn.Module, ABC):
                 else type(cotangent).__name__
             )
             raise ValueError(
-                f"cotangent must be a tensor of shape ({s.shape[0]}, {self.output_size}) and "
+                f"cotangent must be a tensor of shape {(*rows, self.output_size)} and "
                 f"dtype {s.dtype} (one row per state), got {got}"
             )
+        if out is not None and grouped:
+            raise ValueError("out is for states without a group axis: (N, d_in), not (G, N, d_in)")
         if out is not None:
             shapes = [tuple(p.shape) for p in self.trace_parameters()]
             if not isinstance(out, list | tuple) or [
@@ -201,7 +216,22 @@ class Synthesiser(nn.Module, ABC):
     def _parameter_vjp(
         self, s: Tensor, cotangent: Tensor, out: list[Tensor | None]
     ) -> tuple[Tensor, ...]:
-        """``out``: a target or None per trace parameter (at least as many entries)."""
+        """s (N, d_in) or (G, N, d_in); ``out``: a target or None per trace parameter (at least
+        as many entries)."""
+
+
+def _summed_outer(cotangent: Tensor, x: Tensor, out: Tensor | None) -> Tensor:
+    """Σ_rows cotangentᵀ x: (N, k), (N, m) → (k, m), or per group (G, N, ·) → (G, k, m)."""
+    if cotangent.dim() == 3:
+        return torch.bmm(cotangent.transpose(1, 2), x)
+    return torch.mm(cotangent.T, x, out=out)
+
+
+def _summed_rows(cotangent: Tensor, out: Tensor | None) -> Tensor:
+    """Σ_rows cotangent: (N, k) → (k,), or per group (G, N, k) → (G, k)."""
+    if cotangent.dim() == 3:
+        return cotangent.sum(1)
+    return torch.sum(cotangent, 0, out=out)
 
 
 class LinearSynthesiser(Synthesiser):
@@ -222,6 +252,10 @@ class LinearSynthesiser(Synthesiser):
     def trace_parameters(self) -> list[Tensor]:
         return [self.output.weight, self.output.bias]
 
+    @property
+    def linear_in_trace_parameters(self) -> bool:
+        return True
+
     def _predict(self, s: Tensor) -> Tensor:
         return self.output(s)
 
@@ -231,7 +265,7 @@ class LinearSynthesiser(Synthesiser):
     def _parameter_vjp(
         self, s: Tensor, cotangent: Tensor, out: list[Tensor | None]
     ) -> tuple[Tensor, ...]:
-        return torch.mm(cotangent.T, s, out=out[0]), torch.sum(cotangent, 0, out=out[1])
+        return _summed_outer(cotangent, s, out[0]), _summed_rows(cotangent, out[1])
 
 
 class MLPSynthesiser(Synthesiser):
@@ -274,6 +308,10 @@ class MLPSynthesiser(Synthesiser):
             return output
         return [self.hidden.weight, self.hidden.bias, *output]
 
+    @property
+    def linear_in_trace_parameters(self) -> bool:
+        return self.trace_mode == "output"  # W2 relu(W1 s + b1) + b2 with W1, b1 fixed
+
     def extra_repr(self) -> str:
         return f"trace_parameters={self.trace_mode!r}"
 
@@ -298,16 +336,16 @@ class MLPSynthesiser(Synthesiser):
         preactivation = self.hidden(s)  # (N, n)
         first = 0 if self.trace_mode == "output" else 2  # where the output layer's entries are
         output = (
-            torch.mm(cotangent.T, torch.relu(preactivation), out=out[first]),
-            torch.sum(cotangent, 0, out=out[first + 1]),
+            _summed_outer(cotangent, torch.relu(preactivation), out[first]),
+            _summed_rows(cotangent, out[first + 1]),
         )
         if self.trace_mode == "output":
             return output
         # back through the output layer and the relu: dL/dz = (c W2) ⊙ relu'(z), (N, n)
         hidden_cotangent = (cotangent @ self.output.weight).mul_(preactivation > 0)
         hidden = (
-            torch.mm(hidden_cotangent.T, s, out=out[0]),
-            torch.sum(hidden_cotangent, 0, out=out[1]),
+            _summed_outer(hidden_cotangent, s, out[0]),
+            _summed_rows(hidden_cotangent, out[1]),
         )
         return (*hidden, *output)
 

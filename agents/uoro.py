@@ -80,7 +80,7 @@ class UORO(SequenceLearner):
         return bits.mul_(2).sub_(1)
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:  # noqa: ARG002 (hook)
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:  # noqa: ARG002 (hook)
         if self.update == "step":
             self._zero_grads()
         l_t = self._immediate_gradient(loss_grad)

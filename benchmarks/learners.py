@@ -2,11 +2,12 @@
 
 Three configurations (see ``common.CONFIGS``): (a) tanh RNN H=30, B=10, T=20; (b) LSTM H=30,
 B=50, T=28; (c) LSTM H=100, B=100, T=20, each streaming random sequences of the task's shape from
-a replay env. Learners: BP(lambda) on its online trace path (the default) and on its
+a replay env. Learners: BP(lambda) on its online trace path (the default), on its replay path
+(``synth_update="replay"``: the whole sequence so far, and windows of 5 and 10 tokens) and on its
 offline-equivalent fast path (``synth_update="forward_view"``), BPTT, truncated BPTT (n=5), DNI
 (n=5), RTRL, the online approximations of RTRL (UORO, SnAp-1, e-prop), and a plain PyTorch
-BPTT loop (``torch.nn.RNN``/``LSTM`` unrolled over the same env
-stream, one backward and Adam step per batch of sequences).
+BPTT loop (``torch.nn.RNN``/``LSTM`` unrolled over the same env stream, one backward and Adam
+step per batch of sequences).
 
 Every (configuration, learner) runs in a fresh Python process, so its peak RSS
 (``getrusage`` maxrss) is its own; the process first imports and builds everything, and that
@@ -51,8 +52,11 @@ from common import (
 from stable_baselines3.common.callbacks import BaseCallback
 
 SCRIPT = Path(__file__).resolve()
+REPLAY_WINDOWS = (5, 10)
 LEARNER_NAMES = (
     "bp_lambda_trace",
+    "bp_lambda_replay",
+    *(f"bp_lambda_replay_window_{k}" for k in REPLAY_WINDOWS),
     "bp_lambda_forward_view",
     "bptt",
     "tbptt_5",
@@ -110,6 +114,13 @@ def build_learner(name: str, config: Config, env, implementation: str = "analyti
     common = dict(core=build_core(config, implementation), hidden_size=config.hidden_size, seed=0)
     if name == "bp_lambda_trace":
         return BPLambda(env, lam=1.0, gamma=0.9, **common)
+    if name == "bp_lambda_replay":
+        return BPLambda(env, lam=1.0, gamma=0.9, synth_update="replay", **common)
+    if name.startswith("bp_lambda_replay_window_"):
+        window = int(name.rsplit("_", 1)[1])
+        return BPLambda(
+            env, lam=1.0, gamma=0.9, synth_update="replay", replay_window=window, **common
+        )
     if name == "bp_lambda_forward_view":
         return BPLambda(
             env, lam=1.0, gamma=0.9, synth_update="forward_view", clip_synth_update=False, **common
@@ -321,20 +332,20 @@ def print_config_table(best: dict[str, dict]) -> None:
 
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Per configuration: BP(lambda)'s trace path against BPTT (learner and plain loop), the fast
-    path against the trace path, the online approximations of RTRL against RTRL, the trace path
-    against them, and each learner on the functional core against the same learner on the
-    analytic core."""
+    """Per configuration: BP(lambda)'s trace and replay paths against BPTT (learner and plain
+    loop), the replay and fast paths against the trace path (tokens/s, and peak RSS for replay),
+    the online approximations of RTRL against RTRL, the trace path against them, and each
+    learner on the functional core against the same learner on the analytic core."""
     out: dict[str, dict[str, float]] = {}
     for config in sorted({row["config"] for row in rows}):
-        rate = {
-            label(row["learner"], row["core"]): row["tokens_per_s"]
-            for row in rows
-            if row["config"] == config
-        }
+        in_config = [row for row in rows if row["config"] == config]
+        rate = {label(row["learner"], row["core"]): row["tokens_per_s"] for row in in_config}
+        rss = {label(row["learner"], row["core"]): row["peak_rss_bytes"] for row in in_config}
         pairs = {
             "trace_over_bptt": ("bp_lambda_trace", "bptt"),
             "trace_over_plain_bptt": ("bp_lambda_trace", "plain_bptt"),
+            "replay_over_plain_bptt": ("bp_lambda_replay", "plain_bptt"),
+            "replay_over_trace": ("bp_lambda_replay", "bp_lambda_trace"),
             "forward_view_over_trace": ("bp_lambda_forward_view", "bp_lambda_trace"),
             "bptt_over_plain_bptt": ("bptt", "plain_bptt"),
             **{f"{name}_over_rtrl": (name, "rtrl") for name in ("uoro", "snap1", "eprop")},
@@ -352,6 +363,10 @@ def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
         out[config] = {
             key: rate[a] / rate[b] for key, (a, b) in pairs.items() if a in rate and b in rate
         }
+        if "bp_lambda_replay" in rss and "bp_lambda_trace" in rss:
+            out[config]["replay_rss_over_trace_rss"] = (
+                rss["bp_lambda_replay"] / rss["bp_lambda_trace"]
+            )
     return out
 
 

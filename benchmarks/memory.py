@@ -1,10 +1,11 @@
-"""Peak memory against sequence length: BP(lambda)'s online trace path stays flat, BPTT grows.
+"""Peak memory against sequence length: BP(lambda)'s trace path and windowed replay stay flat.
 
 One batch of sequences of length T = 100, 1000, 10000 (configuration (a)'s shape: tanh RNN
 H=30, B=10, a loss at the last token) is learned by each learner in a fresh Python process; the
 process's peak RSS (``getrusage`` maxrss) and its growth over the RSS after set-up (imports, env
 data, learner) are reported. Learners: BP(lambda) on its trace path (memory independent of T by
-construction), BP(lambda)'s forward-view fast path and the BPTT learner (both store the
+construction) and on its replay path with a window of 10 tokens (bounded by the window and the
+32-token block), BP(lambda)'s forward-view fast path and the BPTT learner (both store the
 sequence), and a plain PyTorch BPTT loop (``torch.nn.RNN`` with autograd). Usage::
 
     python benchmarks/memory.py [--lengths 100 1000 10000] [--threads N]
@@ -32,7 +33,13 @@ from learners import PlainBPTT, build_learner
 
 SCRIPT = Path(__file__).resolve()
 CONFIG = CONFIGS["a"]
-LEARNERS = ("bp_lambda_trace", "bp_lambda_forward_view", "bptt", "plain_bptt")
+LEARNERS = (
+    "bp_lambda_trace",
+    "bp_lambda_replay_window_10",
+    "bp_lambda_forward_view",
+    "bptt",
+    "plain_bptt",
+)
 
 
 def child(spec: dict) -> dict:

@@ -60,21 +60,23 @@ class RandomFeedback(SequenceLearner):
         ]  # e: (B, *θ.shape) per parameter
 
     @torch.no_grad()
-    def _learn_step(self, loss_grad: torch.Tensor, final: bool) -> None:  # noqa: ARG002 (hook)
+    def _learn_step(self, loss_grad: torch.Tensor | None, final: bool) -> None:  # noqa: ARG002 (hook)
         if self.update == "step":
             self._zero_grads()
         self._immediate_gradient(loss_grad)  # the readout's exact gradient
         self._watch(loss_grad)
         if self.lr_core > 0:
-            batch = loss_grad.shape[0]
+            batch = self._state.shape[0]
             ones = torch.ones(batch, 1, self.hidden_size, dtype=self.dtype, device=self.device)
             local = per_sequence_local_vjp(self.core, self._cache, ones)  # unit i's row: ∂s_i/∂θ
-            signal = self.feedback(loss_grad)  # F δ_t: (B, H)
+            # F δ_t: (B, H); None where no sequence has a loss at this token (the traces still run)
+            signal = None if loss_grad is None else self.feedback(loss_grad)
             for parameter, trace, new in zip(
                 self.core.parameters(), self._traces, local, strict=True
             ):
                 trace.mul_(self.trace_decay).add_(new[:, 0])
-                grad_of(parameter).add_(torch.einsum("bi,bi...->i...", signal, trace))
+                if signal is not None:
+                    grad_of(parameter).add_(torch.einsum("bi,bi...->i...", signal, trace))
         if self.update == "step":
             self._check_finite()
             self._optimizer_step()

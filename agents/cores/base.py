@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from agents.grad_mode import no_grad
 from bpl_envs.checks import check_int
 
 __all__ = ["DenseJacobianOperator", "JacobianOperator", "RecurrentCore", "check_tensor"]
@@ -96,7 +97,7 @@ class JacobianOperator(ABC):
         self.dtype, self.device = like.dtype, like.device
         self._scale: float | None = None
 
-    @torch.no_grad()
+    @no_grad
     def apply_block(
         self, e: Tensor, out: Tensor, rows: slice = slice(None), scale: float = 1.0
     ) -> Tensor:
@@ -248,20 +249,20 @@ class RecurrentCore(nn.Module, ABC):
         return self._step(x, s)
 
     # ----------------------------------------------------------------- derivative products
-    @torch.no_grad()
+    @no_grad
     def jacobian(self, cache: Any) -> Tensor:
         """J = ∂s'/∂s, dense: (B, d, d), J[b, k, j] = ∂s'_{b,k}/∂s_{b,j}."""
         self._check_cache(cache)
         return self._jacobian(cache)
 
-    @torch.no_grad()
+    @no_grad
     def vjp(self, cache: Any, v: Tensor) -> Tensor:
         """v J for row vectors v (B, d) → (B, d), without building J."""
         self._check_cache(cache)
         check_tensor("v", v, (self._batch_size(cache), self.state_size), self._like().dtype)
         return self._vjp(cache, v)
 
-    @torch.no_grad()
+    @no_grad
     def jvp(
         self, cache: Any, e: Tensor, *, scale: float = 1.0, out: Tensor | None = None
     ) -> Tensor:
@@ -287,7 +288,7 @@ class RecurrentCore(nn.Module, ABC):
         operator.apply_block(e.reshape(batch, d, -1), out.view(batch, d, -1), scale=scale)
         return out
 
-    @torch.no_grad()
+    @no_grad
     def jacobian_operator(self, cache: Any) -> JacobianOperator:
         """J = ∂s'/∂s as an operator: ``apply_block(e, out, rows, scale)`` computes scale · J e
         for any block of rows and columns of a (B, d, P) tensor into a given buffer (see
@@ -295,7 +296,7 @@ class RecurrentCore(nn.Module, ABC):
         self._check_cache(cache)
         return self._jacobian_operator(cache)
 
-    @torch.no_grad()
+    @no_grad
     def local_vjp(self, cache: Any, m: Tensor) -> tuple[Tensor, ...]:
         """Σ_b m_b (∂s'_b/∂θ)_local for a learning signal m (B, d), s held fixed.
 
@@ -306,7 +307,7 @@ class RecurrentCore(nn.Module, ABC):
         check_tensor("m", m, (self._batch_size(cache), self.state_size), self._like().dtype)
         return self._local_vjp(cache, m)
 
-    @torch.no_grad()
+    @no_grad
     def local_jacobian(self, cache: Any) -> tuple[Tensor, ...]:
         """Dense (∂s'/∂θ)_local, s held fixed: one (B, d, *θ.shape) tensor per parameter, in
         ``parameters()`` order."""

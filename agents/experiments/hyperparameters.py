@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +105,11 @@ def union_members(annotation: Any) -> tuple[Any, ...]:
     return (annotation,)
 
 
+def _is_sequence(annotation: Any) -> bool:
+    """Whether an annotation is ``list[...]``, ``tuple[...]`` or ``Sequence[...]``."""
+    return typing.get_origin(annotation) in (list, tuple, Sequence)
+
+
 def _convert_one(value: Any, kind: type) -> Any:
     """Convert to bool/int/float/str or raise ValueError (the caller words the message)."""
     if kind is bool:
@@ -144,7 +149,9 @@ def convert(name: str, value: Any, annotation: Any, owner: str = "") -> Any:
 
     Supported annotations: ``bool``, ``int``, ``float``, ``str`` and unions of them with
     ``None`` (``none``/``null`` give None) or with other types (then a string stays a string,
-    e.g. ``device: str | torch.device``). Booleans are spelt true/false (yes/no, on/off, 1/0).
+    e.g. ``device: str | torch.device``); a YAML list of strings fits a ``Sequence[str]``
+    member (e.g. ``conventions: str | Sequence[str]``). Booleans are spelt true/false (yes/no,
+    on/off, 1/0).
     An argument without annotation takes text as a YAML value.
 
     Raises:
@@ -159,6 +166,9 @@ def convert(name: str, value: Any, annotation: Any, owner: str = "") -> Any:
         value is None or (isinstance(value, str) and value.strip().lower() in _NONE)
     ):
         return None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        if any(typing.get_args(m) == (str,) and _is_sequence(m) for m in members):
+            return list(value)
     simple = [m for m in members if m in (bool, int, float, str)]
     if not simple:
         raise TypeError(

@@ -121,7 +121,61 @@ def test_list_with_a_learner_shows_its_hyperparameters_and_defaults(capsys):
     assert "choose one of" in error_of(capsys, ["list", "--learner", "bp_lamda"])
 
 
+def test_list_shows_the_replay_arguments(capsys):
+    assert main(["list", "--learner", "bp_lambda"]) == 0
+    out = capsys.readouterr().out
+    assert "--synth-update" in out and "str, default 'trace'" in out
+    assert "--replay-window" in out and "int | None, default None" in out
+
+
 # ----------------------------------------------------------------------------------- train
+def test_train_runs_the_replay_with_a_window_and_logs_the_clip_fraction(tmp_path):
+    out = tmp_path / "replay"
+    assert (
+        main(
+            tiny_train(
+                out,
+                "--updates",
+                "3",
+                "--synth-update",
+                "replay",
+                "--replay-window",
+                "3",
+                "--lr-synth",
+                "1e-2",
+            )
+        )
+        == 0
+    )
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["hyperparameters"] == {
+        "hidden_size": 4,
+        "synth_update": "replay",
+        "replay_window": 3,
+        "lr_synth": 1e-2,
+    }
+    fraction = read_progress(out / "progress.csv")["train/synth_clip_fraction"]
+    assert len(fraction) == 3 and ((0 <= fraction) & (fraction <= 1)).all()
+    loaded = BPLambda.load(out / "checkpoint.pt")
+    assert (loaded.synth_update, loaded.replay_window) == ("replay", 3)
+
+
+def test_train_refuses_a_bad_replay_window(tmp_path, capsys):
+    error = error_of(
+        capsys,
+        tiny_train(
+            tmp_path / "bad", "--updates", "1", "--synth-update", "replay", "--replay-window", "0"
+        ),
+    )
+    assert "replay_window must be an int >= 1, got 0" in error
+
+
+def test_train_help_states_the_thread_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "default 1: the models here are small" in " ".join(capsys.readouterr().out.split())
+
+
 def test_train_writes_logs_checkpoint_plot_and_the_run_config(tmp_path):
     out = tmp_path / "run"
     assert (

@@ -290,6 +290,50 @@ def test_bptt_gradient_from_vjp_and_local_vjp_recursion(kind, activation):
         torch.testing.assert_close(mine, theirs, **TOL)
 
 
+@pytest.mark.parametrize("kind, activation", CONFIGS, ids=CONFIG_IDS)
+def test_stacked_caches_serve_every_step_in_one_call(kind, activation):
+    """concat_caches of three steps: vjp gives each step's v J_t (autograd's per-step Jacobians)
+    in its rows, and local_vjp the sum of the steps' local gradients."""
+    core, x, s = build(kind, activation, 2, 3, 4, seed=5)
+    steps, states = [], [s]
+    with torch.no_grad():
+        for t in range(3):
+            state, cache = core.step(x * (t + 1), states[-1])
+            steps.append(cache)
+            states.append(state)
+    stacked = core.concat_caches(steps)
+    assert type(stacked) is type(steps[0]) and stacked.x.shape[0] == 6
+    assert core.concat_caches(steps[:1]) is steps[0]
+    v = torch.randn(6, core.state_size, dtype=torch.double)
+    rows = core.vjp(stacked, v)
+    for t in range(3):
+        jacobian = autograd_state_jacobian(core, x * (t + 1), states[t])
+        want = torch.einsum("bi,bij->bj", v[2 * t : 2 * t + 2], jacobian)
+        torch.testing.assert_close(rows[2 * t : 2 * t + 2], want, **TOL)
+    summed = [
+        sum(parts)
+        for parts in zip(
+            *(core.local_vjp(c, v[2 * t : 2 * t + 2]) for t, c in enumerate(steps)), strict=True
+        )
+    ]
+    for mine, theirs in zip(core.local_vjp(stacked, v), summed, strict=True):
+        torch.testing.assert_close(mine, theirs, **TOL)
+
+
+def test_derivatives_carry_no_graph_and_leave_the_grad_mode_alone():
+    """The derivative methods run without gradient tracking whether it is on or off around them
+    (agents.grad_mode.no_grad), and leave it as it was."""
+    core, x, s = build("lstm", "tanh", 2, 3, 4)
+    _, cache = core.step(x, s)
+    v = torch.randn(2, core.state_size, dtype=torch.double, requires_grad=True)
+    for enabled in (True, False):
+        with torch.set_grad_enabled(enabled):
+            assert not core.vjp(cache, v).requires_grad
+            assert not any(g.requires_grad for g in core.local_vjp(cache, v))
+            assert torch.is_grad_enabled() is enabled
+    assert core(x, s).requires_grad  # forward stays differentiable
+
+
 # --------------------------------------------------------------------------- structure
 @pytest.mark.parametrize("kind, activation", CONFIGS, ids=CONFIG_IDS)
 def test_parameters_states_and_initialisation(kind, activation):

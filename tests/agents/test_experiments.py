@@ -10,6 +10,7 @@ import re
 import socket
 import statistics
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -234,6 +235,8 @@ def test_every_preset_is_valid(name):
         ("lstm", str, "lstm"),
         ("0.5", Any, 0.5),
         ("[1, 2]", Any, [1, 2]),
+        (["a", "b"], str | Sequence[str], ["a", "b"]),
+        ("reference", str | Sequence[str], "reference"),
     ],
 )
 def test_values_are_converted_to_the_annotation(value, annotation, expected):
@@ -250,6 +253,8 @@ def test_values_are_converted_to_the_annotation(value, annotation, expected):
         (True, int),
         (1, str),
         ("none", int),
+        ([1, 2], str | Sequence[str]),
+        (["a"], str | None),
     ],
 )
 def test_values_that_do_not_fit_are_refused_naming_the_argument(value, annotation):

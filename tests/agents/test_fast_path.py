@@ -142,7 +142,7 @@ def test_a_non_finite_forward_view_update_stops_learning():
         ),
         (
             {"synth_update": "offline"},
-            r"synth_update must be one of \('trace', 'forward_view'\), got 'offline'",
+            r"synth_update must be one of \('trace', 'replay', 'forward_view'\), got 'offline'",
         ),
     ],
 )

@@ -32,10 +32,20 @@ def parameters(learner):
     [
         lambda env: BPLambda(env, hidden_size=8, lam=0.5, lr_synth=1e-2, seed=0),
         lambda env: BPLambda(env, hidden_size=8, update="step", seed=0),
+        lambda env: BPLambda(
+            env,
+            hidden_size=8,
+            lam=0.5,
+            lr_synth=1e-2,
+            seed=0,
+            synth_update="replay",
+            replay_window=4,
+        ),
+        lambda env: BPLambda(env, hidden_size=8, update="step", seed=0, synth_update="replay"),
         lambda env: BPTT(env, hidden_size=8, seed=0),
         lambda env: TruncatedBPTT(env, n=2, hidden_size=8, seed=0),
     ],
-    ids=["bp_lambda", "bp_lambda-step", "bptt", "tbptt"],
+    ids=["bp_lambda", "bp_lambda-step", "replay-window", "replay-step", "bptt", "tbptt"],
 )
 def test_a_stream_env_trains_exactly_like_the_terminating_env(make_learner):
     plain = make_learner(line_draw(stream=False)).learn(episodes=4)

@@ -96,6 +96,56 @@ def test_parameter_vjp_matches_autograd(kind, size, seed):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_grouped_parameter_vjp_gives_each_groups_sum(kind):
+    """s (G, N, d_in), c (G, N, d_out) -> (G, *theta.shape): group g's entry is autograd's
+    sum over its N rows of c . dg(s)/dtheta (BP(lambda)'s replay of several tokens at once)."""
+    synthesiser = build(kind, 4, 3, 5, seed=11)
+    generator = torch.Generator().manual_seed(12)
+    s = torch.randn(3, 5, 4, generator=generator, dtype=torch.double)
+    cotangent = torch.randn(3, 5, 3, generator=generator, dtype=torch.double)
+    got = synthesiser.parameter_vjp(s, cotangent)
+    for group in range(3):
+        with torch.enable_grad():
+            expected = torch.autograd.grad(
+                synthesiser(s[group]), synthesiser.trace_parameters(), cotangent[group]
+            )
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.shape == (3, *theirs.shape)
+            torch.testing.assert_close(mine[group], theirs, **TOL)
+    with pytest.raises(ValueError, match=r"cotangent must be a tensor of shape \(3, 5, 3\)"):
+        synthesiser.parameter_vjp(s, cotangent[:, :4])
+    with pytest.raises(ValueError, match="out is for states without a group axis"):
+        synthesiser.parameter_vjp(s, cotangent, out=[torch.zeros(1)])
+
+
+@pytest.mark.parametrize(
+    "synthesiser, linear",
+    [
+        (LinearSynthesiser(4), True),
+        (MLPSynthesiser(4, 6, trace_parameters="output"), True),
+        (MLPSynthesiser(4, 6, trace_parameters="all"), False),
+    ],
+)
+def test_linear_in_trace_parameters_says_whether_dg_dtheta_moves_with_theta(synthesiser, linear):
+    """The property BP(lambda)'s replay relies on to skip parameter copies, checked by moving
+    theta and comparing autograd's dg/dtheta before and after."""
+    synthesiser = synthesiser.double()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in synthesiser.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    s = torch.randn(5, 4, dtype=torch.float64, generator=generator)
+    before = autograd_trace_jacobians(synthesiser, s)
+    with torch.no_grad():
+        for p in synthesiser.trace_parameters():
+            p.add_(torch.randn(p.shape, dtype=p.dtype, generator=generator))
+    after = autograd_trace_jacobians(synthesiser, s)
+    unchanged = all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert synthesiser.linear_in_trace_parameters is linear
+    assert unchanged is linear
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_jacobians_added_into_strided_trace_views(kind):
     """Traces that are column blocks of one shared buffer (agents.traces.allocate_traces) receive
     exactly the dense Jacobians (autograd), and the buffer's other columns stay untouched."""

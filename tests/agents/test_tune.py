@@ -5,9 +5,11 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import gymnasium as gym
 import numpy as np
@@ -39,6 +41,21 @@ def write(tmp_path, **changes):
     path = tmp_path / "tune.yaml"
     path.write_text(yaml.safe_dump({**BASE, **changes}))
     return str(path)
+
+
+def count_completed_read_only(database):
+    """Completed trials in a study another process may still be creating (0 until it exists).
+
+    A read-only SQLite connection: opening the study through Optuna would create its tables,
+    racing the ``bpl tune`` process that is creating them.
+    """
+    if not database.is_file():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=60)) as db:
+            return db.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # no tables yet, or locked by the schema creation
+        return 0
 
 
 def load(out):
@@ -183,16 +200,11 @@ def test_ctrl_c_on_the_command_line_keeps_the_finished_trials(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     deadline = time.monotonic() + 120
-    completed = []
-    while time.monotonic() < deadline and len(completed) < 2:
+    completed = 0
+    while time.monotonic() < deadline and completed < 2:
         time.sleep(0.5)
-        if not (out / "study.db").is_file():  # (opening it earlier would create it)
-            continue
-        try:
-            completed = [t for t in load(out).trials if t.state.name == "COMPLETE"]
-        except KeyError:  # the study is not created yet
-            continue
-    assert len(completed) >= 2, process.communicate(timeout=60)
+        completed = count_completed_read_only(out / "study.db")
+    assert completed >= 2, process.communicate(timeout=60)
     process.send_signal(signal.SIGINT)
     _, error = process.communicate(timeout=60)
     assert process.returncode == 130, error
