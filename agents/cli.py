@@ -1,10 +1,12 @@
-"""The ``bpl`` command line: list, train, reproduce the paper, compare TD(λ) with BP(λ), sweep,
-tune, benchmark.
+"""The ``bpl`` command line: list, train, reproduce the paper, compare TD(λ) with BP(λ), report,
+sweep, tune, benchmark.
 
     bpl list                                       envs, learners, experiments and presets
     bpl train bpl/SequentialDigits-v0 --learner bp_lambda --updates 500 --lam 0.5 --core lstm
     bpl train --resume runs/my_run                 continue an interrupted run exactly
     bpl reproduce toy --quick                      a paper experiment: table, JSON and figures
+    bpl reproduce --resume results/copy-repeat     continue an interrupted reproduction exactly
+    bpl report --readme README.md                  README tables from committed results.json
     bpl compare --quick                            TD(λ) and BP(λ) side by side
     bpl sweep my_grid.yaml --workers 2             a grid of runs, one process per run
     bpl tune tune_digits --trials 12 --workers 2   an Optuna search; rerun it to resume
@@ -21,7 +23,7 @@ import argparse
 import pathlib
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -29,12 +31,14 @@ import yaml
 
 import bpl_envs
 from agents.cli_parser import BENCHMARKS, build_parser
-from agents.experiments import EXPERIMENTS, reproduce
+from agents.experiments import EXPERIMENTS, reproduce, resume_reproduction
 from agents.experiments.config import preset_names, read_yaml
 from agents.experiments.hyperparameters import hyperparameters_of
 from agents.experiments.output import OutputExistsError, OutputNotWritableError
+from agents.experiments.report import render_block, update_markdown
+from agents.experiments.run_config import RunConfig, learner_class, learner_names
 from agents.experiments.sweep import run_sweep
-from agents.experiments.training import RunConfig, learner_class, learner_names, resume, train
+from agents.experiments.training import resume, train
 from agents.experiments.tune import run_tune
 from agents.registry import ENTRY_POINT_GROUP, plugin_errors
 
@@ -248,37 +252,115 @@ def _report_run(out, metrics: dict[str, Any]) -> int:
 
 
 # ------------------------------------------------------------------ reproduce / compare
-def _reproduce(args, name: str, parser: argparse.ArgumentParser) -> int:
-    if name not in EXPERIMENTS:
+def _reproduce(args, name: str | None, parser: argparse.ArgumentParser) -> int:
+    resume_dir = getattr(args, "resume", None)
+    if name is not None and name not in EXPERIMENTS:
         parser.error(f"unknown experiment {name!r}; choose one of {list(EXPERIMENTS)}")
-    options = {"mnist_root": getattr(args, "mnist_root", None)}
-    folder = "seqmnist" if options["mnist_root"] else name
-    out = args.out or str(pathlib.Path("results") / (folder + ("_quick" if args.quick else "")))
+    run: Callable[[], dict[str, Any]]
+    if resume_dir is not None:
+        given = {
+            "--quick": args.quick,
+            "--seeds": args.seeds,
+            "--config": args.config,
+            "--out": args.out,
+            "--force": args.force,
+            "--mnist-root": args.mnist_root,
+            "--learners": args.learners,
+            "--adopt": args.adopt,
+        }
+        clashes = [flag for flag, value in given.items() if value not in (None, False)]
+        if clashes:
+            parser.error(
+                f"--resume continues the reproduction as recorded in its reproduction.json; it "
+                f"cannot be combined with {clashes} (only --updates, --workers, --report-only "
+                "and --no-progress)"
+            )
+        out = resume_dir
+
+        def run() -> dict[str, Any]:
+            return resume_reproduction(
+                resume_dir,
+                name=name,
+                updates=args.updates,
+                progress=not args.no_progress,
+                workers=args.workers,
+                report_only=args.report_only,
+                checkpoint_seconds=args.checkpoint_seconds,
+            )
+    else:
+        if name is None:
+            parser.error(f"give an EXPERIMENT (one of {list(EXPERIMENTS)}) or --resume DIR")
+        if getattr(args, "report_only", False):
+            parser.error(
+                "--report-only rewrites the results of a reproduction folder: give it with "
+                "--resume DIR"
+            )
+        experiment = name
+        options = {"mnist_root": getattr(args, "mnist_root", None)}
+        out = args.out or str(pathlib.Path("results") / (name + ("_quick" if args.quick else "")))
+
+        def run() -> dict[str, Any]:
+            return reproduce(
+                experiment,
+                out=out,
+                quick=args.quick,
+                seeds=args.seeds,
+                config=args.config,
+                updates=args.updates,
+                learners=getattr(args, "learners", None),
+                adopt=getattr(args, "adopt", None),
+                force=args.force,
+                progress=not args.no_progress,
+                workers=args.workers,
+                checkpoint_seconds=getattr(args, "checkpoint_seconds", 60),
+                **options,
+            )
+
     try:
-        result = reproduce(
-            name,
-            out=out,
-            quick=args.quick,
-            seeds=args.seeds,
-            config=args.config,
-            force=args.force,
-            progress=not args.no_progress,
-            workers=args.workers,
-            **options,
-        )
+        result = run()
     except KeyboardInterrupt:
-        print(f"\nbpl: interrupted before the results were written to {out}/", file=sys.stderr)
+        if (pathlib.Path(out) / "cells").is_dir():
+            print(
+                f"\nbpl reproduce: interrupted. Finished cells and the checkpoints of the others "
+                f"are in {out}/cells/; continue with: bpl reproduce --resume {out}",
+                file=sys.stderr,
+            )
+        else:
+            print(f"\nbpl: interrupted before the results were written to {out}/", file=sys.stderr)
         return 130
     except USER_ERRORS as error:
         parser.error(str(error))
     print(result["table"])
+    partial = " (partial)" if result.get("partial") else ""
     print(
-        f"bpl {'compare' if name == 'compare' else 'reproduce ' + name}: "
-        f"{result['elapsed_s']:.0f} s; results in {out}/ (results.md, results.json, "
-        + ", ".join(result["figures"])
-        + ")"
+        f"{result['command']}: {result['elapsed_s']:.0f} s; results{partial} in {out}/ "
+        "(results.md, results.json, " + ", ".join(result["figures"]) + ")"
     )
     return 0
+
+
+# ------------------------------------------------------------------------------- report
+def _report(args, parser: argparse.ArgumentParser) -> int:
+    if args.readme is None and not args.folders:
+        parser.error("give results folders to print, or --readme FILE to rewrite its blocks")
+    if args.check and args.readme is None:
+        parser.error("--check compares the blocks of --readme FILE")
+    stale: list[str] = []
+    try:
+        for folder in args.folders:
+            print(render_block(folder, pathlib.Path(".")))
+        if args.readme is not None:
+            stale = update_markdown(args.readme, write=not args.check)
+    except USER_ERRORS as error:
+        parser.error(str(error))
+    if args.readme is None:
+        return 0
+    if not stale:
+        print(f"bpl report: every block of {args.readme} matches its results.json")
+        return 0
+    verb = "differ from" if args.check else "were rewritten from"
+    print(f"bpl report: the blocks of {args.readme} for {stale} {verb} their results.json")
+    return 1 if args.check else 0
 
 
 # -------------------------------------------------------------------------------- sweep
@@ -364,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reproduce(args, args.experiment, sub["reproduce"])
     if args.command == "compare":
         return _reproduce(args, "compare", sub["compare"])
+    if args.command == "report":
+        return _report(args, sub["report"])
     if args.command == "benchmark":
         return _benchmark(args.name, args.script_args, sub["benchmark"])
     if args.command == "tune":

@@ -30,15 +30,41 @@ examples:
 
 REPRODUCE_EPILOG = """\
 budgets:
-  Without --quick the paper's budgets are used (agents/configs/NAME.yaml): expect hours on a
-  laptop CPU (the copy-repeat experiment's LSTM with H = 100 needs gigabytes for BP(λ)'s
-  traces and days on CPU; use a GPU). --quick (NAME_quick.yaml) finishes each experiment in
-  a few minutes on 2 cores.
+  Without --quick the paper's budgets are used (agents/configs/NAME.yaml): hours to days on a
+  laptop CPU (copy-repeat: 150,000 updates per learner and seed). --quick (NAME_quick.yaml)
+  finishes each experiment in a few minutes on 2 cores. --updates N sets every learner's
+  budget.
+
+resuming (toy, digits, seqmnist, copy-repeat):
+  Every (learner, seed) trains in its own run folder under DIR/cells/ and checkpoints at batch
+  boundaries (about once a minute). After Ctrl-C, a crash or a kill, `bpl reproduce --resume
+  DIR` continues every unfinished cell from its checkpoint, exactly, and never reruns a
+  finished one; `--resume DIR --updates N` extends every cell to N updates; `--resume DIR
+  --report-only` rewrites the results from the finished cells without training. The results
+  are also rewritten while cells finish, marked as partial until all have.
+
+some learners, runs made elsewhere:
+  --learners BPTT 'TBPTT(n=5)' trains only those learners of the preset (--resume keeps to
+  them). --adopt RUNS copies in every `bpl train` run folder in RUNS whose configuration is a
+  cell's (budget and logging aside; the folder names do not matter) and continues it: one
+  finished at the budget is only evaluated, a shorter one resumes from its checkpoint. RUNS is
+  only read; what was not adopted is named in a warning.
 
 outputs (in --out):
-  results.md    a table of mean ± std over seeds
-  results.json  the same numbers, with the configuration used
-  *.png         figures
+  results.md         a table of mean ± std over seeds, with the command that made it
+  results.json       the same numbers, with the configuration used
+  *.png              figures
+  reproduction.json  what --resume needs
+"""
+
+REPORT_EPILOG = """\
+blocks:
+  A markdown file marks each generated table with
+    <!-- bpl report docs/results/NAME -->
+    ...
+    <!-- end bpl report -->
+  (the folder relative to the file); --readme rewrites what is between the markers from the
+  folder's results.json: the command, its wall time, the table and the figures.
 """
 
 
@@ -217,6 +243,12 @@ def build_parser(
             "--config", metavar="FILE", help="a YAML file to use instead of the packaged preset"
         )
         command.add_argument(
+            "--updates",
+            type=_positive_int,
+            metavar="N",
+            help="budget of every learner, in batches of sequences (default: the preset's)",
+        )
+        command.add_argument(
             "--workers",
             type=_positive_int,
             default=default_workers(),
@@ -230,14 +262,48 @@ def build_parser(
         "reproduce", "reproduce one of the paper's experiments", epilog=REPRODUCE_EPILOG
     )
     reproduce.add_argument(
-        "experiment", metavar="EXPERIMENT", help=f"one of {', '.join(EXPERIMENTS)}"
+        "experiment",
+        metavar="EXPERIMENT",
+        nargs="?",
+        help=f"one of {', '.join(EXPERIMENTS)} (optional with --resume)",
     )
     add_experiment_options(reproduce, "EXPERIMENT")
     reproduce.add_argument(
         "--mnist-root",
         metavar="DIR",
-        help="digits only: run sequential MNIST from the IDX files in DIR "
-        "(the paper's seqMNIST preset)",
+        help="seqmnist only: the full MNIST from the IDX files in DIR instead of the bundled "
+        "5,000-image subset",
+    )
+    reproduce.add_argument(
+        "--learners",
+        nargs="+",
+        metavar="LABEL",
+        help="comparisons: train only these learners of the preset (its labels, e.g. BPTT "
+        "'TBPTT(n=5)'; default: all)",
+    )
+    reproduce.add_argument(
+        "--adopt",
+        metavar="DIR",
+        help="copy in the run folders in DIR (bpl train runs, any names) that are cells of this "
+        "reproduction, and continue them instead of training them anew",
+    )
+    reproduce.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the reproduction in DIR (its unfinished cells, from their checkpoints)",
+    )
+    reproduce.add_argument(
+        "--report-only",
+        action="store_true",
+        help="with --resume: rewrite the results from the finished cells, train nothing",
+    )
+    reproduce.add_argument(
+        "--checkpoint-seconds",
+        type=_non_negative_int,
+        default=60,
+        metavar="S",
+        help="a cell writes a checkpoint at the first batch boundary S seconds after its last "
+        "(default 60; 0: every batch)",
     )
 
     compare = add(
@@ -246,6 +312,23 @@ def build_parser(
         epilog=REPRODUCE_EPILOG,
     )
     add_experiment_options(compare, "compare")
+
+    report = add(
+        "report",
+        "render README tables from results folders (results.json)",
+        epilog=REPORT_EPILOG,
+    )
+    report.add_argument(
+        "folders", nargs="*", metavar="DIR", help="results folders whose block to print"
+    )
+    report.add_argument(
+        "--readme", metavar="FILE", help="rewrite every generated block of this markdown file"
+    )
+    report.add_argument(
+        "--check",
+        action="store_true",
+        help="with --readme: change nothing, exit 1 when a block is stale",
+    )
 
     sweep = add(
         "sweep",

@@ -14,6 +14,7 @@ import math
 import pathlib
 from typing import Any
 
+from agents.experiments.comparison import comparison_runs
 from agents.experiments.held_out import (
     HeldOutSet,
     Metric,
@@ -21,7 +22,7 @@ from agents.experiments.held_out import (
     task_env,
     train_and_score,
 )
-from agents.experiments.training import RunConfig, comparison_runs
+from agents.experiments.run_config import RunConfig
 from bpl_envs.char_lm import CharLMEnv
 
 __all__ = ["charlm_cell", "check", "held_out_set", "run"]

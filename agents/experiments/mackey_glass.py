@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.experiments.comparison import comparison_runs
 from agents.experiments.held_out import (
     HeldOutSet,
     Metric,
@@ -22,7 +23,7 @@ from agents.experiments.held_out import (
     task_env,
     train_and_score,
 )
-from agents.experiments.training import RunConfig, comparison_runs
+from agents.experiments.run_config import RunConfig
 from bpl_envs.mackey_glass import MackeyGlassEnv
 
 __all__ = ["check", "held_out_set", "mackey_glass_cell", "references", "run"]

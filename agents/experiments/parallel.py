@@ -16,18 +16,29 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing.synchronize import Event
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from bpl_envs.checks import check_int
 
-__all__ = ["BACKENDS", "connect_ray", "default_workers", "require_ray", "run_cells"]
+__all__ = [
+    "BACKENDS",
+    "connect_ray",
+    "default_workers",
+    "require_ray",
+    "run_cells",
+    "stop_requested",
+]
 
 BACKENDS = ("local", "ray")
 RAY_CONNECT_TIMEOUT_S = 5.0
 """How long :func:`connect_ray` waits for a TCP connection to a cluster's address (``ray.init``
 itself was still waiting after 10 minutes for an address where nothing listens)."""
+
+_STOP: Event | None = None
+"""In a worker process: the event its pool sets when the caller stops (Ctrl-C, an error)."""
 
 
 def default_workers() -> int:
@@ -38,16 +49,26 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker(registrations: Sequence[tuple[str, type, str]] = ()) -> None:
+def _init_worker(
+    registrations: Sequence[tuple[str, type, str]] = (), stop: Event | None = None
+) -> None:
     """One torch thread; the learners the parent registered with ``register_learner`` (entry
-    points are read by each process itself)."""
+    points are read by each process itself); the pool's stop event (:func:`stop_requested`)."""
     import torch
 
     from agents.registry import register_learner
 
+    global _STOP
     torch.set_num_threads(1)
+    _STOP = stop
     for name, cls, description in registrations:  # replace=True: over an entry point's, as there
         register_learner(name, cls, description, replace=True)
+
+
+def stop_requested() -> bool:
+    """In a worker process of :func:`run_cells`: whether the caller has stopped (Ctrl-C or an
+    error) and asks the running cells to stop at their next safe point (False elsewhere)."""
+    return _STOP is not None and _STOP.is_set()
 
 
 def _check_workers(workers: Any) -> int:
@@ -63,6 +84,7 @@ def run_cells(
     progress: bool = False,
     desc: str = "runs",
     ray_address: str | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """``[function(**cell) for cell in cells]``, in parallel.
 
@@ -75,6 +97,7 @@ def run_cells(
         progress: show a progress bar over the cells.
         desc: the bar's label.
         ray_address: the Ray cluster (ray backend); see :func:`connect_ray`.
+        on_result: called here as ``on_result(index, result)`` each time a cell finishes.
 
     Returns:
         The results, in the order of ``cells``.
@@ -83,31 +106,40 @@ def run_cells(
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     workers = _check_workers(workers)
     if backend == "ray":
-        return _run_on_ray(function, cells, progress=progress, desc=desc, address=ray_address)
+        return _run_on_ray(
+            function, cells, progress=progress, desc=desc, address=ray_address, on_result=on_result
+        )
     bar = tqdm(total=len(cells), desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         if workers == 1 or len(cells) <= 1:
             in_order = []
-            for cell in cells:
+            for index, cell in enumerate(cells):
                 in_order.append(function(**cell))
                 bar.update(1)
+                if on_result is not None:
+                    on_result(index, in_order[-1])
             return in_order
         from agents.registry import registered_in_process
 
         context = multiprocessing.get_context("spawn")
+        stop = context.Event()
         with ProcessPoolExecutor(
             min(workers, len(cells)),
             mp_context=context,
             initializer=_init_worker,
-            initargs=(registered_in_process(),),
+            initargs=(registered_in_process(), stop),
         ) as pool:
             futures = {pool.submit(function, **cell): i for i, cell in enumerate(cells)}
             results: list[Any] = [None] * len(cells)
             try:
                 for future in as_completed(futures):
-                    results[futures[future]] = future.result()
+                    index = futures[future]
+                    results[index] = future.result()
                     bar.update(1)
+                    if on_result is not None:
+                        on_result(index, results[index])
             except BaseException:
+                stop.set()  # running cells stop at their next safe point (stop_requested)
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             return results
@@ -169,7 +201,9 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-def _run_on_ray(function, cells, *, progress: bool, desc: str, address: str | None) -> list[Any]:
+def _run_on_ray(
+    function, cells, *, progress: bool, desc: str, address: str | None, on_result
+) -> list[Any]:
     """Each cell as a Ray task (one CPU each), on the cluster of :func:`connect_ray`."""
     from agents.registry import registered_in_process
 
@@ -182,8 +216,11 @@ def _run_on_ray(function, cells, *, progress: bool, desc: str, address: str | No
     with tqdm(total=len(cells), desc=desc, disable=not progress) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            results[order[done[0]]] = ray.get(done[0])
+            index = order[done[0]]
+            results[index] = ray.get(done[0])
             bar.update(1)
+            if on_result is not None:
+                on_result(index, results[index])
     return results
 
 

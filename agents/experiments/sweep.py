@@ -31,7 +31,8 @@ from agents.experiments.output import (
 )
 from agents.experiments.output_folder import record_output
 from agents.experiments.parallel import connect_ray, run_cells
-from agents.experiments.training import RunConfig, learner_class, train
+from agents.experiments.run_config import RunConfig, learner_class
+from agents.experiments.training import train
 
 __all__ = ["SWEEP_HELP", "expand_grid", "run_sweep"]
 

@@ -48,10 +48,13 @@ import numpy as np
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.experiments.building import build_learner, test_metrics
 from agents.experiments.config import check_keys, load_config, read_yaml
 from agents.experiments.output import OutputExistsError, prepare_output_dir, write_text
 from agents.experiments.output_folder import record_output
 from agents.experiments.parallel import BACKENDS, connect_ray, run_cells
+from agents.experiments.run_config import RunConfig, learner_class
+from agents.experiments.run_logs import final_metrics
 from agents.experiments.search_space import (
     Range,
     build_pruner,
@@ -59,14 +62,7 @@ from agents.experiments.search_space import (
     parse_search_space,
     require_optuna,
 )
-from agents.experiments.training import (
-    RunConfig,
-    build_learner,
-    final_metrics,
-    learner_class,
-    test_metrics,
-    train_in_memory,
-)
+from agents.experiments.training import train_in_memory
 from agents.experiments.tune_results import write_results
 from bpl_envs.checks import check_int
 

@@ -21,8 +21,10 @@ from agents.bptt import BPTT
 from agents.cli import BENCHMARK_DIR, BENCHMARKS, main
 from agents.experiments import EXPERIMENTS
 from agents.experiments import training as training_module
+from agents.experiments.building import env_arguments
 from agents.experiments.config import preset_names
-from agents.experiments.training import RunConfig, read_progress
+from agents.experiments.run_config import RunConfig
+from agents.experiments.run_logs import read_progress
 from agents.registry import LEARNERS
 from agents.td_lambda import TDLambda
 from bpl_envs.copy_repeat import CopyRepeatCurriculum
@@ -358,20 +360,61 @@ def test_ctrl_c_leaves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(
     assert json.loads((broken / "run.json").read_text())["status"] == "finished"
 
 
-def test_save_every_checkpoints_at_batch_boundaries(tmp_path):
+class InterruptAtBatchEnd(BaseCallback):
+    """Raise KeyboardInterrupt as batch ``batch`` ends, before the learner logs it."""
+
+    def __init__(self, batch: int):
+        super().__init__()
+        self.batch = batch
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.model.num_episodes == self.batch:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_between_a_batch_and_its_log_line_resumes_from_the_logged_batch(
+    tmp_path, monkeypatch
+):
+    """The checkpoint never runs ahead of progress.csv: interrupted as batch 3 ends, before its
+    row is written, the run keeps batch 2 and resumes to the uninterrupted log."""
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    assert main([*COPY_RUN, "--out", str(straight)]) == 0
+    interrupting = functools.partial(training_module.train, callbacks=[InterruptAtBatchEnd(3)])
+    monkeypatch.setattr(cli, "train", interrupting)  # the name the CLI calls
+    assert main([*COPY_RUN, "--out", str(broken)]) == 130
+    assert BPLambda.load(broken / "checkpoint.pt").num_episodes == 2
+    assert len(read_progress(broken / "progress.csv")["train/loss"]) == 2
+    assert json.loads((broken / "run.json").read_text())["num_episodes"] == 2
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(broken), "--no-progress"]) == 0
+    for p, q in zip(
+        _parameters(broken / "checkpoint.pt"), _parameters(straight / "checkpoint.pt"), strict=True
+    ):
+        assert torch.equal(p, q)
+    a, b = read_progress(straight / "progress.csv"), read_progress(broken / "progress.csv")
+    np.testing.assert_array_equal(a["train/loss"], b["train/loss"])
+
+
+def test_save_every_checkpoints_at_batch_boundaries_once_the_batch_is_logged(tmp_path):
     """--save-every 50 with batches of 30 steps: the first batch ending at or past 50, 100, 150
-    steps is saved (batches 2, 4 and 5), and the last batch at the end."""
+    steps is saved (batches 2, 4 and 5), and the last batch at the end. A checkpoint is written
+    when the next batch starts, after its own batch's progress.csv row: a run killed at any
+    moment resumes with a complete log."""
     out = tmp_path / "run"
-    saved = []
+    seen = []
 
     class Spy(BaseCallback):
         def _on_step(self):
             return True
 
-        def _on_rollout_end(self):
+        def _on_rollout_start(self):
             path = out / "checkpoint.pt"
             if path.exists():
-                saved.append(BPLambda.load(path).num_episodes)
+                rows = len(read_progress(out / "progress.csv")["train/loss"])
+                seen.append((BPLambda.load(path).num_episodes, rows))
 
     config = RunConfig(
         env="bpl/LineDraw-v0",
@@ -382,7 +425,9 @@ def test_save_every_checkpoints_at_batch_boundaries(tmp_path):
         save_every=50,
     )
     training_module.train(config, out, progress=False, stdout=False, callbacks=[Spy()])
-    assert saved == [2, 2, 4, 5]  # what checkpoint.pt holds after batches 2, 3, 4 and 5
+    # (batches in checkpoint.pt, rows in progress.csv) when batches 3, 4 and 5 start
+    assert seen == [(2, 2), (2, 3), (4, 4)]
+    assert BPLambda.load(out / "checkpoint.pt").num_episodes == 5
 
 
 @pytest.mark.parametrize(
@@ -517,13 +562,13 @@ def test_another_learner_on_a_config_keeps_the_hyperparameters_it_takes(tmp_path
 
 
 def test_the_curriculum_env_argument_builds_a_curriculum():
-    kwargs = training_module.env_arguments(
+    kwargs = env_arguments(
         "bpl/CopyRepeat-v0", {"curriculum": {"threshold_bits": "0.5"}, "max_repeats": 5}
     )
     assert isinstance(kwargs["curriculum"], CopyRepeatCurriculum)
     assert kwargs["curriculum"].threshold_bits == 0.5 and kwargs["max_repeats"] == 5
     with pytest.raises(ValueError, match="'repeats'"):
-        training_module.env_arguments("bpl/CopyRepeat-v0", {"curriculum": {"repeat": 2}})
+        env_arguments("bpl/CopyRepeat-v0", {"curriculum": {"repeat": 2}})
 
 
 # ------------------------------------------------------------------------------- help

@@ -24,7 +24,9 @@ from agents.bp_lambda import BPLambda
 from agents.bptt import BPTT
 from agents.cli import main
 from agents.experiments import hyperparameters as hp
+from agents.experiments.building import env_arguments
 from agents.experiments.compare import run as _compare_run  # noqa: F401  (module imports)
+from agents.experiments.comparison import comparison_runs
 from agents.experiments.config import load_config, preset_names
 from agents.experiments.copy_repeat import final_stage_loss
 from agents.experiments.output import (
@@ -38,14 +40,10 @@ from agents.experiments.output import (
 from agents.experiments.output_folder import MANIFEST
 from agents.experiments.parallel import connect_ray
 from agents.experiments.random_walk import sweep
+from agents.experiments.run_config import RunConfig
+from agents.experiments.run_logs import read_progress
 from agents.experiments.sweep import expand_grid
-from agents.experiments.toy import toy_cells
-from agents.experiments.training import (
-    RunConfig,
-    comparison_runs,
-    env_arguments,
-    read_progress,
-)
+from agents.experiments.toy import make_cells
 from agents.experiments.tune import TuneConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -70,7 +68,7 @@ def test_the_toy_preset_is_the_papers_toy_experiment():
     }
     experiment = config["experiment"]
     assert experiment["lambdas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
-    assert experiment["sequence_lengths"] == [10, 30, 60]
+    assert experiment["sequence_lengths"] == [10, 30, 60] and experiment["seeds"] == 3
     assert experiment["cores"]["frozen"] == {"lr_core": 0.0, "lr_readout": 0.0}
     assert experiment["cores"]["learning"]["lr_core"] > 0
     assert experiment["cores"]["frozen orthogonal"] == {
@@ -86,28 +84,42 @@ def test_the_toy_preset_is_the_papers_toy_experiment():
     assert env.unwrapped.task.input_size == 10 and env.unwrapped.task.output_size == 2
 
 
-def test_the_seqmnist_preset_is_the_papers():
-    config = load_config("seqmnist")
-    assert config["env"] == "bpl/SequentialMNIST-v0" and config["num_envs"] == 50
-    assert config["updates"] == 50 * 60000 // 50  # 50 epochs of 60,000 images in batches of 50
-    assert config["hyperparameters"] == {
-        "core": "lstm",
-        "hidden_size": 30,
-        "lr_core": 3e-4,
-        "lr_readout": 3e-4,
-        "lr_synth": 3e-4,
-        "lam": 1.0,
-        "gamma": 0.9,
-        "sg_weight": 0.1,
+PAPER_SEQMNIST = {
+    "core": "lstm",
+    "hidden_size": 30,
+    "lr_core": 3e-4,
+    "lr_readout": 3e-4,
+    "lr_synth": 3e-4,
+    "lam": 1.0,
+    "gamma": 0.9,
+    "sg_weight": 0.1,
+}
+FORWARD_VIEW = {"synth_update": "forward_view", "clip_synth_update": False}
+
+
+def test_the_seqmnist_presets_are_the_papers():
+    subset = load_config("seqmnist")  # the bundled subset: 4,000 training images
+    assert subset["env"] == "bpl/SequentialMNIST-v0" and subset["env_kwargs"] == {}
+    assert subset["num_envs"] == 50 and subset["updates"] == 50 * 4000 // 50  # 50 epochs
+    train = gym.make("bpl/SequentialMNIST-v0").unwrapped.dataset()[1]
+    test = gym.make("bpl/SequentialMNIST-v0", split="test").unwrapped.dataset()[1]
+    assert (len(train), len(test)) == (4000, 1000)
+    assert subset["hyperparameters"] == {**PAPER_SEQMNIST, **FORWARD_VIEW}
+    full = load_config("seqmnist_full")  # the IDX files of --mnist-root: 60,000 images
+    assert full["updates"] == 50 * 60000 // 50
+    assert {k: v for k, v in full.items() if k != "updates"} == {
+        k: v for k, v in subset.items() if k != "updates"
     }
     digits = load_config("digits")
-    assert digits["hyperparameters"] == config["hyperparameters"]
+    assert digits["hyperparameters"] == PAPER_SEQMNIST  # the trace path: affordable at T = 8
     assert digits["num_envs"] == 50 and digits["updates"] == 50 * math.ceil(1438 / 50)
 
 
 def test_the_copy_repeat_preset_is_the_papers():
     config = load_config("copy_repeat")
     assert config["env"] == "bpl/CopyRepeat-v0" and config["num_envs"] == 100
+    # the reference code: 15,000 epochs of ceil(1,000 training sequences / batch 100) batches
+    assert config["updates"] == 15000 * math.ceil(1000 / 100)
     assert config["env_kwargs"]["curriculum"] == {
         "pattern_length": 1,
         "repeats": 1,
@@ -122,7 +134,31 @@ def test_the_copy_repeat_preset_is_the_papers():
         "lam": 1.0,
         "gamma": 0.9,
         "sg_weight": 1.0,
+        **FORWARD_VIEW,
     }
+    runs = comparison_runs(config)
+    assert runs["BP(1)"].hyperparameters["synth_update"] == "forward_view"
+    assert "synth_update" not in runs["DNI(n=5)"].hyperparameters  # BP(λ) only
+
+
+@pytest.mark.parametrize("name", ["seqmnist", "seqmnist_full", "copy_repeat"])
+def test_the_paper_comparisons_have_the_papers_learners_and_seeds(name):
+    config = load_config(name)
+    assert config["experiment"]["seeds"] == 3
+    learners = {
+        label: (entry["learner"], entry.get("hyperparameters", {}))
+        for label, entry in config["experiment"]["learners"].items()
+    }
+    paper = {
+        "BP(0)": ("bp_lambda", {"lam": 0.0}),
+        "BP(0.5)": ("bp_lambda", {"lam": 0.5}),
+        "BP(1)": ("bp_lambda", {"lam": 1.0}),
+        "BPTT": ("bptt", {}),
+        "TBPTT(n=5)": ("tbptt", {"n": 5}),
+        "DNI(n=5)": ("dni", {"n": 5}),
+        "NoSG": ("nosg", {}),
+    }
+    assert {label: learners[label] for label in paper} == paper  # (and the RTRL approximations)
 
 
 def test_comparisons_have_the_papers_learners_and_the_online_rtrl_approximations():
@@ -172,7 +208,7 @@ def test_every_preset_is_valid(name):
         runs = comparison_runs(config)
         assert list(runs) == list(experiment["learners"])
     if "cores" in experiment:
-        cells = toy_cells(config, [0])
+        cells = make_cells(config, [0])
         assert len(cells) == (
             len(experiment["cores"])
             * len(experiment["lambdas"])
@@ -381,7 +417,7 @@ def test_reproduce_digits(tmp_path):
     for row in rows.values():
         for key in ("test_accuracy", "test_loss", "train_loss"):
             assert set(row[key]) == {"mean", "std", "values"}
-        assert len(row["train_loss_curve"]) == 2
+        assert row["train_loss_curve"]["update"] == [1, 2]
     hyper = result["config"]["hyperparameters"]
     bptt = BPTT(
         gym.make_vec("bpl/SequentialDigits-v0", num_envs=4),
@@ -403,7 +439,7 @@ def _write_idx(path: pathlib.Path, array: np.ndarray) -> None:
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
 
 
-def test_reproduce_digits_with_mnist_files_uses_the_seqmnist_preset(tmp_path):
+def test_reproduce_seqmnist_with_mnist_files_reads_them(tmp_path):
     rng = np.random.default_rng(0)
     root = tmp_path / "mnist"
     root.mkdir()
@@ -419,7 +455,7 @@ def test_reproduce_digits_with_mnist_files_uses_the_seqmnist_preset(tmp_path):
     result = _reproduce(
         tmp_path,
         "reproduce",
-        "digits",
+        "seqmnist",
         "--mnist-root",
         str(root),
         "--config",
@@ -451,7 +487,9 @@ def test_reproduce_copy_repeat_follows_the_curriculum(tmp_path):
         "1",
     )
     for row in result["results"]:
-        assert row["length_curve"] == [5, 7, 9]  # T of each batch (docs/algorithm.md#copy-repeat)
+        # T of each batch (docs/algorithm.md#copy-repeat)
+        assert row["length_curve"]["mean"] == [5, 7, 9]
+        assert row["length_curve"]["update"] == [1, 2, 3]
         assert row["length_reached"]["values"] == [12] and row["stages_passed"]["values"] == [3]
         assert 0 < row["final_loss_bits"]["values"][0] < 50.0  # the batch at T = 9 advanced
     table = (tmp_path / "out" / "results.md").read_text()

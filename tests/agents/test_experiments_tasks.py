@@ -15,8 +15,8 @@ import bpl_envs  # noqa: F401  (registers the ids)
 from agents import BPTT, NoSG
 from agents.cli import main
 from agents.experiments.adding import TEST_SEED, TEST_SEQUENCES
+from agents.experiments.comparison import comparison_runs
 from agents.experiments.config import load_config
-from agents.experiments.training import comparison_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TASK_PRESETS = ["adding", "charlm", "mackey_glass"]

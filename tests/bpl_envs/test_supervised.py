@@ -16,7 +16,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from agents import BPTT
-from agents.experiments.training import MetricHistory
+from agents.experiments.run_logs import MetricHistory
 from agents.registry import LEARNERS, get_learner
 from agents.sequence_learner import SequenceLearner
 from bpl_envs import SupervisedTaskWrapper, TaskSpec
