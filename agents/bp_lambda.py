@@ -37,7 +37,8 @@ from agents import traces
 from agents.cores import RecurrentCore
 from agents.reference_conventions import LearnerConventions, resolve_conventions
 from agents.replay import BackwardReplay
-from agents.sequence_learner import LearnerEnv, SequenceLearner, grad_of
+from agents.sequence_learner import LearnerEnv, SequenceLearner
+from agents.synth_increments import SynthIncrements
 from agents.synthesisers import TRACE_PARAMETER_MODES, make_synthesiser
 from bpl_envs.checks import (
     check_bool,
@@ -243,9 +244,7 @@ class BPLambda(SequenceLearner):
             self._use_replay()
         else:
             self._replay = None
-        # clipping: how many per-token increments (token, tensor) were rescaled, of how many
-        self._rescaled = torch.zeros((), dtype=torch.long, device=self.device)
-        self._clipped_increments = 0
+        self._increments = SynthIncrements(self.clip_synth_update, self.device)
         super()._begin_sequences(batch_size)
 
     def _use_replay(self) -> None:
@@ -390,39 +389,20 @@ class BPLambda(SequenceLearner):
     def _apply_synth_increments(self, increments) -> None:
         """grad -= (sum_b delta_b . e_b) / B per trace parameter (rescaled to norm <= 1 when
         ``clip_synth_update``); the increments may be overwritten."""
-        batch_size = self._state.shape[0]
-        for parameter, increment in zip(
-            self._trainable_parameters("synthesiser"), increments, strict=True
-        ):
-            if self.clip_synth_update:  # (inc / B) / max(|inc / B|, 1) = inc / max(|inc|, B)
-                norm = increment.norm()
-                self._rescaled.add_(norm > batch_size)
-                self._clipped_increments += 1
-                grad_of(parameter).addcdiv_(increment, norm.clamp(min=batch_size), value=-1.0)
-            else:
-                grad_of(parameter).sub_(increment.div_(batch_size))
+        batch = self._state.shape[0]
+        self._increments.add(self._trainable_parameters("synthesiser"), increments, batch)
 
     def _apply_replayed_increments(
         self, first_state: int, increments: tuple[torch.Tensor, ...]
     ) -> None:
         """As :meth:`_apply_synth_increments` for the increments of the states first_state, ...,
-        first_state + P - 1 at once, each (P, *theta.shape): every state's increment rescaled to
-        norm <= 1 on its own. The trace path applies state u's increment at token u + 1, which
-        the finite check names."""
-        batch_size = self._state.shape[0]
-        for parameter, increment in zip(
-            self._trainable_parameters("synthesiser"), increments, strict=True
-        ):
-            per_state = increment.view(increment.shape[0], -1)
-            norms = torch.linalg.vector_norm(per_state, dim=1)
+        first_state + P - 1 at once, each (P, *theta.shape), each state's clipped on its own.
+        The trace path applies state u's increment at token u + 1, which the finite check
+        names."""
+        parameters = self._trainable_parameters("synthesiser")
+        batch = self._state.shape[0]
+        for norms in self._increments.add_per_state(parameters, increments, batch):
             self._watch_tokens(first_state + 1, norms)
-            if self.clip_synth_update:
-                self._rescaled.add_((norms > batch_size).sum())
-                self._clipped_increments += norms.numel()
-                per_state = per_state / norms.clamp(min=batch_size).unsqueeze(1)
-                grad_of(parameter).sub_(per_state.sum(0).view_as(parameter))
-            else:
-                grad_of(parameter).sub_(per_state.sum(0).view_as(parameter), alpha=1.0 / batch_size)
 
     def _forward_view_increments(self) -> tuple[torch.Tensor, ...] | None:
         """sum_t sum_b (G^lambda_t - g_t) . dg(s_t)/dtheta over the stored sequence, with
@@ -461,8 +441,8 @@ class BPLambda(SequenceLearner):
 
     def _record_metrics(self, losses, scored_steps, correct, steps) -> None:
         super()._record_metrics(losses, scored_steps, correct, steps)
-        if self._clipped_increments:  # the batch's per-token increments, rescaled if |inc| > B
-            fraction = int(self._rescaled) / self._clipped_increments
+        fraction = self._increments.clip_fraction()  # of the batch's per-token increments
+        if fraction is not None:
             self.logger.record("train/synth_clip_fraction", fraction)
 
     # ------------------------------------------------------------------- checkpoints
