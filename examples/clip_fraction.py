@@ -29,14 +29,16 @@ from agents.experiments.run_logs import read_progress
 from agents.experiments.training import load_run
 
 
-def clip_fractions(folder: pathlib.Path, updates: int) -> np.ndarray:
-    """``train/synth_clip_fraction`` of each of ``updates`` batches continued from ``folder``."""
+def clip_fractions(folder: pathlib.Path, updates: int, synth_update: str = "replay") -> np.ndarray:
+    """``train/synth_clip_fraction`` of each of ``updates`` batches continued from ``folder`` on
+    ``synth_update``'s path with per-token clipping (the replay by default: the trace path gives
+    the same increments, far slower at the paper's sizes)."""
     config, _ = load_run(folder)
     if config.learner != "bp_lambda":
         raise ValueError(f"{folder} is a {config.learner!r} run; clipping is BP(lambda)'s")
     env = build_env(config.env, config.env_kwargs, config.num_envs, vector=True)
     learner = learner_class(config.learner).load(
-        folder / "checkpoint.pt", env=env, synth_update="replay", clip_synth_update=True
+        folder / "checkpoint.pt", env=env, synth_update=synth_update, clip_synth_update=True
     )
     with tempfile.TemporaryDirectory() as logs:
         learner.set_logger(configure(logs, ["csv"]))
