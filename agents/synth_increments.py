@@ -11,6 +11,11 @@ replay path hands over the increments of several states at once, one row per sta
 clipped on its own, so both paths add the same numbers. :class:`SynthIncrements` also counts how
 many (token, tensor) increments the clipping rescaled, which BP(λ) logs as
 ``train/synth_clip_fraction``.
+
+A finite increment whose norm overflows the floating-point type (in float32 every entry near
+1e18 or more, as when a learning linear RNN's traces grow over 60 tokens) is still rescaled to
+norm 1, its direction computed after dividing it by its largest entry. The reference code
+computes that norm as infinite and so adds nothing for such a token.
 """
 
 from __future__ import annotations
@@ -22,6 +27,15 @@ import torch
 from agents.sequence_learner import grad_of
 
 __all__ = ["SynthIncrements"]
+
+
+def _clipped_rows(rows: torch.Tensor, norms: torch.Tensor, batch: int) -> torch.Tensor:
+    """Each row r of ``rows`` (P, n) as r / max(‖r‖, batch), also where its norm (in ``norms``,
+    (P, 1)) overflowed to infinity."""
+    clipped = rows / norms.clamp(min=batch)
+    scaled = rows / rows.abs().amax(dim=1, keepdim=True)  # entries in [-1, 1], norm <= sqrt(n)
+    unit = scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
+    return torch.where(norms.isinf(), unit, clipped)
 
 
 class SynthIncrements:
@@ -40,35 +54,29 @@ class SynthIncrements:
     def add(
         self, parameters: Sequence[torch.Tensor], increments: Sequence[torch.Tensor], batch: int
     ) -> None:
-        """One token's increments, each shaped like its parameter (they may be overwritten)."""
-        for parameter, increment in zip(parameters, increments, strict=True):
-            if self.clip:  # (inc / B) / max(|inc / B|, 1) = inc / max(|inc|, B)
-                norm = increment.norm()
-                self._rescaled.add_(norm > batch)
-                self._counted += 1
-                grad_of(parameter).addcdiv_(increment, norm.clamp(min=batch), value=-1.0)
-            else:
-                grad_of(parameter).sub_(increment.div_(batch))
+        """One token's increments, each shaped like its parameter."""
+        self.add_per_state(parameters, [increment.unsqueeze(0) for increment in increments], batch)
 
     def add_per_state(
         self, parameters: Sequence[torch.Tensor], increments: Sequence[torch.Tensor], batch: int
     ) -> list[torch.Tensor]:
         """The increments of P states at once, each (P, *parameter.shape), every state's row
-        clipped on its own. Returns each parameter's (P,) increment norms (for the finite
-        check, which names the token of a non-finite one)."""
-        norms_per_parameter = []
+        clipped on its own. Returns each parameter's (P,) largest absolute entry per row: finite
+        exactly where the row is (for the finite check, which names the token of a non-finite
+        one)."""
+        peaks = []
         for parameter, increment in zip(parameters, increments, strict=True):
-            per_state = increment.view(increment.shape[0], -1)
-            norms = torch.linalg.vector_norm(per_state, dim=1)
-            norms_per_parameter.append(norms)
+            rows = increment.reshape(increment.shape[0], -1)
+            peaks.append(rows.abs().amax(dim=1))
             if self.clip:
+                norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
                 self._rescaled.add_((norms > batch).sum())
-                self._counted += norms.numel()
-                per_state = per_state / norms.clamp(min=batch).unsqueeze(1)
-                grad_of(parameter).sub_(per_state.sum(0).view_as(parameter))
+                self._counted += rows.shape[0]
+                rows = _clipped_rows(rows, norms, batch)
             else:
-                grad_of(parameter).sub_(per_state.sum(0).view_as(parameter), alpha=1.0 / batch)
-        return norms_per_parameter
+                rows = rows / batch
+            grad_of(parameter).sub_(rows.sum(0).view_as(parameter))
+        return peaks
 
     def clip_fraction(self) -> float | None:
         """The fraction of (token, tensor) increments the clipping rescaled; None without
