@@ -65,6 +65,7 @@ def test_the_toy_preset_is_the_papers_toy_experiment():
         "lr_core": 0.0,
         "lr_readout": 0.0,
         "lr_synth": 1e-4,
+        "synth_update": "replay",  # the trace path's numbers (tests/agents/test_replay.py)
     }
     experiment = config["experiment"]
     assert experiment["lambdas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
