@@ -14,8 +14,8 @@ many (token, tensor) increments the clipping rescaled, which BP(λ) logs as
 
 A finite increment whose norm overflows the floating-point type (in float32 every entry near
 1e18 or more, as when a learning linear RNN's traces grow over 60 tokens) is still rescaled to
-norm 1, its direction computed after dividing it by its largest entry. The reference code
-computes that norm as infinite and so adds nothing for such a token.
+norm 1, its direction computed after dividing it by its largest entry (evaluated naively, the
+formula above divides by an infinite norm and adds nothing).
 """
 
 from __future__ import annotations
