@@ -53,8 +53,8 @@ def test_one_token_equals_one_row_of_the_per_state_path():
 
 
 def test_an_increment_whose_norm_overflows_is_rescaled_to_norm_one():
-    """float32 entries of 1e20: the norm overflows to inf (a naive Δθ / max(‖Δθ‖, B)
-    would add nothing); the increment still enters as its direction, of norm 1, and counts as clipped."""
+    """float32 entries of 1e20: the norm overflows to inf (a naive Δθ / max(‖Δθ‖, B) would add
+    nothing); the increment still enters as its direction, of norm 1, and counts as clipped."""
     parameter = torch.zeros(5, 6)
     parameter.grad = torch.zeros_like(parameter)
     torch.manual_seed(3)
