@@ -29,11 +29,13 @@ from agents.sequence_learner import grad_of
 __all__ = ["SynthIncrements"]
 
 
-def _clipped_rows(rows: torch.Tensor, norms: torch.Tensor, batch: int) -> torch.Tensor:
+def _clipped_rows(
+    rows: torch.Tensor, norms: torch.Tensor, peaks: torch.Tensor, batch: int
+) -> torch.Tensor:
     """Each row r of ``rows`` (P, n) as r / max(‖r‖, batch), also where its norm (in ``norms``,
-    (P, 1)) overflowed to infinity."""
+    (P, 1)) overflowed to infinity; ``peaks`` (P, 1) holds each row's largest |entry|."""
     clipped = rows / norms.clamp(min=batch)
-    scaled = rows / rows.abs().amax(dim=1, keepdim=True)  # entries in [-1, 1], norm <= sqrt(n)
+    scaled = rows / peaks  # entries in [-1, 1], norm <= sqrt(n)
     unit = scaled / torch.linalg.vector_norm(scaled, dim=1, keepdim=True)
     return torch.where(norms.isinf(), unit, clipped)
 
@@ -67,12 +69,13 @@ class SynthIncrements:
         peaks = []
         for parameter, increment in zip(parameters, increments, strict=True):
             rows = increment.reshape(increment.shape[0], -1)
-            peaks.append(rows.abs().amax(dim=1))
+            peak = rows.abs().amax(dim=1, keepdim=True)
+            peaks.append(peak.squeeze(1))
             if self.clip:
                 norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
                 self._rescaled.add_((norms > batch).sum())
                 self._counted += rows.shape[0]
-                rows = _clipped_rows(rows, norms, batch)
+                rows = _clipped_rows(rows, norms, peak, batch)
             else:
                 rows = rows / batch
             grad_of(parameter).sub_(rows.sum(0).view_as(parameter))

@@ -80,14 +80,15 @@ def test_report_check_fails_on_a_stale_block_and_report_rewrites_it(tmp_path, ca
 
 
 def _table_without_time_columns(text):
-    """A markdown table (and the text around it) without its "... time (s)" columns."""
-    lines, timed = [], []
+    """Markdown tables (and the text around them) without their "... time (s)" columns."""
+    lines, timed = [], None  # timed: the column indices of the current table's time columns
     for line in text.split("\n"):
         if not line.startswith("|"):
             lines.append(line)
+            timed = None
             continue
         cells = line.strip("|").split("|")
-        if cells and not set(cells[0]) <= {"-", " "} and not timed:  # the header row
+        if timed is None:  # a table's first row is its header
             timed = [i for i, cell in enumerate(cells) if cell.strip().endswith("time (s)")]
         lines.append("|".join(c for i, c in enumerate(cells) if i not in timed))
     return "\n".join(lines)
